@@ -1,0 +1,121 @@
+"""Image datasets: open any ``datasets`` image source and read rows as (image key, decoded RGB image)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+
+import datasets
+from PIL import Image
+
+__all__ = ["ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError"]
+
+
+_SPLIT_DIRS = {"validation": ("validation", "val", "valid"), "test": ("test",), "train": ("train",)}
+
+
+class BadImageError(ValueError):
+    """An image that cannot be read or decoded."""
+
+
+@dataclasses.dataclass
+class ImageSource:
+    """An image dataset with its image column left undecoded, and where it came from."""
+
+    dataset: datasets.Dataset | datasets.IterableDataset
+    spec: str
+    config: str | None
+    split: str
+    revision: str | None
+    image_column: str
+    label_column: str | None
+    label_names: list[str] | None
+
+    @property
+    def num_rows(self) -> int | None:
+        return getattr(self.dataset, "num_rows", None)
+
+
+def _load(spec: str, config: str | None, split: str, revision: str | None, streaming: bool):
+    local = Path(spec.removeprefix("imagefolder:"))
+    if spec.startswith("imagefolder:") or local.is_dir():
+        if not local.is_dir():
+            raise FileNotFoundError(f"Image folder {local} does not exist.")
+        # A folder with one subfolder per split (train/, val/) or with the class folders directly. Files are named
+        # explicitly: datasets' split inference from file names misreads e.g. ImageNet's "*_val_*" train images.
+        split_dir = next((local / name for name in _SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), local)
+        builder = "parquet" if any(split_dir.glob("**/*.parquet")) else "imagefolder"
+        pattern = "**/*.parquet" if builder == "parquet" else "**"
+        return datasets.load_dataset(builder, data_files={split: str(split_dir / pattern)}, split=split, streaming=streaming)
+    if spec.startswith("parquet:") or spec.endswith(".parquet"):
+        files = spec.removeprefix("parquet:")
+        return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
+    if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
+        raise FileNotFoundError(
+            f"Dataset {spec!r} is neither an existing folder nor a Hub id: give a Hub id like 'ILSVRC/imagenet-1k', "
+            "'imagefolder:PATH' for a folder of class subfolders, or 'parquet:GLOB'."
+        )
+    return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
+
+
+def load_images(
+    spec: str,
+    config: str | None = None,
+    split: str = "train",
+    revision: str | None = None,
+    streaming: bool = False,
+    image_column: str = "image",
+    label_column: str | None = "label",
+    max_rows: int | None = None,
+) -> ImageSource:
+    """Opens ``spec``: a Hub id (with ``config``/``split``/``revision``), ``imagefolder:PATH`` or a folder, or
+    ``parquet:GLOB``. The image column is cast to undecoded bytes so each consumer decodes exactly once."""
+    dataset = _load(spec, config, split, revision, streaming)
+    features = dataset.features or {}
+    if image_column not in features:
+        raise KeyError(
+            f"Dataset {spec!r} has no image column {image_column!r}; its columns are {list(features)}. "
+            "Pass the right name with --image-column."
+        )
+    if not isinstance(features[image_column], datasets.Image):
+        raise TypeError(f"Column {image_column!r} of {spec!r} is {features[image_column]}, not a datasets.Image.")
+    dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
+    if label_column is not None and label_column not in features:
+        label_column = None
+    label_names = None
+    if label_column is not None and isinstance(features[label_column], datasets.ClassLabel):
+        label_names = list(features[label_column].names)
+    if max_rows is not None:
+        dataset = dataset.take(max_rows) if streaming else dataset.select(range(min(max_rows, dataset.num_rows)))
+    return ImageSource(dataset, spec, config, split, revision, image_column, label_column, label_names)
+
+
+def image_bytes(value: dict) -> bytes:
+    """The encoded bytes of an undecoded ``datasets.Image`` value (``{"bytes": ..., "path": ...}``)."""
+    if value.get("bytes") is not None:
+        return value["bytes"]
+    path = value.get("path")
+    if not path:
+        raise BadImageError("the image has neither bytes nor a path")
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise BadImageError(f"cannot read {path}: {err}") from err
+
+
+def image_key(data: bytes) -> str:
+    """A stable identity of an encoded image: the BLAKE2b-128 hex digest of its bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decodes encoded image bytes to RGB, fully (a truncated file raises BadImageError)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as err:  # PIL raises several types for corrupt data
+        raise BadImageError(f"cannot decode the image: {err}") from err
+    return image if image.mode == "RGB" else image.convert("RGB")

@@ -1,0 +1,221 @@
+"""The FKD label-set format: Hugging Face Datasets columns that line up row by row with an image dataset.
+
+A label set is a folder (or a Hub dataset repo) laid out as::
+
+    fkd_labels.json                 # LabelSetMetadata: how the labels were made (written last: its presence = done)
+    README.md                       # dataset card; its YAML points `load_dataset` at data/*.parquet
+    data/shard-00000.parquet ...    # one row per source image, in source order
+
+Columns (R stored crops per image, k stored classes per crop):
+
+- ``image_key`` (string): BLAKE2b-128 hex digest of the encoded source image bytes.
+- ``crops`` (R x 4 float16): ``(top/H, left/W, height/H, width/W)`` of each crop in the source image.
+- ``flips`` (R bool): horizontal flip of each crop.
+- ``topk_indices`` (R x k int16, or int32 when the class count exceeds int16): the teacher's top-k classes.
+- ``topk_values`` (R x k float16): their probabilities, after the temperature.
+
+``datasets.concatenate_datasets([images, labels.dataset], axis=1)`` joins the two; :func:`load_label_set` reads
+the data and its metadata back, locally or from the Hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features, List, Value
+
+from .soft_labels import check_kind
+
+METADATA_FILE = "fkd_labels.json"
+DATA_DIR = "data"
+SHARD_PATTERN = "shard-{:05d}.parquet"
+LABEL_COLUMNS = ("image_key", "crops", "flips", "topk_indices", "topk_values")
+FORMAT_VERSION = 1
+SKIPPED_ROWS_KEY = b"fkd_skipped_rows"
+
+__all__ = [
+    "METADATA_FILE",
+    "LABEL_COLUMNS",
+    "LabelSetMetadata",
+    "LabelSet",
+    "label_features",
+    "index_dtype",
+    "rows_to_table",
+    "write_shard",
+    "read_metadata",
+    "load_label_set",
+]
+
+
+@dataclasses.dataclass
+class LabelSetMetadata:
+    """Everything needed to reproduce, check and use a label set; saved as ``fkd_labels.json``."""
+
+    kind: str
+    k: int
+    num_classes: int
+    class_names: list[str]
+    temperature: float
+    num_crops: int
+    seed: int
+    crop_scale: list[float]
+    crop_ratio: list[float]
+    teacher: str
+    teacher_revision: str | None
+    teacher_library: str
+    teacher_input_size: list[int]
+    teacher_mean: list[float]
+    teacher_std: list[float]
+    teacher_interpolation: str
+    teacher_class_indices: list[int] | None
+    precision: str
+    dataset: str
+    dataset_config: str | None
+    dataset_split: str
+    dataset_revision: str | None
+    image_column: str
+    label_column: str | None
+    num_rows: int = 0
+    num_shards: int = 0
+    rows_per_shard: int = 0
+    skipped_rows: list[int] = dataclasses.field(default_factory=list)
+    bytes_per_crop: float | None = None
+    fkd_hf_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self):
+        check_kind(self.kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabelSetMetadata:
+        if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+            raise ValueError(
+                f"This label set uses format version {data['format_version']}, newer than this fkd_hf reads "
+                f"({FORMAT_VERSION}): upgrade fkd_hf (pip install -U fkd-hf)."
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Writes ``fkd_labels.json`` into ``directory`` atomically (a reader never sees half a file)."""
+        path = Path(directory) / METADATA_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def features(self) -> Features:
+        return label_features(self.num_crops, self.k, self.num_classes)
+
+
+def index_dtype(num_classes: int) -> str:
+    """int16 when every class index fits, int32 otherwise."""
+    return "int16" if num_classes <= np.iinfo(np.int16).max + 1 else "int32"
+
+
+def label_features(num_crops: int, k: int, num_classes: int) -> Features:
+    """The ``datasets.Features`` of a label set with R = ``num_crops`` crops and top-``k`` labels."""
+    return Features(
+        {
+            "image_key": Value("string"),
+            "crops": List(List(Value("float16"), length=4), length=num_crops),
+            "flips": List(Value("bool"), length=num_crops),
+            "topk_indices": List(List(Value(index_dtype(num_classes)), length=k), length=num_crops),
+            "topk_values": List(List(Value("float16"), length=k), length=num_crops),
+        }
+    )
+
+
+def _fixed_size_lists(array: np.ndarray) -> pa.Array:
+    flat = pa.array(np.ascontiguousarray(array).reshape(-1))
+    for size in reversed(array.shape[1:]):
+        flat = pa.FixedSizeListArray.from_arrays(flat, size)
+    return flat
+
+
+def rows_to_table(columns: dict[str, Any], features: Features) -> pa.Table:
+    """An Arrow table in the label-set schema from column arrays (``[N, R, ...]`` numpy arrays, keys as a list)."""
+    arrays = [pa.array(list(columns["image_key"]), type=pa.string())]
+    arrays += [_fixed_size_lists(np.asarray(columns[name])) for name in LABEL_COLUMNS[1:]]
+    table = pa.Table.from_arrays(arrays, names=list(LABEL_COLUMNS))
+    return table.cast(features.arrow_schema)
+
+
+def write_shard(table: pa.Table, path: str | os.PathLike, skipped_rows: list[int] = ()) -> None:
+    """Writes one parquet shard atomically: to a temporary name first, renamed once complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[SKIPPED_ROWS_KEY] = json.dumps(list(skipped_rows)).encode()
+    table = table.replace_schema_metadata(metadata)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def shard_skipped_rows(path: str | os.PathLike) -> list[int]:
+    """The source rows recorded as skipped in one shard's parquet metadata."""
+    metadata = pq.read_schema(path).metadata or {}
+    return json.loads(metadata.get(SKIPPED_ROWS_KEY, b"[]"))
+
+
+def read_metadata(source: str | os.PathLike, revision: str | None = None) -> LabelSetMetadata:
+    """Reads ``fkd_labels.json`` from a label-set folder or a Hub dataset repo id."""
+    local = Path(source)
+    if local.is_dir():
+        path = local / METADATA_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{local} has no {METADATA_FILE}: it is not a finished FKD label set. If `fkd-hf generate` was "
+                "interrupted, rerun the same command to finish it."
+            )
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(str(source), METADATA_FILE, repo_type="dataset", revision=revision)
+    return LabelSetMetadata.from_dict(json.loads(Path(path).read_text()))
+
+
+@dataclasses.dataclass
+class LabelSet:
+    """A label set's rows (a ``datasets.Dataset``, or ``IterableDataset`` when streamed) and its metadata."""
+
+    dataset: datasets.Dataset | datasets.IterableDataset
+    metadata: LabelSetMetadata
+
+
+def load_label_set(
+    source: str | os.PathLike, revision: str | None = None, streaming: bool = False
+) -> LabelSet:
+    """Loads a label set from a folder written by ``fkd-hf generate`` or from a Hub dataset repo id.
+
+    >>> labels = load_label_set("outputs/labels")  # doctest: +SKIP
+    >>> labels.metadata.kind, labels.dataset.num_rows  # doctest: +SKIP
+    ('marginal_smoothing', 3000)
+    """
+    metadata = read_metadata(source, revision)
+    local = Path(source)
+    if local.is_dir():
+        files = sorted(str(p) for p in (local / DATA_DIR).glob("*.parquet"))
+        dataset = datasets.load_dataset(
+            "parquet", data_files={"train": files}, split="train", streaming=streaming, features=metadata.features()
+        )
+    else:
+        dataset = datasets.load_dataset(str(source), split="train", revision=revision, streaming=streaming)
+    if not streaming and dataset.num_rows != metadata.num_rows:
+        raise ValueError(
+            f"{source} has {dataset.num_rows} rows but its {METADATA_FILE} says {metadata.num_rows}: the label set "
+            "is incomplete or was modified; regenerate it with `fkd-hf generate`."
+        )
+    return LabelSet(dataset=dataset, metadata=metadata)
