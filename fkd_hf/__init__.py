@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .crops import crops_to_pixels, replay_crop, sample_crops
-from .generate import GenerateConfig, generate
+from .generation import GenerateConfig, generate
 from .label_set import LabelSet, LabelSetMetadata, label_features, load_label_set
 from .soft_labels import KINDS, quantize, reconstruct
 from .teachers import Teacher, load_teacher, resolve_class_map

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +19,13 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str], prog: str
     A ``--config`` YAML file supplies defaults (its keys are the flag names with underscores); flags given on the
     command line override it. Unknown YAML keys are an error that lists them.
     """
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
+    parser = HfArgumentParser(
+        dataclass_types, prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=str, default=None, help="YAML file of defaults; flags override it.")
-    pre, _ = parser.parse_known_args(argv)
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", type=str, default=None)
+    pre, _ = pre_parser.parse_known_args(argv)
     if pre.config:
         values = yaml.safe_load(Path(pre.config).read_text()) or {}
         known = {action.dest for action in parser._actions}

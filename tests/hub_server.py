@@ -108,11 +108,11 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _card_data(files: dict[str, Blob]) -> dict:
-    """YAML front matter of README.md, or {}."""
-    readme = files.get("README.md")
-    match = readme and re.match(rb"^---\s*\n(.*?)\n---\s*\n", readme.data, re.S)
-    return (yaml.safe_load(match.group(1)) or {}) if match else {}
+def _card_data(readme: bytes) -> dict:
+    """The YAML front matter of a README.md as a dict, or {}."""
+    match = re.match(rb"^---\s*\n(.*?)\n---\s*\n", readme, re.DOTALL)
+    data = yaml.safe_load(match.group(1)) if match else None
+    return data if isinstance(data, dict) else {}
 
 
 def _tree_entries(files: dict[str, Blob], root: str, recursive: bool) -> list[dict]:
@@ -202,10 +202,6 @@ class FakeHub:
             "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         }
 
-    def unknown_routes(self) -> list[dict]:
-        """Logged requests that no route answered."""
-        return [entry for entry in self.requests_log if entry["route"] is None]
-
     def commit(self, repo: Repo, title: str, files: dict[str, Blob]) -> Commit:
         """Record a new commit on `main` of `repo`."""
         with self.lock:
@@ -232,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     hub: FakeHub
 
-    ROUTES = [
+    ROUTES = (
         ("GET", r"/api/whoami-v2", "whoami"),
         ("POST", r"/api/repos/create", "create_repo"),
         ("DELETE", r"/api/repos/delete", "delete_repo"),
@@ -247,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         ("PUT", r"/lfs-upload/(?P<oid>[0-9a-f]{64})", "lfs_upload"),
         ("GET", rf"/(?:(?P<type>datasets|spaces)/)?{_REPO}/resolve/{_REV}/(?P<path>.+)", "resolve"),
         ("HEAD", rf"/(?:(?P<type>datasets|spaces)/)?{_REPO}/resolve/{_REV}/(?P<path>.+)", "resolve"),
-    ]
+    )
 
     def do_GET(self):
         self._dispatch()
@@ -376,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _r_validate_yaml(self):
         content = self._json_body().get("content", "")
         try:
-            _card_data({"README.md": Blob(content.encode(), lfs=False)})
+            _card_data(content.encode())
         except yaml.YAMLError as err:
             return 400, {}, {"errors": [{"message": str(err)}], "warnings": []}
         return 200, {}, {"errors": [], "warnings": []}
@@ -384,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _r_repo_info(self, type, repo, rev="main"):
         found = self._repo(type, repo)
         commit = found.resolve(rev)
-        card = _card_data(commit.files)
+        card = _card_data(commit.files["README.md"].data) if "README.md" in commit.files else {}
         siblings = [
             {"rfilename": e["path"], "size": e["size"], "blobId": e["oid"]}
             | ({"lfs": {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": e["lfs"]["pointerSize"]}}
@@ -398,7 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
             "cardData": card, "siblings": siblings,
         }  # fmt: skip
         if found.repo_type == "model":
-            info |= {"modelId": repo, "library_name": card.get("library_name"), "pipeline_tag": card.get("pipeline_tag")}
+            info |= {"modelId": repo, **{key: card.get(key) for key in ("library_name", "pipeline_tag")}}
         return 200, {}, info
 
     def _r_tree(self, type, repo, rev, path=""):

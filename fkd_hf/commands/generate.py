@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from ..arguments import parse_config
-from ..generate import GenerateConfig, generate
+from ..generation import GenerateConfig, generate
 
 
 def main(argv: list[str]) -> int:

@@ -351,7 +351,11 @@ def generate(config: GenerateConfig) -> GenerateSummary:
 
     config.validate()
     start = time.perf_counter()
-    accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=24))])
+    # Accelerate treats a torchrun/launch job as distributed on CPU only when told to use the CPU.
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(),
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=24))],
+    )
     output_dir = Path(config.output_dir)
     with accelerator.main_process_first():
         source = load_images(
