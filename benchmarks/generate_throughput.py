@@ -1,0 +1,115 @@
+"""Generation throughput against the teacher's bare forward pass, and label storage per crop.
+
+    python -m benchmarks.generate_throughput --images 96 --num-crops 8 --batch-size 64
+
+Measured in one run, on the same machine, teacher, batch size, resolution and precision:
+1. bare: the teacher's forward pass alone on random tensors already in memory (crops/s);
+2. generate: `fkd_hf.generate` end to end on real photos: reading, decoding, sampling and replaying crops,
+   the teacher, quantization and parquet writing (crops/s);
+and the ratio generate / bare (the target is at least 0.9). Storage: label bytes per crop before compression
+(Arrow buffers) and on disk (zstd parquet) for several k (every top-k kind stores the same columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from fkd_hf import GenerateConfig, generate, load_teacher
+from fkd_hf.label_set import DATA_DIR, LABEL_COLUMNS, label_features, rows_to_table, write_shard
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenette-mini"
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=f"imagefolder:{DEFAULT_DATA}")
+    parser.add_argument("--teacher", default="efficientnet-lite0")
+    parser.add_argument("--images", type=int, default=96, help="Source images to label.")
+    parser.add_argument("--num-crops", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64, help="Crops per teacher forward pass.")
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    return parser
+
+
+def bare_forward_crops_per_s(teacher_name: str, batch_size: int, precision: str, batches: int) -> float:
+    teacher = load_teacher(teacher_name)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    x = torch.randn(batch_size, 3, *teacher.input_size)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision != "fp32"):
+        teacher.logits(x)  # warm-up
+        start = time.perf_counter()
+        for _ in range(batches):
+            teacher.logits(x)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def storage_rows(labels_dir: Path, work: Path) -> list[tuple[int, float, float]]:
+    """(k, label bytes per crop before compression, on disk) from one full-distribution label set.
+
+    Stored top-k lists are sorted by probability, so the first k entries of a ``full`` label set are exactly
+    what a top-k kind stores."""
+    table = pq.read_table(next((labels_dir / DATA_DIR).glob("*.parquet")))
+    columns = {name: table.column(name).to_pylist() for name in LABEL_COLUMNS}
+    columns = {name: np.asarray(v) if name != "image_key" else v for name, v in columns.items()}
+    num_rows, num_crops, num_classes = columns["topk_values"].shape
+    rows = []
+    for k in sorted({1, min(5, num_classes), num_classes}):
+        sliced = dict(columns, topk_indices=columns["topk_indices"][..., :k], topk_values=columns["topk_values"][..., :k])
+        table_k = rows_to_table(sliced, label_features(num_crops, k, num_classes))
+        path = work / f"k{k}.parquet"
+        write_shard(table_k, path)
+        crops = num_rows * num_crops
+        raw = sum(table_k.column(name).nbytes for name in LABEL_COLUMNS[1:]) / crops
+        rows.append((k, raw, path.stat().st_size / crops))
+    return rows
+
+
+def main(args: argparse.Namespace) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = GenerateConfig(
+            dataset=args.dataset, output_dir=str(work / "labels"), teacher=args.teacher, class_map="auto",
+            num_crops=args.num_crops, batch_size=args.batch_size, max_rows=args.images,
+            num_workers=args.num_workers, precision=args.precision, num_shards=1,
+        )
+        generate(GenerateConfig(**{**vars(config), "output_dir": str(work / "warmup"), "max_rows": 8}))
+        summary = generate(config)
+        generate_rate = summary.crops / summary.seconds
+        batches = max(2, summary.crops // args.batch_size)
+        bare_rate = bare_forward_crops_per_s(args.teacher, args.batch_size, args.precision, batches)
+        full = GenerateConfig(**{**vars(config), "output_dir": str(work / "full"), "kind": "full", "num_crops": 4})
+        generate(full)
+        storage = storage_rows(work / "full", work)
+    lines = [
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+        f"teacher {args.teacher}, batch {args.batch_size} crops, {args.precision}, R = {args.num_crops}, "
+        f"{args.images} images.",
+        "",
+        "| measure | crops/s |",
+        "|---|---|",
+        f"| teacher forward alone | {bare_rate:.1f} |",
+        f"| `fkd-hf generate` end to end | {generate_rate:.1f} |",
+        f"| ratio generate / bare | {generate_rate / bare_rate:.2f} |",
+        "",
+        f"Label storage ({args.images} images x 4 crops, {storage[-1][0]} classes; one shard):",
+        "",
+        "| k | bytes per crop before compression | on disk (zstd parquet) |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {k} | {raw:.1f} | {disk:.1f} |" for k, raw, disk in storage]
+    report = "\n".join(lines)
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())
