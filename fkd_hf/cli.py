@@ -8,6 +8,10 @@ import sys
 # command -> (module, one-line description)
 COMMANDS = {
     "generate": ("fkd_hf.commands.generate", "run the teacher once and store FKD soft labels for every image"),
+    "train": ("fkd_hf.commands.train", "train a student on a label set with FKD's multi-crop soft-label loss"),
+    "push-labels": ("fkd_hf.commands.push_labels", "upload a label set to a Hub dataset repo, with its dataset card"),
+    "push-student": ("fkd_hf.commands.push_student", "upload a trained student to a Hub model repo, with its card"),
+    "demo": ("fkd_hf.commands.demo", "FKD end to end on this machine: teacher, labels, student, evaluation, cards"),
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -170,21 +171,60 @@ def shard_skipped_rows(path: str | os.PathLike) -> list[int]:
     return json.loads(metadata.get(SKIPPED_ROWS_KEY, b"[]"))
 
 
-def read_metadata(source: str | os.PathLike, revision: str | None = None) -> LabelSetMetadata:
-    """Reads ``fkd_labels.json`` from a label-set folder or a Hub dataset repo id."""
+def _check_source(source: str | os.PathLike) -> tuple[Path | None, str | None]:
+    """``(folder, None)`` for a local label set, ``(None, repo_id)`` for a Hub dataset repo id."""
     local = Path(source)
     if local.is_dir():
-        path = local / METADATA_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{local} has no {METADATA_FILE}: it is not a finished FKD label set. If `fkd-hf generate` was "
-                "interrupted, rerun the same command to finish it."
-            )
-    else:
-        from huggingface_hub import hf_hub_download
+        return local, None
+    text = str(source)
+    if local.exists() or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text):
+        raise FileNotFoundError(
+            f"{text} is neither a label-set folder nor a Hub dataset repo id (user/name): give the output_dir of "
+            "`fkd-hf generate` or the repo `fkd-hf push-labels` uploaded it to."
+        )
+    return None, text
 
-        path = hf_hub_download(str(source), METADATA_FILE, repo_type="dataset", revision=revision)
-    return LabelSetMetadata.from_dict(json.loads(Path(path).read_text()))
+
+def _read_hub_metadata(
+    repo_id: str, revision: str | None, token: str | bool | None
+) -> tuple[LabelSetMetadata, str | None]:
+    """The metadata of a Hub label set and the commit it was read from (``revision`` when the cache hides it)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        path = Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=revision, token=token))
+    except RemoteEntryNotFoundError as err:
+        raise FileNotFoundError(
+            f"The Hub dataset {repo_id} (revision {revision or 'main'}) has no {METADATA_FILE}: it is not an FKD "
+            "label set. Upload one with `fkd-hf push-labels DIR --repo-id ...`."
+        ) from err
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        err.append_to_message(
+            f"\n{repo_id} is not a local label-set folder either. For a private repo, set HF_TOKEN or run "
+            "`hf auth login`."
+        )
+        raise
+    # The cache keeps files under snapshots/<commit sha>/: reading the rows at that commit keeps them in step with
+    # the metadata even if the repo is pushed to meanwhile.
+    commit = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else revision
+    return LabelSetMetadata.from_dict(json.loads(path.read_text())), commit
+
+
+def read_metadata(
+    source: str | os.PathLike, revision: str | None = None, token: str | bool | None = None
+) -> LabelSetMetadata:
+    """Reads ``fkd_labels.json`` from a label-set folder or a Hub dataset repo id (at ``revision``)."""
+    local, repo_id = _check_source(source)
+    if repo_id is not None:
+        return _read_hub_metadata(repo_id, revision, token)[0]
+    path = local / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{local} has no {METADATA_FILE}: it is not a finished FKD label set. If `fkd-hf generate` was "
+            "interrupted, rerun the same command to finish it."
+        )
+    return LabelSetMetadata.from_dict(json.loads(path.read_text()))
 
 
 @dataclasses.dataclass
@@ -196,23 +236,37 @@ class LabelSet:
 
 
 def load_label_set(
-    source: str | os.PathLike, revision: str | None = None, streaming: bool = False
+    source: str | os.PathLike,
+    revision: str | None = None,
+    streaming: bool = False,
+    token: str | bool | None = None,
 ) -> LabelSet:
     """Loads a label set from a folder written by ``fkd-hf generate`` or from a Hub dataset repo id.
+
+    From the Hub, ``revision`` (branch, tag or commit; default ``main``) is resolved to one commit for both the
+    metadata and the rows (offline, the cache answers); ``streaming=True`` reads the parquet shards as they are
+    iterated, without downloading the label set (for label sets larger than the disk). ``token`` defaults to
+    ``HF_TOKEN`` or the ``hf auth login`` token.
 
     >>> labels = load_label_set("outputs/labels")  # doctest: +SKIP
     >>> labels.metadata.kind, labels.dataset.num_rows  # doctest: +SKIP
     ('marginal_smoothing', 3000)
+    >>> labels = load_label_set("user/imagenette-fkd-labels", streaming=True)  # doctest: +SKIP
     """
-    metadata = read_metadata(source, revision)
-    local = Path(source)
-    if local.is_dir():
+    local, repo_id = _check_source(source)
+    if repo_id is not None:
+        metadata, revision = _read_hub_metadata(repo_id, revision, token)
+        # The card's dataset_info declares the features; passing them here too would change the cache's config
+        # name, and offline the cached rows would no longer be found.
+        dataset = datasets.load_dataset(repo_id, split="train", revision=revision, streaming=streaming, token=token)
+        if dataset.features != metadata.features():
+            dataset = dataset.cast(metadata.features())
+    else:
+        metadata = read_metadata(local)
         files = sorted(str(p) for p in (local / DATA_DIR).glob("*.parquet"))
         dataset = datasets.load_dataset(
             "parquet", data_files={"train": files}, split="train", streaming=streaming, features=metadata.features()
         )
-    else:
-        dataset = datasets.load_dataset(str(source), split="train", revision=revision, streaming=streaming)
     if not streaming and dataset.num_rows != metadata.num_rows:
         raise ValueError(
             f"{source} has {dataset.num_rows} rows but its {METADATA_FILE} says {metadata.num_rows}: the label set "

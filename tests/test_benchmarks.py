@@ -1,0 +1,213 @@
+"""The four-method comparison (benchmarks/compare.py): ReLabel maps and targets, vanilla KD targets, the baselines'
+crops and losses, label-set cuts, and the whole harness on tiny photos with a tiny teacher."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from _fkd_data import TINY_CLASSES, make_label_set, make_splits
+from conftest import IMAGENETTE, REPO_ROOT
+from PIL import Image
+
+if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: import it from the checkout
+    sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks import compare  # noqa: E402
+from benchmarks.__main__ import main as bench_main  # noqa: E402
+from benchmarks.methods import CropDataset, PlainTrainer, collate_batch, teacher_targets  # noqa: E402
+from benchmarks.relabel import dense_logit_map, generate_label_maps, join_label_maps, load_label_maps, relabel_targets  # noqa: E402
+from fkd_hf import FKDConfig, FKDCropDataset, create_student, join_labels, load_label_set, load_teacher  # noqa: E402
+from fkd_hf.crops import resample_filter, to_normalized_tensor  # noqa: E402
+from fkd_hf.image_data import load_images  # noqa: E402
+from fkd_hf.loader import normalize  # noqa: E402
+from fkd_hf.soft_labels import reconstruct  # noqa: E402
+
+R = 3  # stored crops of the tiny label set
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, teacher_dir):
+    """Photos with train/ and val/, and a ``--kind full`` label set of the train split (R = 3, k = C = 3)."""
+    root = tmp_path_factory.mktemp("bench")
+    images = make_splits(root / "images")
+    labels = make_label_set(images, teacher_dir, root / "labels", num_crops=R, kind="full", k=None)
+    return images, labels
+
+
+def _dense(map_indices, map_values, num_classes):
+    b, s, _, k = map_indices.shape
+    dense = torch.zeros(b, num_classes, s, s)
+    return dense.scatter_(1, map_indices.permute(0, 3, 1, 2), map_values.permute(0, 3, 1, 2))
+
+
+def test_relabel_target_of_one_cell_is_the_softmax_of_that_cell():
+    torch.manual_seed(0)
+    num_classes, side, k = 6, 3, 2
+    map_indices = torch.stack([torch.randperm(num_classes)[:k] for _ in range(2 * side * side)]).view(2, side, side, k)
+    map_values = torch.randn(2, side, side, k) * 3
+    boxes = torch.tensor([[1 / 3, 2 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1 / 3, 1 / 3]])  # (top, left, h, w): cells (1, 2), (0, 0)
+    targets = relabel_targets(map_indices, map_values, torch.tensor([1, 0]), boxes, num_classes)
+    dense = _dense(map_indices, map_values, num_classes)
+    assert targets.shape == (2, num_classes)
+    assert torch.allclose(targets.sum(-1), torch.ones(2))
+    assert torch.allclose(targets[0], dense[1, :, 1, 2].softmax(-1), atol=1e-6)
+    assert torch.allclose(targets[1], dense[0, :, 0, 0].softmax(-1), atol=1e-6)
+    # other classes pool as 0 logits, as in ReLabel's get_labelmaps
+    assert targets[0][dense[1, :, 1, 2] == 0].allclose(targets[0][dense[1, :, 1, 2] == 0][0])
+
+
+def test_relabel_target_of_the_whole_image_is_the_teachers_own_softmax(teacher_dir):
+    teacher = load_teacher(str(teacher_dir))
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logit_map = dense_logit_map(teacher.model, pixels)  # [2, C, 2, 2]: the mean is the pooled logits
+        expected = teacher.logits(pixels).softmax(-1)
+    num_classes, side = logit_map.shape[1], logit_map.shape[-1]
+    values, indices = logit_map.permute(0, 2, 3, 1).topk(num_classes, dim=-1)
+    whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2)
+    targets = relabel_targets(indices, values, torch.arange(2), whole, num_classes)
+    assert side == 2 and torch.allclose(targets, expected, atol=1e-5)
+    restricted = dense_logit_map(teacher.model, pixels, [2, 0])
+    assert torch.allclose(restricted, logit_map[:, [2, 0]], atol=1e-5)
+
+
+def test_label_maps_are_written_joined_and_read_back(tiny, teacher_dir, tmp_path):
+    images = load_images(f"imagefolder:{tiny[0]}", split="train")
+    teacher = load_teacher(str(teacher_dir))
+    info = generate_label_maps(images, teacher, [0, 1, 2], tmp_path / "maps", size=64, k=2, batch_size=5, num_workers=1)
+    maps, loaded = load_label_maps(tmp_path / "maps")
+    assert loaded == info and (info.map_size, info.k, info.num_rows) == (2, 2, len(images.dataset))
+    assert info.bytes_per_image > 0 and info.seconds > 0
+    reversed_rows = images.dataset.select(range(len(images.dataset) - 1, -1, -1))
+    joined = join_label_maps(reversed_rows, "image", maps)  # matched by image_key, not by position
+    row = joined[0]
+    image = Image.open(reversed_rows[0]["image"]["path"]).convert("RGB")
+    image = image.resize((64, 64), resample_filter(teacher.interpolation))
+    with torch.no_grad():
+        logit_map = dense_logit_map(teacher.model, to_normalized_tensor([image], teacher.mean, teacher.std), [0, 1, 2])
+    values, indices = logit_map.permute(0, 2, 3, 1).topk(2, dim=-1)
+    assert np.array_equal(np.asarray(row["map_indices"]), indices.flatten().numpy())
+    assert np.allclose(np.asarray(row["map_values"], np.float32), values.flatten().numpy(), atol=1e-2)
+
+
+def test_vanilla_kd_targets_reproduce_fkds_stored_labels_on_its_crops(tiny, teacher_dir):
+    """The KD baseline cuts the teacher's input as `fkd-hf generate` does: on FKD's crops, the online teacher
+    gives the stored (kind full) labels, up to float16 storage."""
+    images, labels_dir = tiny
+    labels = load_label_set(labels_dir)
+    source = load_images(f"imagefolder:{images}", split="train")
+    teacher = load_teacher(str(teacher_dir))
+    rows = join_labels(source, labels)
+    dataset = CropDataset(rows, R, (24, 24), replay=labels.metadata, teacher_size=teacher.input_size,
+                          teacher_interpolation=teacher.interpolation)
+    fkd = FKDCropDataset(rows, labels.metadata, R, (24, 24))
+    batch = collate_batch([dataset[i] for i in (0, 5)])
+    fkd_batch = [fkd[i] for i in (0, 5)]
+    assert torch.equal(batch["pixel_values"], torch.cat([s["pixel_values"] for s in fkd_batch]).permute(0, 3, 1, 2))
+    pixels = normalize(batch["teacher_pixels"], torch.tensor(teacher.mean), torch.tensor(teacher.std))
+    targets = teacher_targets(teacher, pixels, [0, 1, 2])
+    stored = reconstruct(torch.cat([s["topk_indices"] for s in fkd_batch]),
+                         torch.cat([s["topk_values"] for s in fkd_batch]), "full", 3)
+    assert torch.allclose(targets, stored, atol=2e-3)
+    assert torch.allclose(targets, teacher.logits(pixels).softmax(-1), atol=1e-6)  # all 3 classes, in order
+    assert batch["labels"].tolist() == [rows[0]["label"]] * R + [rows[5]["label"]] * R
+
+
+def test_fresh_crops_depend_on_seed_row_and_pass_only(tiny):
+    source = load_images(f"imagefolder:{tiny[0]}", split="train")
+    dataset = CropDataset(source.dataset, 1, (16, 16), seed=3)
+    first = dataset.__getitems__([4, 1])
+    assert torch.equal(first[0]["boxes"], dataset[4]["boxes"])
+    dataset.set_pass(1)
+    assert not torch.equal(first[0]["boxes"], dataset[4]["boxes"])
+    top, left, height, width = first[0]["boxes"][0].tolist()
+    assert 0 <= top and 0 <= left and top + height <= 1 + 1e-6 and left + width <= 1 + 1e-6
+
+
+def test_plain_loss_is_the_cross_entropy_and_eval_batches_use_the_models_loss(tiny, tmp_path):
+    source = load_images(f"imagefolder:{tiny[0]}", split="train")
+    model = create_student("test_resnet", TINY_CLASSES)
+    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=1, input_size=16)
+    trainer = PlainTrainer(model, config, CropDataset(source.dataset, 1, (16, 16)))
+    batch = collate_batch([trainer.train_dataset[i] for i in range(4)])
+    pixels = trainer._normalize(batch["pixel_values"])
+    with torch.no_grad():
+        expected = F.cross_entropy(model(pixel_values=pixels).logits, batch["labels"])
+        assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-6)
+        eval_batch = {"pixel_values": batch["pixel_values"], "labels": batch["labels"]}
+        assert torch.allclose(trainer.compute_loss(model, eval_batch), expected, atol=1e-6)
+
+
+def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_dir, tmp_path):
+    images, labels_dir = tiny
+    source = load_images(f"imagefolder:{images}", split="train")
+    keys = compare.image_keys(source)
+    cut = compare.derive_label_set(labels_dir, tmp_path / "cut", source, keys, "marginal_smoothing", 2, R)
+    direct = make_label_set(images, teacher_dir, tmp_path / "direct", num_crops=R, kind="marginal_smoothing", k=2)
+    a, b = load_label_set(cut), load_label_set(direct)
+    assert (a.metadata.kind, a.metadata.k, a.metadata.num_crops) == ("marginal_smoothing", 2, R)
+    for column in ("image_key", "crops", "flips", "topk_indices", "topk_values"):
+        assert a.dataset[column] == b.dataset[column], column
+    fewer = load_label_set(compare.derive_label_set(labels_dir, tmp_path / "r1", source, keys, "hard", 1, 1))
+    assert fewer.dataset[0]["crops"] == a.dataset[0]["crops"][:1] and fewer.metadata.num_crops == 1
+
+
+def test_ablation_specs_default_to_the_main_run():
+    settings = compare.resolve_settings(compare.make_parser().parse_args(["--quick"]))
+    assert compare.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5}
+    assert compare.parse_ablation("kind=hard", settings) == {"R": 4, "m": 4, "kind": "hard", "k": 1}
+    assert compare.parse_ablation("kind=full,R=4", settings)["k"] is None  # every class
+    with pytest.raises(ValueError, match="Unknown ablation"):
+        compare.parse_ablation("T=2", settings)
+
+
+def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monkeypatch, capsys):
+    images, labels_dir = tiny
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\n## Generation\n\n<!-- compare:full:begin -->\nold\n<!-- compare:full:end -->\n")
+    monkeypatch.setattr(compare, "RESULTS_MD", results_md)
+    argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
+            "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "2",
+            "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
+            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9",
+            "--output-dir", str(tmp_path / "out"), "--publish"]
+    threads = torch.get_num_threads()
+    assert bench_main(argv) == 0
+    assert torch.get_num_threads() == threads  # restored
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    runs = results["runs"]
+    assert set(runs) == set(compare.MAIN_METHODS + compare.SAME_CROP_METHODS)
+    assert len({run["initial_weights"] for run in runs.values()}) == 1  # one student init for every method
+    assert {run["steps"] for run in runs.values()} == {6}  # 2 epochs x 12 images / 4 crops per step
+    assert [run["decoded_images"] for run in (runs["plain"], runs["fkd"])] == [24, 12]
+    assert all(len(run["curve"]) == 2 and 0 <= run["top1"] <= 1 for run in runs.values())
+    assert runs["vanilla_kd"]["teacher_seconds"] > 0
+    hard, too_many = results["ablation"]
+    assert (hard["kind"], hard["k"], hard["R"]) == ("hard", 1, 2) and "skipped" in too_many
+    assert results["label_prep"].get("fkd_seconds") is None and results["label_prep"]["relabel_seconds"] > 0
+    text = results_md.read_text()
+    assert "old" not in text and "| FKD | 2 |" in text and "## Generation" in text and "(compare_full.png)" in text
+    assert (tmp_path / "compare_full.png").stat().st_size > 0
+    assert "FKD >= 3x the crops/s of vanilla KD" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_entry_point_lists_every_benchmark(capsys):
+    assert bench_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput"))
+    assert bench_main(["nope"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IMAGENETTE.is_dir(), reason="needs ../shared/data/imagenette-mini")
+def test_quick_mode_on_imagenette(tmp_path):
+    """python -m benchmarks compare --quick (a few minutes on 2 CPU cores)."""
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "benchmarks", "compare", "--quick", "--output-dir", str(out)],
+                   cwd=REPO_ROOT, check=True)
+    results = json.loads((out / "results.json").read_text())
+    assert results["teacher_top1"] > 0.9 and set(compare.MAIN_METHODS) <= set(results["runs"])

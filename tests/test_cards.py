@@ -1,0 +1,281 @@
+"""Hub cards: the label-set dataset card, the student model card and its callback, and the templates in the wheel."""
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import DatasetCard, ModelCard
+from transformers import TrainingArguments
+
+from conftest import REPO_ROOT, TINY_CLASSES
+from fkd_hf.cards import (
+    STUDENT_FILE,
+    StudentCardCallback,
+    StudentCardData,
+    label_set_card,
+    templates_dir,
+    write_label_set_card,
+    write_student_card,
+)
+from fkd_hf.label_set import LabelSetMetadata
+
+TEMPLATES = {"label_set_card.md", "student_card.md"}
+SECRET = "hf_secret_token_never_in_a_card"
+
+
+def make_metadata(**overrides) -> LabelSetMetadata:
+    values = dict(
+        kind="marginal_smoothing", k=2, num_classes=3, class_names=list(TINY_CLASSES), temperature=1.5, num_crops=4,
+        seed=7, crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.3333], teacher="timm/resnet18.a1_in1k",
+        teacher_revision="a" * 40, teacher_library="timm", teacher_input_size=[224, 224], teacher_mean=[0.5] * 3,
+        teacher_std=[0.5] * 3, teacher_interpolation="bicubic", teacher_class_indices=None, precision="fp32",
+        dataset="user/tiny-photos", dataset_config="small", dataset_split="train", dataset_revision="b" * 40,
+        image_column="image", label_column="label", num_rows=1500, num_shards=2, rows_per_shard=750,
+        bytes_per_crop=17.25, fkd_hf_version="0.1.0",
+    )  # fmt: skip
+    values.update(overrides)
+    return LabelSetMetadata(**values)
+
+
+def make_student_info(**overrides) -> StudentCardData:
+    info = StudentCardData(license="apache-2.0", architecture="resnet18", num_crops=4, passes=75.0, fkd_epochs=300.0,
+                           learning_rate=0.002, optimizer="adamw_torch", per_device_batch_size=64, temperature=1.0,
+                           eval_split="validation", top1=0.71234, top5=0.9, label_set="user/tiny-labels")  # fmt: skip
+    info.update_from_label_set(make_metadata())
+    for key, value in overrides.items():
+        setattr(info, key, value)
+    return info
+
+
+# --- templates -------------------------------------------------------------------------------------------------------
+
+
+def test_templates_dir_holds_the_templates():
+    assert {p.name for p in templates_dir().glob("*.md")} >= TEMPLATES
+    assert templates_dir() == REPO_ROOT / "hub_cards"
+
+
+def test_wheel_ships_the_templates(tmp_path):
+    """The wheel holds hub_cards/ as fkd_hf/hub_cards, where templates_dir() finds it once installed."""
+    pytest.importorskip("setuptools", minversion="68", reason="builds the wheel offline with the local setuptools")
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for folder in ("fkd_hf", "hub_cards"):
+        shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
+               "-w", str(tmp_path / "dist"), str(source)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / "dist").glob("fkd_hf-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"fkd_hf/hub_cards/{name}" for name in TEMPLATES} <= names
+
+    # Installed (unpacked) without the checkout, the package finds its templates inside itself.
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    probe = "import fkd_hf.cards as c; print(c.templates_dir())"
+    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False,
+                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == site / "fkd_hf" / "hub_cards"
+
+
+# --- label-set card --------------------------------------------------------------------------------------------------
+
+LABEL_CARD_PATTERN = re.compile(
+    r"^---\n.*\n---\n\n# FKD soft labels: user/tiny-photos \(train\) from timm/resnet18\.a1_in1k\n.*"
+    r"\| teacher \| \[`timm/resnet18\.a1_in1k`\]\(\S+/timm/resnet18\.a1_in1k\) at revision `a{40}`, timm, 224x224 px.*"
+    r"\| source dataset \| `user/tiny-photos`, config `small`, split `train`, revision `b{40}` \|\n"
+    r"\| rows \| 1500 \(0 skipped\) in 2 parquet shards \|\n"
+    r"\| crops per image \(R\) \| 4 \|\n"
+    r"\| label kind \| `marginal_smoothing`, k = 2, temperature 1\.5 \|\n"
+    r"\| classes \| 3 \|\n"
+    r"\| crop scale / ratio \| \[0\.08, 1\.0\] / \[0\.75, 1\.3333\] \|\n.*"
+    r"\| bytes per crop on disk \| 17\.2 \|\n.*"
+    r'labels = load_label_set\("user/tiny-labels"\).*\n'
+    r'images = datasets\.load_dataset\("user/tiny-photos", "small", split="train", revision="b{40}"\)\n'
+    r"train = datasets\.concatenate_datasets\(\[images, labels\.dataset\], axis=1\)\n.*"
+    r"```text\n0 cat\n1 dog\n2 fox\n```.*"
+    r"@inproceedings\{shen2022fast,.*Fast Knowledge Distillation Framework.*\n```\n?$",
+    re.DOTALL,
+)
+
+
+def test_label_set_card_carries_the_metadata_and_parses(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    metadata = make_metadata()
+    path = write_label_set_card(tmp_path, metadata, "user/tiny-labels")
+    text = path.read_text()
+    assert LABEL_CARD_PATTERN.match(text), text
+    assert SECRET not in text
+
+    card = DatasetCard.load(path)
+    data_files = [{"split": "train", "path": "data/*.parquet"}]
+    assert card.data.configs == [{"config_name": "default", "data_files": data_files}]
+    assert card.data.license == "other" and card.data.source_datasets == ["user/tiny-photos"]
+    assert card.data.size_categories == ["1K<n<10K"] and "knowledge-distillation" in card.data.tags
+    from datasets import Features
+
+    info = card.data.dataset_info
+    assert Features._from_yaml_list(info["features"]) == metadata.features()
+    assert info["splits"] == [{"name": "train", "num_bytes": 0, "num_examples": 1500}]
+
+
+def test_label_set_card_of_a_local_dataset_without_repo(tmp_path):
+    metadata = make_metadata(dataset="imagefolder:/data/photos", dataset_config=None, dataset_revision=None,
+                             teacher="efficientnet-lite0", teacher_revision=None, bytes_per_crop=None)  # fmt: skip
+    card = label_set_card(metadata)
+    assert card.data.source_datasets is None
+    assert 'load_label_set("<user>/<label-set>")' in card.text
+    assert 'images = load_images("imagefolder:/data/photos", split="train").dataset' in card.text
+    assert "| teacher | `efficientnet-lite0`, timm" in card.text and "revision `not pinned`" in card.text
+    assert "| bytes per crop on disk | n/a |" in card.text
+    on_branch = label_set_card(metadata, "user/tiny-labels", revision="v2").text
+    assert 'load_label_set("user/tiny-labels", revision="v2")' in on_branch and "--label_set_revision v2" in on_branch
+
+
+# --- student card ----------------------------------------------------------------------------------------------------
+
+STUDENT_CARD_PATTERN = re.compile(
+    r"^---\n.*\n---\n\n# resnet18-fkd\n\n`resnet18` with 3 classes, trained with\n"
+    r"\[FKD\]\(https://arxiv\.org/abs/2112\.01528\)"
+    r".*teacher\n\[`timm/resnet18\.a1_in1k`\]\(\S+\) \(revision `a{40}`\), stored once in the label set\n"
+    r"\[`user/tiny-labels`\]\(\S+/datasets/user/tiny-labels\)\..*"
+    r'timm\.create_model\("hf-hub:user/resnet18-fkd", pretrained=True\).*'
+    r'AutoModelForImageClassification\.from_pretrained\("user/resnet18-fkd"\).*'
+    r"\| `user/tiny-photos` \(small\) \| validation \| 71\.23 % \| 90\.00 % \|\n.*"
+    r"\| soft labels \| `marginal_smoothing`, k = 2, teacher temperature 1\.5, R = 4 stored crops per image \|\n.*"
+    r"\| crops per image and pass \(m\) \| 4 \|\n\| passes over the data \| 75\.0 \|\n"
+    r"\| FKD epochs \(passes x m\) \| 300\.0 \|\n\| learning rate \| 0\.002 \|\n\| optimizer \| adamw_torch \|\n.*"
+    r"## Licence\n\n`apache-2\.0`\..*@inproceedings\{shen2022fast,.*\n```\n?$",
+    re.DOTALL,
+)
+
+
+def test_student_card_carries_eval_results_links_and_hyperparameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    info = make_student_info(model_id="user/resnet18-fkd")
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3,
+                                                      "label_names": list(TINY_CLASSES)}))  # fmt: skip
+    path = write_student_card(tmp_path, info)
+    text = path.read_text()
+    assert STUDENT_CARD_PATTERN.match(text), text
+    assert SECRET not in text and SECRET not in (tmp_path / STUDENT_FILE).read_text()
+
+    data = ModelCard.load(path).data
+    assert (data.library_name, data.license, data.pipeline_tag) == ("timm", "apache-2.0", "image-classification")
+    assert data.datasets == ["user/tiny-labels", "user/tiny-photos"]
+    assert {"fkd", "knowledge-distillation", "image-classification", "timm"} <= set(data.tags)
+    assert data.model_name == "resnet18-fkd"
+    top1, top5 = data.eval_results
+    assert (top1.task_type, top1.metric_type, top1.metric_name, top1.metric_value) == (
+        "image-classification", "accuracy", "top-1 accuracy", 0.71234
+    )
+    assert (top5.metric_type, top5.metric_value) == ("top_5_accuracy", 0.9)
+    assert (top1.dataset_type, top1.dataset_name, top1.dataset_config, top1.dataset_split) == (
+        "user/tiny-photos", "user/tiny-photos", "small", "validation"
+    )
+
+    # fkd_student.json round-trips, and a newer schema is refused with a clear message.
+    assert StudentCardData.load(tmp_path) == info
+    newer = {**info.to_json_dict(), "schema_version": 99}
+    with pytest.raises(ValueError, match="upgrade fkd_hf"):
+        StudentCardData.from_json_dict(newer)
+
+
+def test_student_card_without_fkd_info_is_still_valid(tmp_path):
+    config = {"model_type": "resnet", "id2label": {"0": "cat", "1": "dog"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    card = ModelCard.load(write_student_card(tmp_path))
+    assert card.data.library_name == "transformers" and card.data.license == "other"
+    assert card.data.eval_results is None and card.data.datasets is None
+    assert "Not evaluated yet." in card.text and 'timm.create_model("hf-hub:' not in card.text
+    assert StudentCardData.load(tmp_path).class_names == ["cat", "dog"]
+
+
+# --- callback --------------------------------------------------------------------------------------------------------
+
+
+class _Photos(torch.utils.data.Dataset):
+    """Random 32 px images with labels; `metadata` is what the callback reads from an FKD training set."""
+
+    def __init__(self, n: int, metadata: LabelSetMetadata | None = None):
+        generator = torch.Generator().manual_seed(n)
+        self.pixels = torch.randn(n, 3, 32, 32, generator=generator)
+        self.labels = torch.randint(0, len(TINY_CLASSES), (n,), generator=generator)
+        self.metadata = metadata
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return {"pixel_values": self.pixels[i], "labels": self.labels[i]}
+
+
+@dataclasses.dataclass
+class FKDLikeArguments(TrainingArguments):
+    """The FKD fields the callback reads when present (as FKDConfig has them); a module-level class, for pickling."""
+
+    label_set: str | None = None
+    num_crops: int = 4
+    temperature: float = 1.0
+    eval_split: str | None = None
+
+
+def _topk(prediction) -> dict:
+    logits, labels = torch.as_tensor(prediction.predictions), torch.as_tensor(prediction.label_ids)
+    top = logits.topk(2, dim=-1).indices
+    top1, top5 = (top[:, 0] == labels).float().mean(), (top == labels[:, None]).any(-1).float().mean()
+    return {"top1": top1.item(), "top5": top5.item()}
+
+
+def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
+    from transformers import Trainer
+
+    from fkd_hf.students import create_student
+
+    metadata = make_metadata(num_classes=3)
+    args = FKDLikeArguments(
+        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, per_device_eval_batch_size=8,
+        gradient_accumulation_steps=2, learning_rate=0.01, eval_strategy="steps", eval_steps=2, save_steps=2,
+        report_to="none", use_cpu=True, label_set="user/tiny-labels", num_crops=2, temperature=2.0,
+        eval_split="validation", hub_model_id="user/cb-student", dataloader_num_workers=0,
+    )  # fmt: skip
+    callback = StudentCardCallback(license="apache-2.0")
+    torch.manual_seed(0)
+    trainer = Trainer(create_student("test_resnet", list(TINY_CLASSES)), args, train_dataset=_Photos(16, metadata),
+                      eval_dataset=_Photos(8), compute_metrics=_topk, callbacks=[callback])  # fmt: skip
+    trainer.train()
+
+    out = tmp_path / "out"
+    for folder in (out, out / "checkpoint-2"):
+        assert (folder / STUDENT_FILE).is_file() and (folder / "README.md").is_file()
+    info = StudentCardData.load(out)
+    assert (info.model_id, info.license, info.library_name, info.architecture) == (
+        "user/cb-student", "apache-2.0", "timm", "test_resnet.r160_in1k"
+    )
+    assert (info.num_crops, info.temperature, info.learning_rate) == (2, 2.0, 0.01)
+    assert info.optimizer == str(getattr(args.optim, "value", args.optim)) and info.lr_scheduler == "linear"
+    assert (info.per_device_batch_size, info.total_batch_size, info.crops_per_step) == (4, 8, 16)
+    assert info.extra_hyperparameters == {"max steps": 2} and info.passes is None
+    assert (info.teacher, info.stored_crops, info.label_kind, info.label_set) == (
+        "timm/resnet18.a1_in1k", 4, "marginal_smoothing", "user/tiny-labels"
+    )
+    assert info.class_names == list(TINY_CLASSES) and info.eval_split == "validation"
+    assert info.top1 is not None and 0 <= info.top1 <= info.top5 <= 1
+
+    # An evaluation after training rewrites the card with its metrics.
+    trainer.compute_metrics = lambda prediction: {"top1": 0.5, "top5": 0.75}
+    trainer.evaluate()
+    data = ModelCard.load(out / "README.md").data
+    assert [r.metric_value for r in data.eval_results] == [0.5, 0.75]
+    assert data.datasets == ["user/tiny-labels", "user/tiny-photos"] and data.model_name == "cb-student"

