@@ -38,11 +38,11 @@ def test_class_map_restricts_and_reorders(teacher_dir):
         resolve_class_map(teacher, "auto", ["cat", "wolf", "bear"])
 
 
-def test_unknown_teacher_spec_says_what_is_accepted():
+def test_unknown_teacher_spec_says_what_is_accepted(tmp_path):
     with pytest.raises(ValueError, match="efficientnet-lite0"):
         load_teacher("not a teacher")
     with pytest.raises(FileNotFoundError, match="config.json"):
-        load_teacher(str(IMAGENETTE.parent))
+        load_teacher(str(tmp_path))
 
 
 @pytest.mark.skipif(not IMAGENETTE.is_dir(), reason="needs ../shared/data/imagenette-mini")
