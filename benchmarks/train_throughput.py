@@ -7,7 +7,8 @@ Measured in one run, on the same machine, student, input size, optimizer, crops 
 1. plain: decode every image, one RandomResizedCrop + flip each, hard labels, cross-entropy;
 2. FKD: decode every image once, replay ``num_crops`` of its stored crops, reconstruct the soft labels on the
    device, soft cross-entropy (fkd_hf's loader, reconstruction and loss);
-3. the two loaders alone, without the model;
+3. the two loaders alone, without the model: wall time with the workers, and CPU time read in this process (which
+   other jobs on a shared machine disturb far less);
 4. reconstruction + loss (forward and backward) as a share of the FKD step, at the label set's class count and at
    ImageNet's 1,000 classes.
 Both training loops normalise uint8 crops on the device, as FKDTrainer does. Each measurement runs on the photos
@@ -115,6 +116,17 @@ def crops_per_second(batches, step, steps: int, skip: int = 0) -> float:
     return crops / (time.perf_counter() - start)
 
 
+def crops_per_cpu_second(dataset, batch_size: int, steps: int) -> float:
+    """Crops per second of this process's CPU time when it reads ``dataset`` itself (no workers, one thread):
+    the loader's cost, which other jobs on a shared machine do not change the way they change wall time."""
+    batches = _forever(_loader(dataset, batch_size, 0))
+    next(batches)
+    crops, start = 0, time.process_time()
+    for _ in range(steps):
+        crops += len(next(batches)["pixel_values"])
+    return crops / (time.process_time() - start)
+
+
 def _photos(args, size: str, work: Path) -> str:
     """``--images`` random train photos of ``--dataset`` re-encoded at ``size`` (WxH, JPEG quality 90)."""
     width, height = (int(v) for v in size.split("x"))
@@ -192,6 +204,8 @@ def measure(args: argparse.Namespace, dataset: str, label_set: Path) -> dict:
     for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits every arm alike
         for name, (batches, step) in arms.items():
             best[name] = max(best[name], crops_per_second(batches, step, args.steps, skip=2 * args.workers))
+    best["plain_cpu"] = crops_per_cpu_second(plain_set, plain_batches, args.steps)
+    best["fkd_cpu"] = crops_per_cpu_second(fkd_set, fkd_batches, args.steps)
     batch = next(arms["fkd_read"][0])
     step_ms = len(batch["pixel_values"]) / best["fkd"] * 1e3
     k = batch["topk_indices"].shape[-1]
@@ -216,9 +230,12 @@ def _table(args: argparse.Namespace, photos: str, r: dict) -> list[str]:
         f"| plain training (decode + 1 RandomResizedCrop per image, hard labels) | {r['plain']:.1f} | |",
         f"| FKD training ({n} stored crops per decoded image, soft labels) | {r['fkd']:.1f} | "
         f"FKD / plain = {r['fkd'] / r['plain']:.2f} (>= 1) |",
-        f"| single-crop loader alone | {r['plain_read']:.1f} | |",
-        f"| multi-crop loader alone (num_crops = {n}) | {r['fkd_read']:.1f} | "
+        f"| single-crop loader alone, {args.workers} worker | {r['plain_read']:.1f} | |",
+        f"| multi-crop loader alone (num_crops = {n}), {args.workers} worker | {r['fkd_read']:.1f} | "
         f"multi / single = {r['fkd_read'] / r['plain_read']:.2f} (>= 2) |",
+        f"| single-crop loader, crops per CPU-second | {r['plain_cpu']:.1f} | |",
+        f"| multi-crop loader, crops per CPU-second | {r['fkd_cpu']:.1f} | "
+        f"multi / single = {r['fkd_cpu'] / r['plain_cpu']:.2f} (>= 2) |",
         f"| reconstruction + soft cross-entropy, fwd + bwd, {meta.num_classes} classes | "
         f"{r['loss_own']:.3f} ms per step | {r['loss_own'] / r['step_ms']:.2%} of the FKD step (< 3%) |",
         f"| the same at 1,000 classes (ImageNet-1k) | {r['loss_imagenet']:.3f} ms per step | "

@@ -18,6 +18,8 @@ from .arguments import save_config
 from .image_data import ImageSource, load_images
 from .join import join_labels, open_label_set
 from .loader import EvalDataset, FKDCropDataset
+from .cards import StudentCardCallback
+from .hub import push_student
 from .students import create_student, save_student, student_data_config
 from .trainer import FKDTrainer
 from .training_config import FKDConfig
@@ -109,7 +111,11 @@ def train(config: FKDConfig) -> dict[str, float]:
             evaluation.dataset, data["input_size"], data["crop_pct"], data["interpolation"],
             evaluation.image_column, evaluation.label_column, _label_map(evaluation, meta.class_names),
         )
-    trainer = FKDTrainer(model, config, train_set, eval_dataset=eval_set)
+    # The Trainer's own push would upload its checkpoint format and training_args.bin: the finished student is
+    # pushed once at the end instead, in the format timm and transformers both load, with its card.
+    push_at_end, config.push_to_hub = config.push_to_hub, False
+    card = StudentCardCallback()
+    trainer = FKDTrainer(model, config, train_set, eval_dataset=eval_set, callbacks=[card])
     if trainer.is_world_process_zero():
         save_config(config, Path(config.output_dir) / CONFIG_FILE)
     steps_per_pass = math.ceil(len(train_set) / (config.per_device_train_batch_size * config.world_size))
@@ -132,4 +138,10 @@ def train(config: FKDConfig) -> dict[str, float]:
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)
         save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, data)
+        card.write(config.output_dir)
+        if push_at_end:
+            repo_id = config.hub_model_id or Path(config.output_dir).name
+            url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=config.hub_token,
+                               revision=config.hub_revision)
+            trainer.accelerator.print(f"Student pushed to {url}")
     return metrics

@@ -74,6 +74,15 @@ def test_train_evaluate_save_and_reload_in_timm_and_transformers(data, tmp_path)
     assert in_transformers.config.id2label == dict(enumerate(TINY_CLASSES))
     assert tuple(in_timm.pretrained_cfg["input_size"]) == (3, 32, 32)
 
+    # The model card and its data, filled during training, carry the evaluation and the FKD settings.
+    from huggingface_hub import ModelCard
+
+    info = json.loads((tmp_path / "fkd_student.json").read_text())
+    assert info["top1"] == pytest.approx(metrics["eval_top1"]) and info["num_crops"] == 2
+    card = ModelCard.load(tmp_path / "README.md")
+    top1 = next(result for result in card.data.eval_results if result.metric_type == "accuracy")
+    assert top1.metric_value == pytest.approx(metrics["eval_top1"], abs=1e-3)
+
 
 def test_cli_saves_the_resolved_config_which_reads_back(data, tmp_path):
     recipe = tmp_path / "recipe.yaml"
