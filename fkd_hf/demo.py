@@ -352,6 +352,11 @@ def _prepare_data(config: DemoConfig) -> _Data:
         mode, eval_name = "split", f"{evaluation.num_rows} images of split {evaluation.split!r}"
     else:
         mode = "holdout"
+        if train.num_rows <= HOLDOUT_EVERY // 2:
+            raise ValueError(
+                f"--dataset {spec!r} has only {train.num_rows} images and no validation split: the demo holds out every "
+                f"{HOLDOUT_EVERY}th image for evaluation, so give it more images or a val/ folder."
+            )
         eval_name = f"every {HOLDOUT_EVERY}th image of split {train.split!r} ({math.ceil(train.num_rows / HOLDOUT_EVERY)}), held out of training"
     return _Data(spec=spec, class_map=None if config.class_map == "none" else config.class_map, label_map="auto",
                  description=f"{spec} ({train.num_rows} {train.split} images, "
@@ -537,7 +542,6 @@ class _Run:
     train_seconds: float  # without the evaluations during training
     crops: int
     steps: int
-    card: object | None = None
 
 
 def _quiet_progress():
@@ -582,7 +586,8 @@ def _fit(name: str, config: DemoConfig, labels_dir: Path, data: _Data, train_row
         per_device_train_batch_size=config.batch_size, per_device_eval_batch_size=128, learning_rate=config.learning_rate,
         weight_decay=config.weight_decay, optim="adamw_torch", lr_scheduler_type="cosine", warmup_steps=0.05,
         eval_strategy="steps", eval_steps=max(1, total_steps // EVALS_PER_RUN), logging_steps=max(1, total_steps // 50),
-        save_strategy="no", report_to="none", dataloader_num_workers=0, seed=config.seed,
+        save_strategy="no", report_to="none", dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        seed=config.seed,
         mean=list(data_config["mean"]), std=list(data_config["std"]), crop_pct=data_config["crop_pct"],
         interpolation=data_config["interpolation"],
     )  # fmt: skip
@@ -675,7 +680,8 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
         detail = f": {stage.detail}" if stage.detail else ""
         lines.append(f"| {stage.name}{detail} | {_duration(stage.seconds)} | {_rate(stage)} |")
     lines.append(f"| **total** | **{_duration(metrics['total_seconds'])}** | |")
-    lines += ["", f"Device: {metrics['device']}, {metrics['threads']} threads. Training times include "
+    load = f", load average {metrics['load_average']:.1f} at the end" if metrics.get("load_average") is not None else ""
+    lines += ["", f"Device: {metrics['device']}, {metrics['threads']} threads{load}. Training times include "
                   f"{EVALS_PER_RUN} evaluations each; training throughput leaves them out."]  # fmt: skip
     lines += ["", "Outputs:", "", f"- `{final / 'labels'}`: the label set with its dataset card",
               f"- `{final / 'student'}`: the FKD student (safetensors, loads in timm and transformers) with its model card"]  # fmt: skip
@@ -783,6 +789,7 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
     if data.mode == "photos":
         _stage(f"held-out crops: {data.train.num_rows} images x {config.heldout_crops} crops (another seed)")
         heldout = _generate(config, data, work / "heldout", config.heldout_crops, config.seed + 1, len(class_names))
+        t0 = time.perf_counter()
         pixels, crop_teacher = _crop_eval_set(work / "heldout", data, size, config.num_workers)
         eval_set = _CachedEval(pixels, crop_teacher)
         per_crop_labels = np.repeat(eval_labels, config.heldout_crops)
@@ -790,7 +797,6 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
         student_teacher = None  # the eval labels are the teacher's own predictions
         stages.append(Stage("held-out crops", heldout.seconds, heldout.crops, "crops",
                             f"{heldout.rows} images x {config.heldout_crops} crops, never trained on"))  # fmt: skip
-        t0 = time.perf_counter()
     else:
         pixels = _eval_pixels(eval_values, size, data_config["crop_pct"], data_config["interpolation"],
                               config.num_workers, "student: decode eval images")  # fmt: skip
@@ -853,9 +859,10 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
         card_data.eval_split = f"{config.train_split} (every {HOLDOUT_EVERY}th image, held out)"
     card.write(student_dir)
     metrics.update(
-        device=_device_name(), threads=torch.get_num_threads(), dataset=data.spec, eval=data.eval_name,
+        device=_device_name(), threads=torch.get_num_threads(), dataset=data.spec,
+        load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, eval=data.eval_name,
         student=config.student, mode=data.mode,
-        runs={key: {k: v for k, v in dataclasses.asdict(run).items() if k not in ("log_history", "card")}
+        runs={key: {k: v for k, v in dataclasses.asdict(run).items() if k != "log_history"}
               for key, run in runs.items()},
     )  # fmt: skip
     from .plots import plot_training_curves
