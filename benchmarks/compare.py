@@ -94,7 +94,7 @@ PRESETS = {
 COMMON = dict(
     student="mobilenetv3_small_050", input_size=112, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
     kind="marginal_smoothing", k=5, optim="adamw_torch", learning_rate=0.002, weight_decay=0.05, warmup=0.05,
-    workers=1, threads=None, seed=0,
+    workers=1, threads=None, prep_threads=None, seed=0,
 )
 
 
@@ -127,6 +127,7 @@ class Settings:
     warmup: float
     workers: int
     threads: int | None
+    prep_threads: int | None
     seed: int
 
 
@@ -169,8 +170,10 @@ def make_parser() -> argparse.ArgumentParser:
     preset.add_argument("--weight-decay", type=float, help="Weight decay (0.05).")
     preset.add_argument("--warmup", type=float, help="Warmup, a fraction of the steps (0.05).")
     preset.add_argument("--workers", type=int, help="DataLoader workers, every method (1).")
-    preset.add_argument("--threads", type=int, help="torch threads of the main process, for the student and the "
-                        "teacher alike (default: the cores less the loader workers, at least 1).")
+    preset.add_argument("--threads", type=int, help="torch threads of the main process during training, for the "
+                        "student and vanilla KD's teacher alike (default: the cores less the loader workers, >= 1).")
+    preset.add_argument("--prep-threads", type=int, help="torch threads while FKD labels and ReLabel maps are made "
+                        "(no loader workers run then; default: every core).")
     preset.add_argument("--seed", type=int, help="Seed of the student init, data order and crops (0).")
     return parser
 
@@ -185,6 +188,8 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     settings = Settings(mode=mode, dataset=str(Path(args.dataset).resolve()), **values)
     if settings.threads is None:  # one core per loader worker, the rest for compute: no oversubscription
         settings.threads = max(1, (os.cpu_count() or 1) - settings.workers)
+    if settings.prep_threads is None:
+        settings.prep_threads = os.cpu_count() or 1
     if settings.batch_crops % settings.num_crops:
         raise ValueError(f"batch_crops ({settings.batch_crops}) must be a multiple of num_crops ({settings.num_crops}).")
     if settings.num_crops > settings.stored_crops:
@@ -577,6 +582,14 @@ def machine_info() -> dict:
     }
 
 
+def _std_error(runs: dict, n_val: int) -> str:
+    """The binomial standard error, in points, of a top-1 measured on ``n_val`` images, at the runs' mean top-1."""
+    if not runs:
+        return "-"
+    p = float(np.mean([run["top1"] for run in runs.values()]))
+    return f"{100 * (p * (1 - p) / max(n_val, 1)) ** 0.5:.1f}"
+
+
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
@@ -612,7 +625,7 @@ def targets_check(results: dict) -> list[tuple[str, bool, str]]:
 
 
 def render_report(results: dict) -> str:
-    s = Settings(**results["settings"])
+    s = Settings(**{field.name: results["settings"].get(field.name) for field in dataclasses.fields(Settings)})
     info, runs, prep = results["machine"], results["runs"], results["label_prep"]
     n, n_val = results["train_images"], results["val_images"]
     lines = [
@@ -632,7 +645,7 @@ def render_report(results: dict) -> str:
         f"{s.epochs} epochs of {n} crops = {s.epochs * n // s.batch_crops} optimizer steps of {s.batch_crops} crops "
         f"for every method; {s.optim}, lr {s.learning_rate:g}, weight decay {s.weight_decay:g}, warmup "
         f"{s.warmup:g} of the steps, cosine; seed {s.seed}; {s.workers} loader worker(s) and {s.threads} torch "
-        f"thread(s) for every method and for label generation; initial weights "
+        f"thread(s) for every method, {s.prep_threads or s.threads} torch thread(s) to make the labels; initial weights "
         f"{', '.join(sorted({r['initial_weights'] for r in runs.values()}))} (one digest = one init for all). FKD: "
         f"R = {s.stored_crops} stored crops, m = {s.num_crops} per decoded image, {s.kind} k = {s.k}, so "
         f"{s.epochs} epochs = {s.epochs / s.num_crops:g} passes. ReLabel: map from the whole image at "
@@ -641,7 +654,8 @@ def render_report(results: dict) -> str:
         "",
         f"Steady crops/s: best of {s.throughput_rounds} interleaved rounds of {s.throughput_steps} steps per method "
         "(the ratios and speed targets use it); whole run: all the steps of the accuracy run, loader start-up "
-        "included, evaluation excluded.",
+        "included, evaluation excluded. Top-1 on "
+        f"{n_val} images has a binomial standard error of about {_std_error(runs, n_val)} points; one seed.",
         "",
         "| method | crops per decoded image | steady crops/s | FKD / method | whole-run crops/s (train s) | top-1 % "
         "| top-5 % | label prep s | label bytes per image |",
@@ -733,8 +747,9 @@ def plot(results: dict, path: Path) -> Path | None:
             ys = [chance] + [100 * p["top1"] for p in runs[name]["curve"]]
             style = "--" if name in SAME_CROP_METHODS else "-"
             ax.plot(xs, ys, style, marker="o", markersize=3, label=LABELS[name])
-        ax.set_xlabel("training wall time (s), evaluation excluded" if col == 0
-                      else "label preparation + training wall time (s)")
+        ax.set_xlabel("training wall time (s, log scale), evaluation excluded" if col == 0
+                      else "label preparation + training wall time (s, log scale)")
+        ax.set_xscale("symlog", linthresh=10)  # seconds to tens of minutes on one axis
         ax.set_ylabel("val top-1 (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -810,9 +825,9 @@ def main(args: argparse.Namespace) -> dict:
 
 def _run(args, settings: Settings, work: Path, started: float, load_start: float) -> dict:
     s = settings
-    torch.set_num_threads(s.threads)
-    print(f"[compare] {s.mode} mode, {s.threads} torch thread(s), {s.workers} loader worker(s), work dir {work}",
-          flush=True)
+    torch.set_num_threads(s.prep_threads)
+    print(f"[compare] {s.mode} mode; {s.prep_threads} torch thread(s) to make labels, then {s.threads} with "
+          f"{s.workers} loader worker(s) to train; work dir {work}", flush=True)
     spec = prepare_data(s, work)
     images = load_images(spec, split="train")
     validation = load_images(spec, split="validation")
@@ -857,6 +872,8 @@ def _run(args, settings: Settings, work: Path, started: float, load_start: float
 
     ctx = Context(s, work, images, keys, validation, class_names, teacher, class_indices,
                   source_meta.temperature, label_dirs, maps_dir, maps_info.map_size)
+    teacher_top1 = teacher_accuracy(ctx)
+    torch.set_num_threads(s.threads)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     results = {
@@ -866,7 +883,7 @@ def _run(args, settings: Settings, work: Path, started: float, load_start: float
         "machine": machine_info(),
         "settings": dataclasses.asdict(s),
         "train_images": len(images.dataset), "val_images": len(validation.dataset), "class_names": class_names,
-        "teacher_top1": teacher_accuracy(ctx),
+        "teacher_top1": teacher_top1,
         "label_prep": label_prep,
         "relabel": {"input_size": maps_info.input_size, "map_size": maps_info.map_size, "k": maps_info.k},
         "storage": {"fkd_main": label_bytes_per_image(label_dirs["main"]), "fkd": storage_rows,

@@ -68,8 +68,8 @@ EVALS_PER_RUN = 6
 _field = dataclasses.field
 
 # Defaults that depend on the data: the sample photos (20 images) or a real dataset (thousands of images).
-PHOTO_DEFAULTS = dict(stored_crops=32, num_crops=8, fkd_epochs=400, batch_size=20, learning_rate=0.01)
-DATASET_DEFAULTS = dict(stored_crops=4, num_crops=4, fkd_epochs=16, batch_size=64, learning_rate=0.008)
+PHOTO_DEFAULTS = dict(stored_crops=32, num_crops=8, fkd_epochs=400, batch_size=20, learning_rate=0.01, temperature=1.0)
+DATASET_DEFAULTS = dict(stored_crops=4, num_crops=4, fkd_epochs=16, batch_size=64, learning_rate=0.008, temperature=1.0)
 
 
 @dataclasses.dataclass
@@ -123,6 +123,9 @@ class DemoConfig:
         default=None, metadata={"help": "AdamW peak learning rate, cosine schedule (default: 0.01 photos / 0.008 dataset)."}
     )  # fmt: skip
     weight_decay: float = _field(default=0.05, metadata={"help": "AdamW weight decay."})
+    temperature: float | None = _field(
+        default=None, metadata={"help": "Teacher softmax temperature of the stored soft labels (default: 1)."}
+    )
     heldout_crops: int = _field(
         default=16, metadata={"help": "Sample photos only: crops per photo, never trained on, for the agreement score."}
     )
@@ -138,7 +141,7 @@ class DemoConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
-        for name in ("fkd_epochs", "learning_rate"):
+        for name in ("fkd_epochs", "learning_rate", "temperature"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number, got {value}.")
@@ -455,7 +458,7 @@ def _generate(config: DemoConfig, data: _Data, output_dir: Path, num_crops: int,
     options = GenerateConfig(
         dataset=data.spec, output_dir=str(output_dir), teacher=config.teacher, dataset_config=config.dataset_config,
         split=config.train_split, class_map=data.class_map, num_crops=num_crops, seed=seed,
-        kind="marginal_smoothing", k=min(DEFAULT_K["marginal_smoothing"], num_classes),
+        kind="marginal_smoothing", k=min(DEFAULT_K["marginal_smoothing"], num_classes), temperature=config.temperature,
         batch_size=config.teacher_batch_size, num_workers=config.num_workers,
     )  # fmt: skip
     return generate(options)
@@ -643,7 +646,8 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
     classes = metrics["num_classes"]
     restricted = f", restricted to the {classes} classes of the data" if metrics["restricted"] else f", all {classes} classes"
     lines.append(f"- Teacher: `{teacher_name}`{restricted}. Student: `{config.student}` at {config.input_size} px, "
-                 f"from scratch; R = {config.stored_crops} stored crops per image, m = {config.num_crops} per pass, "
+                 f"from scratch; R = {config.stored_crops} stored crops per image (teacher temperature {config.temperature:g}), "
+                 f"m = {config.num_crops} per pass, "
                  f"{config.fkd_epochs:g} FKD epochs, {config.batch_size} images per step.")  # fmt: skip
     lines.append(f"- Evaluated on: {data.eval_name}.")
     if photos:
