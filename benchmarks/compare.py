@@ -1,8 +1,9 @@
 """FKD against plain training, vanilla KD and ReLabel, on one machine in one run: throughput, label storage, accuracy.
 
-    python -m benchmarks compare --quick                    # a few minutes on 2 CPU cores: the protocol, small
-    python -m benchmarks compare                            # full: all of imagenette-mini, < 60 min on 2 quiet cores
-    python -m benchmarks compare --labels /tmp/imagenette_labels --publish   # reuse an FKD label set; update RESULTS.md
+    python -m benchmarks compare --quick                  # about 4 minutes on 2 CPU cores: the whole protocol, small
+    python -m benchmarks compare --publish                # full: all of imagenette-mini, about an hour on 2 cores
+    python -m benchmarks compare --labels DIR             # reuse an FKD label set of these images (any kind)
+    python -m benchmarks compare --render outputs/bench_compare/results.json --publish   # re-render a (partial) run
 
 The four methods share the student (architecture, initial weights), the optimizer and schedule, the crops per
 optimizer step, the seed and data order, the loader workers, the crop pipeline and the evaluation; they differ only
@@ -17,7 +18,8 @@ An epoch is N crops (N = training images) for every method, so E epochs are the 
 FKD's E epochs are E / num_crops passes over the images. Two more runs isolate the label source: plain and ReLabel
 on exactly FKD's batches (same images, same stored crops, same order). The ablation trains FKD again with label
 sets cut from one ``--kind full`` generation: fewer stored crops R and each soft-label kind/k. Outputs go to
-``--output-dir`` (report.md, results.json, compare.png); ``--publish`` also writes them into benchmarks/.
+``--output-dir`` (report.md, results.json, compare.png; results.json is rewritten after every run, so an
+interrupted run keeps what it measured); ``--publish`` also writes the report and the plot into benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
