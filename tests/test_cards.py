@@ -62,8 +62,9 @@ def test_templates_dir_holds_the_templates():
     assert templates_dir() == REPO_ROOT / "hub_cards"
 
 
-def test_wheel_ships_the_templates(tmp_path):
-    """The wheel holds hub_cards/ as fkd_hf/hub_cards, where templates_dir() finds it once installed."""
+def test_wheel_ships_every_module_and_the_templates(tmp_path):
+    """The wheel holds every module (the CLI's commands import from it) and hub_cards/ as fkd_hf/hub_cards, where
+    templates_dir() finds it once installed."""
     pytest.importorskip("setuptools", minversion="68", reason="builds the wheel offline with the local setuptools")
     source = tmp_path / "src"
     source.mkdir()
@@ -78,11 +79,14 @@ def test_wheel_ships_the_templates(tmp_path):
     [wheel] = (tmp_path / "dist").glob("fkd_hf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"fkd_hf/hub_cards/{name}" for name in TEMPLATES} <= names
+    modules = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "fkd_hf").rglob("*.py")}
+    assert modules - names == set(), "modules missing from the wheel: list their packages in pyproject.toml"
 
     # Installed (unpacked) without the checkout, the package finds its templates inside itself.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = "import fkd_hf.cards as c; print(c.templates_dir())"
+    probe = ("import importlib, fkd_hf.cards as c, fkd_hf.cli as cli; "
+             "[importlib.import_module(module) for module, _ in cli.COMMANDS.values()]; print(c.templates_dir())")
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False,
                            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert found.returncode == 0, found.stderr
