@@ -3,6 +3,7 @@
     python -m benchmarks compare --quick
     python -m benchmarks generate_throughput --images 96
     python -m benchmarks train_throughput --images 1024
+    python -m benchmarks demo_time --cases default
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ BENCHMARKS = {
     "compare": ("benchmarks.compare", "FKD vs plain, vanilla KD and ReLabel: crops/s, label storage, accuracy"),
     "generate_throughput": ("benchmarks.generate_throughput", "label generation vs the teacher's bare forward pass"),
     "train_throughput": ("benchmarks.train_throughput", "FKD vs plain training: crops/s and loader speed"),
+    "demo_time": ("benchmarks.demo_time", "wall time of `fkd-hf demo` from cold caches, default and imagenette-mini"),
 }
 
 

@@ -59,7 +59,7 @@ from fkd_hf import (
     student_data_config,
 )
 from fkd_hf.image_data import ImageSource, image_bytes, image_key, load_images
-from fkd_hf.label_set import DATA_DIR, SHARD_PATTERN, rows_to_table, write_shard
+from fkd_hf.label_set import DATA_DIR, SHARD_PATTERN, fixed_size_to_numpy, rows_to_table, write_shard
 from fkd_hf.loader import collate_crops, normalize
 from fkd_hf.soft_labels import DEFAULT_K, resolve_k
 
@@ -251,10 +251,7 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
     n = len(keys)
 
     def column(name, shape):
-        array = table.column(name).combine_chunks()
-        while pa.types.is_fixed_size_list(array.type):
-            array = array.flatten()
-        return array.to_numpy(zero_copy_only=False).reshape(n, *shape)
+        return fixed_size_to_numpy(table.column(name), (n, *shape))
 
     columns = {
         "image_key": keys,
@@ -768,14 +765,19 @@ def plot(results: dict, path: Path) -> Path | None:
 def publish(report: str, mode: str, png: Path | None, results_md: Path | None = None) -> None:
     """Replaces this mode's generated block in RESULTS.md (between its markers) and copies the plot next to it."""
     results_md = RESULTS_MD if results_md is None else results_md
-    begin, end = f"<!-- compare:{mode}:begin -->", f"<!-- compare:{mode}:end -->"
-    text = results_md.read_text() if results_md.exists() else ""
-    block = f"{begin}\n{report}"
     if png is not None:
         target = results_md.parent / f"compare_{mode}.png"
         shutil.copyfile(png, target)
-        block += f"\n![accuracy against wall time, {mode} run]({target.name})\n"
-    block += end
+        report += f"\n![accuracy against wall time, {mode} run]({target.name})\n"
+    replace_block(results_md, f"compare:{mode}", report)
+
+
+def replace_block(results_md: Path, name: str, block: str) -> None:
+    """Writes ``block`` between the markers ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` of ``results_md``
+    (appended with new markers when they are missing)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = results_md.read_text() if results_md.exists() else ""
+    block = f"{begin}\n{block}{end}"
     if begin in text and end in text:
         text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
     else:

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 
 import datasets
 import numpy as np
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
@@ -32,8 +31,8 @@ from transformers import Trainer, TrainerCallback
 
 from fkd_hf.crops import crops_to_pixels, replay_crop, resample_filter, sample_crops
 from fkd_hf.image_data import decode_image, image_bytes
-from fkd_hf.label_set import LabelSetMetadata
-from fkd_hf.loader import collate_crops, normalize, select_crops
+from fkd_hf.label_set import LabelSetMetadata, fixed_size_to_numpy
+from fkd_hf.loader import PassDataset, collate_crops, normalize, select_crops
 from fkd_hf.loss import soft_cross_entropy
 from fkd_hf.students import student_data_config
 from fkd_hf.teachers import Teacher
@@ -55,14 +54,7 @@ __all__ = [
 _FRESH_STREAM = 7  # keeps the baselines' crop stream apart from FKD's generation stream crop_rng(seed, row)
 
 
-def _fixed(column: pa.ChunkedArray, rows: int) -> np.ndarray:
-    array = column.combine_chunks()
-    while pa.types.is_fixed_size_list(array.type):
-        array = array.flatten()
-    return array.to_numpy(zero_copy_only=False).reshape(rows, -1)
-
-
-class CropDataset(torch.utils.data.Dataset):
+class CropDataset(PassDataset):
     """Image rows as training samples of ``num_crops`` crops each, with their boxes, class and optional extras.
 
     Each sample: ``pixel_values`` uint8 ``[m, H, W, 3]``, ``labels`` ``[m]`` (the image's class index), ``boxes``
@@ -94,6 +86,7 @@ class CropDataset(torch.utils.data.Dataset):
         map_size: int | None = None,
     ):
         resample_filter(interpolation)
+        super().__init__()
         if replay is not None and not 1 <= num_crops <= replay.num_crops:
             raise ValueError(f"num_crops must be between 1 and the label set's {replay.num_crops} stored crops.")
         if replay is not None and replay.skipped_rows:
@@ -117,20 +110,9 @@ class CropDataset(torch.utils.data.Dataset):
         self.teacher_size = None if teacher_size is None else (int(teacher_size[0]), int(teacher_size[1]))
         self.teacher_interpolation = teacher_interpolation
         self.crop_scale, self.crop_ratio = tuple(crop_scale), tuple(crop_ratio)
-        self._pass = torch.zeros(1, dtype=torch.int64).share_memory_()  # shared with (persistent) workers
 
     def __len__(self) -> int:
         return self.num_rows
-
-    @property
-    def pass_index(self) -> int:
-        return int(self._pass[0])
-
-    def set_pass(self, pass_index: int) -> None:
-        self._pass[0] = pass_index
-
-    def __getitem__(self, index: int) -> dict:
-        return self.__getitems__([index])[0]
 
     def _boxes(self, j: int, row: int, pass_index: int, stored, height: int, width: int):
         if self.replay is not None:
@@ -152,10 +134,11 @@ class CropDataset(torch.utils.data.Dataset):
             labels = self.label_map[labels]
         stored = None
         if self.replay is not None:
-            stored = (_fixed(table.column("crops"), n).astype(np.float16), _fixed(table.column("flips"), n))
+            stored = (fixed_size_to_numpy(table.column("crops"), (n, -1)).astype(np.float16),
+                      fixed_size_to_numpy(table.column("flips"), (n, -1)))  # fmt: skip
         if self.has_maps:
-            map_indices = _fixed(table.column("map_indices"), n)
-            map_values = _fixed(table.column("map_values"), n)
+            map_indices = fixed_size_to_numpy(table.column("map_indices"), (n, -1))
+            map_values = fixed_size_to_numpy(table.column("map_values"), (n, -1))
         pass_index = self.pass_index
         samples = []
         for j, row in enumerate(rows.tolist()):
@@ -226,6 +209,7 @@ class BaselineTrainer(Trainer):
         kwargs.setdefault("data_collator", collate_batch)
         kwargs.setdefault("compute_metrics", topk_accuracy)
         kwargs.setdefault("preprocess_logits_for_metrics", _top5)
+        model.to(memory_format=torch.channels_last)  # as FKDTrainer does
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         if train_dataset is not None:
             self.add_callback(_PassCallback(train_dataset))

@@ -54,6 +54,7 @@ from .crops import crop_rng, crops_to_pixels, replay_crop, sample_crops
 from .image_data import _SPLIT_DIRS, ImageSource, decode_image, image_bytes, load_images
 from .label_set import DATA_DIR, LabelSetMetadata, rows_to_table, write_shard
 from .pipeline import prefetch_map
+from .precision import PRECISIONS, resolve_precision
 
 __all__ = ["DemoConfig", "DemoResult", "Stage", "run_demo", "RESULT_FILE"]
 
@@ -69,7 +70,7 @@ _field = dataclasses.field
 
 # Defaults that depend on the data: the sample photos (20 images) or a real dataset (thousands of images).
 PHOTO_DEFAULTS = dict(stored_crops=32, num_crops=8, fkd_epochs=400, batch_size=20, learning_rate=0.01, temperature=1.0)
-DATASET_DEFAULTS = dict(stored_crops=4, num_crops=4, fkd_epochs=16, batch_size=64, learning_rate=0.008, temperature=1.0)
+DATASET_DEFAULTS = dict(stored_crops=8, num_crops=4, fkd_epochs=32, batch_size=64, learning_rate=0.008, temperature=1.0)
 
 
 @dataclasses.dataclass
@@ -108,13 +109,13 @@ class DemoConfig:
     student: str = _field(default="resnet10t", metadata={"help": "Student: a timm architecture, trained from scratch."})
     input_size: int = _field(default=64, metadata={"help": "Student input size (pixels)."})
     stored_crops: int | None = _field(
-        default=None, metadata={"help": "R: crops the teacher labels per image (default: 32 photos / 4 dataset)."}
+        default=None, metadata={"help": "R: crops the teacher labels per image (default: 32 photos / 8 dataset)."}
     )
     num_crops: int | None = _field(
         default=None, metadata={"help": "m: stored crops replayed per image and pass (default: 8 photos / 4 dataset)."}
     )
     fkd_epochs: float | None = _field(
-        default=None, metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 16 dataset)."}
+        default=None, metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 32 dataset)."}
     )
     batch_size: int | None = _field(
         default=None, metadata={"help": "Images per step; each gives m crops (default: 20 photos / 64 dataset)."}
@@ -130,6 +131,11 @@ class DemoConfig:
         default=16, metadata={"help": "Sample photos only: crops per photo, never trained on, for the agreement score."}
     )
     teacher_batch_size: int = _field(default=64, metadata={"help": "Crops per teacher forward pass."})
+    precision: str = _field(
+        default="auto",
+        metadata={"help": "Teacher and student arithmetic: fp32, bf16, or auto (bf16 on GPUs and CPUs with bf16 "
+                          "units (AMX, AVX512-BF16): about 2x faster there; else fp32)."},
+    )  # fmt: skip
     num_workers: int = _field(default=2, metadata={"help": "Image decoding threads."})
     seed: int = _field(default=0, metadata={"help": "Seed of crops, initialisation and data order."})
 
@@ -147,12 +153,15 @@ class DemoConfig:
                 raise ValueError(f"{name} must be a positive number, got {value}.")
         if self.num_workers < 0 or self.weight_decay < 0:
             raise ValueError("num_workers and weight_decay must be at least 0.")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}.")
 
     def resolved(self) -> DemoConfig:
         """A copy with the data-dependent defaults filled in; checks that m <= R."""
         defaults = PHOTO_DEFAULTS if self.dataset is None else DATASET_DEFAULTS
         defaults = {**defaults, "class_map": "none" if self.dataset is None else "auto"}
         values = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
+        values["precision"] = resolve_precision(self.precision, _device())
         config = dataclasses.replace(self, **values)
         if config.num_crops > config.stored_crops:
             raise ValueError(
@@ -428,7 +437,7 @@ def _eval_pixels(values, size, crop_pct, interpolation, threads, desc) -> np.nda
 
 
 @torch.inference_mode()
-def _teacher_predict(teacher, pixels: np.ndarray, class_indices, batch_size: int, desc: str):
+def _teacher_predict(teacher, pixels: np.ndarray, class_indices, batch_size: int, precision: str, desc: str):
     """Top-1 of the teacher on uint8 images: (over the label set's classes, over all teacher classes)."""
     from .loader import normalize
 
@@ -436,7 +445,8 @@ def _teacher_predict(teacher, pixels: np.ndarray, class_indices, batch_size: int
     restricted, full = [], []
     for start in tqdm(range(0, len(pixels), batch_size), desc=desc, unit="batch", dynamic_ncols=True):
         x = normalize(torch.from_numpy(pixels[start : start + batch_size]).permute(0, 3, 1, 2), mean, std)
-        logits = teacher.logits(x).float()
+        with torch.autocast("cpu", dtype=PRECISIONS[precision], enabled=precision != "fp32"):
+            logits = teacher.logits(x).float()
         full.append(logits.argmax(-1))
         if class_indices is not None:
             logits = logits[:, class_indices]
@@ -459,7 +469,7 @@ def _generate(config: DemoConfig, data: _Data, output_dir: Path, num_crops: int,
         dataset=data.spec, output_dir=str(output_dir), teacher=config.teacher, dataset_config=config.dataset_config,
         split=config.train_split, class_map=data.class_map, num_crops=num_crops, seed=seed,
         kind="marginal_smoothing", k=min(DEFAULT_K["marginal_smoothing"], num_classes), temperature=config.temperature,
-        batch_size=config.teacher_batch_size, num_workers=config.num_workers,
+        batch_size=config.teacher_batch_size, num_workers=config.num_workers, precision=config.precision,
     )  # fmt: skip
     return generate(options)
 
@@ -590,6 +600,7 @@ def _fit(name: str, config: DemoConfig, labels_dir: Path, data: _Data, train_row
         weight_decay=config.weight_decay, optim="adamw_torch", lr_scheduler_type="cosine", warmup_steps=0.05,
         eval_strategy="steps", eval_steps=max(1, total_steps // EVALS_PER_RUN), logging_steps=max(1, total_steps // 50),
         save_strategy="no", report_to="none", dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available(),
+        bf16=config.precision == "bf16", use_cpu=_device() == "cpu",
         seed=config.seed,
         mean=list(data_config["mean"]), std=list(data_config["std"]), crop_pct=data_config["crop_pct"],
         interpolation=data_config["interpolation"],
@@ -648,7 +659,7 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
     lines.append(f"- Teacher: `{teacher_name}`{restricted}. Student: `{config.student}` at {config.input_size} px, "
                  f"from scratch; R = {config.stored_crops} stored crops per image (teacher temperature {config.temperature:g}), "
                  f"m = {config.num_crops} per pass, "
-                 f"{config.fkd_epochs:g} FKD epochs, {config.batch_size} images per step.")  # fmt: skip
+                 f"{config.fkd_epochs:g} FKD epochs, {config.batch_size} images per step, {config.precision}.")  # fmt: skip
     lines.append(f"- Evaluated on: {data.eval_name}.")
     if photos:
         lines += [
@@ -699,6 +710,10 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
 
 
 # --- the demo ----------------------------------------------------------------------------------------------------
+
+
+def _device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _device_name() -> str:
@@ -762,7 +777,7 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
     teacher_pixels = _eval_pixels(eval_values, teacher.input_size, _teacher_crop_pct(teacher), teacher.interpolation,
                                   config.num_workers, "teacher: decode")  # fmt: skip
     teacher_preds, teacher_full = _teacher_predict(teacher, teacher_pixels, class_indices, config.teacher_batch_size,
-                                                   "teacher: evaluate")  # fmt: skip
+                                                   config.precision, "teacher: evaluate")  # fmt: skip
     metrics: dict = {
         "teacher": config.teacher, "num_classes": len(class_names), "restricted": class_indices is not None,
         "teacher_top1": float(np.mean(teacher_preds == eval_labels)),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -46,11 +45,11 @@ from .label_set import (
     write_shard,
 )
 from .pipeline import prefetch_map
+from .precision import AUTO, PRECISIONS, resolve_precision
 from .soft_labels import KINDS, quantize, resolve_k
 from .teachers import Teacher, load_teacher, resolve_class_map
 
 RUN_FILE = "fkd_run.json"
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TARGET_ROWS_PER_SHARD = 5000
 MIN_SHARDS = 8
 
@@ -87,7 +86,11 @@ class GenerateConfig:
     crop_scale: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_SCALE), metadata={"help": "RRC scale range."})
     crop_ratio: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_RATIO), metadata={"help": "RRC ratio range."})
     batch_size: int = dataclasses.field(default=128, metadata={"help": "Crops per teacher forward pass."})
-    precision: str = dataclasses.field(default="fp32", metadata={"help": "Teacher precision: fp32, bf16 or fp16."})
+    precision: str = dataclasses.field(
+        default="fp32",
+        metadata={"help": "Teacher precision: fp32, bf16, fp16, or auto (bf16 on GPUs and CPUs with bf16 units "
+                          "(AMX, AVX512-BF16), else fp32)."},
+    )  # fmt: skip
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the crop sampler."})
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
@@ -107,8 +110,8 @@ class GenerateConfig:
             raise ValueError(f"Unknown soft-label kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
         if self.k is not None and self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}.")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.precision != AUTO and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be at least 1 and num_workers at least 0.")
         for name in ("rows_per_shard", "num_shards", "max_rows"):
@@ -296,10 +299,7 @@ class _TeacherRunner:
         self.teacher = teacher
         self.device = device
         self.dtype = PRECISIONS[precision]
-        self.channels_last = device.type == "cuda"
-        self.model = teacher.model.to(device)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        teacher.model.to(device)  # in place; channels-last since load_teacher
         self.mean = torch.tensor(teacher.mean, device=device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(teacher.std, device=device).view(1, -1, 1, 1) * 255
         indices = metadata.teacher_class_indices
@@ -310,9 +310,7 @@ class _TeacherRunner:
     def __call__(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``pixels``: uint8 ``[N, H, W, 3]`` crops -> (indices ``[N, k]``, values ``[N, k]``)."""
         x = torch.from_numpy(pixels).to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        x = (x - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             logits = self.teacher.logits(x)
         logits = logits.float()
@@ -356,6 +354,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         cpu=not torch.accelerator.is_available(),
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=24))],
     )
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator.device))
     output_dir = Path(config.output_dir)
     with accelerator.main_process_first():
         source = load_images(

@@ -145,6 +145,15 @@ def _fixed_size_lists(array: np.ndarray) -> pa.Array:
     return flat
 
 
+def fixed_size_to_numpy(column: pa.Array | pa.ChunkedArray, shape: tuple[int, ...]) -> np.ndarray:
+    """A (nested) fixed-size-list Arrow column as a numpy array of ``shape`` in its stored dtype, without Python
+    objects: the inverse of how :func:`rows_to_table` stores ``[N, R, ...]`` arrays."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    while pa.types.is_fixed_size_list(array.type):
+        array = array.flatten()
+    return array.to_numpy(zero_copy_only=False).reshape(shape)
+
+
 def rows_to_table(columns: dict[str, Any], features: Features) -> pa.Table:
     """An Arrow table in the label-set schema from column arrays (``[N, R, ...]`` numpy arrays, keys as a list)."""
     arrays = [pa.array(list(columns["image_key"]), type=pa.string())]

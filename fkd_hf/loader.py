@@ -20,7 +20,6 @@ from collections.abc import Sequence
 
 import datasets
 import numpy as np
-import pyarrow as pa
 import torch
 from PIL import Image
 from torch.utils.data import default_collate
@@ -28,10 +27,11 @@ from torch.utils.data import default_collate
 from .crops import crops_to_pixels, replay_crop, resample_filter
 from .image_data import decode_image, image_bytes, image_key
 from .join import LabelMismatchError
-from .label_set import LABEL_COLUMNS, LabelSetMetadata
+from .label_set import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
 
 __all__ = [
     "select_crops",
+    "PassDataset",
     "FKDCropDataset",
     "EvalDataset",
     "eval_transform",
@@ -48,15 +48,27 @@ def select_crops(seed: int, row: int, pass_index: int, num_stored: int, num_crop
     return order[slot * num_crops : (slot + 1) * num_crops]
 
 
-def _fixed_size(column: pa.ChunkedArray, rows: int) -> np.ndarray:
-    """A fixed-size-list Arrow column as a ``[rows, ...]`` numpy array in its stored dtype (no Python objects)."""
-    array = column.combine_chunks()
-    while pa.types.is_fixed_size_list(array.type):
-        array = array.flatten()
-    return array.to_numpy(zero_copy_only=False).reshape(rows, -1)
+class PassDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose samples depend on the pass over the data: :class:`~fkd_hf.FKDTrainer` calls
+    :meth:`set_pass` when a pass begins, and the pass index is shared with (persistent) loader workers.
+    Subclasses implement ``__getitems__`` (a batch of indices -> a list of samples) and ``__len__``."""
+
+    def __init__(self):
+        self._pass = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    @property
+    def pass_index(self) -> int:
+        return int(self._pass[0])
+
+    def set_pass(self, pass_index: int) -> None:
+        """Selects the crops of pass ``pass_index`` for every sample read from now on, in every worker."""
+        self._pass[0] = pass_index
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
 
 
-class FKDCropDataset(torch.utils.data.Dataset):
+class FKDCropDataset(PassDataset):
     """Joined image + label rows (see :func:`~fkd_hf.join.join_labels`) as FKD training samples.
 
     Each sample is one image: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, ``topk_indices`` and ``topk_values``
@@ -81,6 +93,7 @@ class FKDCropDataset(torch.utils.data.Dataset):
                 f"{num_crops}: lower num_crops, or generate labels with `fkd-hf generate --num_crops {num_crops}`."
             )
         resample_filter(interpolation)  # fail early on an unknown name
+        super().__init__()
         self.rows = rows.select_columns([image_column, *LABEL_COLUMNS]).with_format("arrow")
         self.metadata = metadata
         self.num_crops = num_crops
@@ -90,31 +103,20 @@ class FKDCropDataset(torch.utils.data.Dataset):
         self.image_column = image_column
         skipped = np.asarray(metadata.skipped_rows, dtype=np.int64)
         self.row_ids = np.setdiff1d(np.arange(len(rows)), skipped)
-        self._pass = torch.zeros(1, dtype=torch.int64).share_memory_()  # shared with (persistent) workers
 
     def __len__(self) -> int:
         return len(self.row_ids)
-
-    @property
-    def pass_index(self) -> int:
-        return int(self._pass[0])
-
-    def set_pass(self, pass_index: int) -> None:
-        """Selects the crops of pass ``pass_index`` for every sample read from now on, in every worker."""
-        self._pass[0] = pass_index
-
-    def __getitem__(self, index: int) -> dict:
-        return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
         """Reads a batch of rows with one Arrow take, then decodes each image once and replays its crops."""
         rows = self.row_ids[np.asarray(indices, dtype=np.int64)]
         table = self.rows[rows.tolist()]
         n = len(rows)
-        crops = _fixed_size(table.column("crops"), n).reshape(n, -1, 4)
-        flips = _fixed_size(table.column("flips"), n)
-        indices_k = _fixed_size(table.column("topk_indices"), n).reshape(n, self.metadata.num_crops, -1)
-        values_k = _fixed_size(table.column("topk_values"), n).reshape(n, self.metadata.num_crops, -1)
+        stored = self.metadata.num_crops
+        crops = fixed_size_to_numpy(table.column("crops"), (n, stored, 4))
+        flips = fixed_size_to_numpy(table.column("flips"), (n, stored))
+        indices_k = fixed_size_to_numpy(table.column("topk_indices"), (n, stored, -1))
+        values_k = fixed_size_to_numpy(table.column("topk_values"), (n, stored, -1))
         keys = table.column("image_key").to_pylist()
         images = table.column(self.image_column).to_pylist()
         pass_index = self.pass_index

@@ -17,6 +17,7 @@ Such a folder loads with ``timm.create_model("local-dir:DIR", pretrained=True)``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Sequence
@@ -177,9 +178,27 @@ def student_data_config(
     return cfg
 
 
+@contextlib.contextmanager
+def _contiguous_weights(model: torch.nn.Module):
+    """Safetensors stores contiguous tensors only: lays out channels-last weights (as trainers keep them) the
+    standard way while saving, and restores the layout after."""
+    channels_last = any(p.dim() == 4 and not p.is_contiguous() for p in model.parameters())
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+
+
 def save_student(model: PreTrainedModel, directory: str | Path, data_config: dict | None = None) -> Path:
     """Saves ``model`` as a safetensors folder in the format described in the module docstring."""
-    directory = Path(directory)
+    with _contiguous_weights(model):
+        return _save_student(model, Path(directory), data_config)
+
+
+def _save_student(model: PreTrainedModel, directory: Path, data_config: dict | None) -> Path:
     if not isinstance(model, TimmWrapperForImageClassification):
         model.save_pretrained(directory)
         processor = _image_processor(model)

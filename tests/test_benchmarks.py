@@ -16,7 +16,7 @@ from PIL import Image
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: import it from the checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import compare  # noqa: E402
+from benchmarks import compare, demo_time  # noqa: E402
 from benchmarks.__main__ import main as bench_main  # noqa: E402
 from benchmarks.methods import CropDataset, PlainTrainer, collate_batch, teacher_targets  # noqa: E402
 from benchmarks.relabel import dense_logit_map, generate_label_maps, join_label_maps, load_label_maps, relabel_targets  # noqa: E402
@@ -198,8 +198,25 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
 def test_the_entry_point_lists_every_benchmark(capsys):
     assert bench_main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput"))
+    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time"))
     assert bench_main(["nope"]) == 2
+
+
+def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(teacher_dir, tmp_path, monkeypatch):
+    splits = make_splits(tmp_path / "images", train_per_class=4, val_per_class=2)
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Results\n\n<!-- demo_time:begin -->\nOLD TABLE\n<!-- demo_time:end -->\n\n## More\n")
+    monkeypatch.setattr(demo_time, "RESULTS_MD", results_md)
+    tiny = (f"--teacher {teacher_dir} --student test_resnet --input_size 32 --stored_crops 4 --num_crops 2 "
+            "--fkd_epochs 2 --batch_size 6 --num_workers 0")  # fmt: skip
+    argv = ["demo_time", "--cases", "imagenette", "--imagenette", str(splits), "--extra-args", tiny, "--publish"]
+    assert bench_main(argv) == 0
+    text = results_md.read_text()
+    assert "OLD TABLE" not in text and "## More" in text
+    row = next(line for line in text.splitlines() if line.startswith("| `fkd-hf demo --dataset"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[1].endswith(" min") and float(cells[1].split()[0]) > 0 and cells[2] == "< 20 min"
+    assert cells[3].endswith("% top-1") and cells[4].endswith("%")  # FKD and plain students were both scored
 
 
 @pytest.mark.slow

@@ -67,6 +67,27 @@ def test_transformers_student_round_trips_with_its_class_names(tmp_path):
     assert create_student(str(tmp_path / "saved"), ["a", "b"], pretrained=True).config.num_labels == 2
 
 
+@pytest.mark.parametrize("library", ["timm", "transformers"])
+def test_channels_last_student_saves_and_keeps_its_layout(tmp_path, library):
+    """Trainers keep students channels-last; safetensors needs contiguous tensors, so saving lays them out for the
+    file only."""
+    if library == "timm":
+        student = create_student("test_resnet", CLASSES)
+    else:
+        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic").save_pretrained(tmp_path / "cfg")
+        student = create_student(str(tmp_path / "cfg"), CLASSES)
+    student.to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 32, 32)
+    save_student(student, tmp_path / "saved", student_data_config(student, input_size=32))
+    weights = [p for p in student.parameters() if p.dim() == 4]
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)  # the layout is restored
+    assert any(not p.is_contiguous() for p in weights)  # (1x1 kernels look the same in both layouts)
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved")
+    saved, kept = reloaded.state_dict(), student.state_dict()
+    assert saved.keys() == kept.keys() and all(torch.equal(saved[name], kept[name]) for name in kept)
+    torch.testing.assert_close(_logits(reloaded, x), _logits(student, x))  # layouts differ in float rounding only
+
+
 def test_unknown_student_is_an_error_that_lists_the_accepted_specs():
     with pytest.raises(ValueError, match="give a timm architecture"):
         create_student("no_such_model_anywhere", CLASSES)

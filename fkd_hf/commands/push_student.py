@@ -13,18 +13,15 @@ folder's fkd_student.json; checkpoints and optimizer state stay local. The pushe
 from __future__ import annotations
 
 import argparse
-import sys
+
+from ._push import push_parser, run_push
+
+PROG = "fkd-hf push-student"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fkd-hf push-student", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("directory", help="Student folder written by `fkd-hf train` (config.json + model.safetensors).")
-    parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help="Hub model repo: user/name.")
-    parser.add_argument("--private", action="store_true", default=None, help="Create the repo private.")
-    parser.add_argument("--revision", default=None, help="Branch to push to (created if missing); default main.")
-    parser.add_argument("--commit-message", "--commit_message", dest="commit_message", default=None)
+    parser = push_parser(PROG, __doc__, "Student folder written by `fkd-hf train` (config.json + model.safetensors).",
+                         "model")  # fmt: skip
     parser.add_argument(
         "--label-set", "--label_set", dest="label_set", default=None,
         help="Hub id of the label set the student was trained on (when it was trained from a local folder).",
@@ -35,17 +32,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from ..hub import describe_error, push_student
+    from ..hub import push_student
 
     args = make_parser().parse_args(argv)
-    try:
-        url = push_student(
-            args.directory, args.repo_id, private=args.private, revision=args.revision,
-            commit_message=args.commit_message, label_set=args.label_set, license=args.license,
-            model_name=args.model_name,
-        )  # fmt: skip
-    except (OSError, ValueError) as err:
-        print(f"fkd-hf push-student: error: {describe_error(err)}", file=sys.stderr)
-        return 1
-    print(f"Student pushed to {url}")
-    return 0
+    return run_push(PROG, push_student, args, "Student", label_set=args.label_set, license=args.license,
+                    model_name=args.model_name)  # fmt: skip
