@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from fkd_hf.cli import dispatch
 
 # name -> (module, one-line description); dashes and underscores are interchangeable on the command line.
 BENCHMARKS = {
@@ -20,26 +21,18 @@ BENCHMARKS = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: python -m benchmarks <name> [options]", "", "benchmarks:"]
-    lines += [f"  {name:<20} {description}" for name, (_, description) in BENCHMARKS.items()]
-    return "\n".join(lines)
+def _run(module, argv: list[str]) -> int:
+    parser = module.make_parser()
+    parser.prog = f"python -m benchmarks {module.__name__.rsplit('.', 1)[-1]}"
+    module.main(parser.parse_args(argv))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    name = argv[0].replace("-", "_")
-    if name not in BENCHMARKS:
-        print(f"unknown benchmark {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(BENCHMARKS[name][0])
-    parser = module.make_parser()
-    parser.prog = f"python -m benchmarks {name}"
-    module.main(parser.parse_args(argv[1:]))
-    return 0
+    if argv and not argv[0].startswith("-"):
+        argv[0] = argv[0].replace("-", "_")
+    return dispatch(BENCHMARKS, argv, "python -m benchmarks", "benchmark", _run)
 
 
 if __name__ == "__main__":

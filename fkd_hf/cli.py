@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 # command -> (module, one-line description)
 COMMANDS = {
@@ -15,22 +17,25 @@ COMMANDS = {
 }
 
 
-def _usage() -> str:
-    lines = ["usage: fkd-hf <command> [options]", "", "commands:"]
-    lines += [f"  {name:<14} {description}" for name, (_, description) in COMMANDS.items()]
-    return "\n".join(lines)
+def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, kind: str,
+             run: Callable[[ModuleType, list[str]], int | None]) -> int:  # fmt: skip
+    """``prog <name> [options]``: imports the module ``commands`` names for ``argv[0]`` and returns
+    ``run(module, argv[1:])``; prints the list of names for ``--help`` and, with exit status 2, for an unknown one."""
+    width = max(map(len, commands)) + 2
+    usage = "\n".join([f"usage: {prog} <{kind}> [options]", "", f"{kind}s:"]
+                      + [f"  {name:<{width}}{description}" for name, (_, description) in commands.items()])  # fmt: skip
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0
+    if argv[0] not in commands:
+        print(f"{prog}: unknown {kind} {argv[0]!r}\n\n{usage}", file=sys.stderr)
+        return 2
+    return run(importlib.import_module(commands[argv[0]][0]), argv[1:]) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0
-    if argv[0] not in COMMANDS:
-        print(f"fkd-hf: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:]) or 0
+    return dispatch(COMMANDS, argv, "fkd-hf", "command", lambda module, rest: module.main(rest))
 
 
 if __name__ == "__main__":

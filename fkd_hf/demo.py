@@ -713,7 +713,8 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
 
 
 def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """Where the Trainer and ``generate`` run: the accelerator (CUDA, MPS, ...) if there is one, else the CPU."""
+    return torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else "cpu"
 
 
 def _device_name() -> str:

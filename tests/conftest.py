@@ -19,6 +19,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def assert_same_logits(actual, expected) -> None:
+    """Logits of one set of weights loaded two ways. Not bit-equal: a memory-mapped safetensors tensor can sit at
+    another alignment than a copied one, and the CPU kernels then take another SIMD path (differences ~1e-7)."""
+    import torch
+
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
 def make_image_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
     """An imagefolder of small JPEG and PNG photos of several sizes and aspect ratios, one folder per class."""
     rng = np.random.default_rng(seed)

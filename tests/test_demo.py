@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from _fkd_data import TINY_CLASSES, make_splits
-from conftest import IMAGENETTE, REPO_ROOT, make_image_folder
+from conftest import IMAGENETTE, REPO_ROOT, assert_same_logits, make_image_folder
 
 import fkd_hf.demo as demo_module
 import fkd_hf.demo_data as demo_data
@@ -90,7 +90,7 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
     in_timm = timm.create_model(f"local-dir:{output / 'student'}", pretrained=True).eval()
     in_transformers = AutoModelForImageClassification.from_pretrained(output / "student").eval()
     with torch.no_grad():
-        assert torch.equal(in_timm(x), in_transformers(x).logits)
+        assert_same_logits(in_timm(x), in_transformers(x).logits)
     card = ModelCard.load(output / "student" / "README.md")
     result = json.loads((output / RESULT_FILE).read_text())
     assert card.data.eval_results[0].metric_value == pytest.approx(result["runs"]["fkd"]["top1"], abs=1e-6)

@@ -8,6 +8,7 @@ import sys
 import pytest
 import timm
 import torch
+from conftest import assert_same_logits
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ResNetConfig
 
 from fkd_hf.students import create_student, save_student, student_data_config
@@ -35,8 +36,8 @@ def test_timm_student_loads_in_timm_and_transformers_with_identical_logits(tmp_p
     expected = _logits(student, x)
     in_timm = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
     in_transformers = AutoModelForImageClassification.from_pretrained(tmp_path)
-    assert torch.equal(_logits(in_timm, x), expected)
-    assert torch.equal(_logits(in_transformers, x), expected)
+    assert_same_logits(_logits(in_timm, x), expected)
+    assert_same_logits(_logits(in_transformers, x), expected)
     assert in_timm.pretrained_cfg["label_names"] == CLASSES
     assert in_transformers.config.id2label == dict(enumerate(CLASSES))
     assert AutoImageProcessor.from_pretrained(tmp_path).data_config["input_size"] == (3, size, size)
@@ -62,7 +63,7 @@ def test_transformers_student_round_trips_with_its_class_names(tmp_path):
     save_student(student, tmp_path / "saved")
     x = torch.randn(2, 3, 32, 32)
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved")
-    assert torch.equal(_logits(reloaded, x), _logits(student, x))
+    assert_same_logits(_logits(reloaded, x), _logits(student, x))
     assert reloaded.config.id2label == dict(enumerate(CLASSES))
     assert create_student(str(tmp_path / "saved"), ["a", "b"], pretrained=True).config.num_labels == 2
 
@@ -85,7 +86,7 @@ def test_channels_last_student_saves_and_keeps_its_layout(tmp_path, library):
     reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "saved")
     saved, kept = reloaded.state_dict(), student.state_dict()
     assert saved.keys() == kept.keys() and all(torch.equal(saved[name], kept[name]) for name in kept)
-    torch.testing.assert_close(_logits(reloaded, x), _logits(student, x))  # layouts differ in float rounding only
+    assert_same_logits(_logits(reloaded, x), _logits(student, x))
 
 
 def test_unknown_student_is_an_error_that_lists_the_accepted_specs():
@@ -105,12 +106,12 @@ HfApi().create_repo("user/student")
 HfApi().upload_folder(folder_path=root / "student", repo_id="user/student")
 x, expected = torch.load(root / "x.pt"), torch.load(root / "logits.pt")
 with torch.no_grad():
-    assert torch.equal(timm.create_model("hf-hub:user/student", pretrained=True).eval()(x), expected)
+    torch.testing.assert_close(timm.create_model("hf-hub:user/student", pretrained=True).eval()(x), expected, rtol=1e-5, atol=1e-6)
     in_transformers = AutoModelForImageClassification.from_pretrained("user/student").eval()
-    assert torch.equal(in_transformers(x).logits, expected)
+    torch.testing.assert_close(in_transformers(x).logits, expected, rtol=1e-5, atol=1e-6)
     assert in_transformers.config.id2label == {0: "cat", 1: "dog", 2: "fox"}
     from_hub = create_student("user/student", ["cat", "dog", "fox"], pretrained=True).eval()
-    assert torch.equal(from_hub(x).logits, expected)
+    torch.testing.assert_close(from_hub(x).logits, expected, rtol=1e-5, atol=1e-6)
 """
 
 
