@@ -4,6 +4,7 @@
     python -m benchmarks generate_throughput --images 96
     python -m benchmarks train_throughput --images 1024
     python -m benchmarks demo_time --cases default
+    python -m benchmarks cpu_memory
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ from __future__ import annotations
 import sys
 
 from fkd_hf.cli import dispatch
+from fkd_hf.cpu_memory import keep_freed_memory
 
 # name -> (module, one-line description); dashes and underscores are interchangeable on the command line.
 BENCHMARKS = {
     "compare": ("benchmarks.compare", "FKD vs plain, vanilla KD and ReLabel: crops/s, label storage, accuracy"),
     "generate_throughput": ("benchmarks.generate_throughput", "label generation vs the teacher's bare forward pass"),
     "train_throughput": ("benchmarks.train_throughput", "FKD vs plain training: crops/s and loader speed"),
+    "cpu_memory": ("benchmarks.cpu_memory", "CPU speed with freed memory kept in the process vs returned to the OS"),
     "demo_time": ("benchmarks.demo_time", "wall time of `fkd-hf demo` from cold caches, default and imagenette-mini"),
 }
 
 
 def _run(module, argv: list[str]) -> int:
+    keep_freed_memory()  # as every fkd-hf command does; process-wide, so the same for every method compared
     parser = module.make_parser()
     parser.prog = f"python -m benchmarks {module.__name__.rsplit('.', 1)[-1]}"
     module.main(parser.parse_args(argv))

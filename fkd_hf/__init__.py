@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .cpu_memory import keep_freed_memory
 from .crops import crops_to_pixels, replay_crop, sample_crops
 from .generation import GenerateConfig, generate
 from .label_set import LabelSet, LabelSetMetadata, label_features, load_label_set
@@ -26,6 +27,7 @@ __all__ = [
     "Teacher",
     "crops_to_pixels",
     "generate",
+    "keep_freed_memory",
     "label_features",
     "load_label_set",
     "load_teacher",

@@ -35,7 +35,14 @@ def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, k
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return dispatch(COMMANDS, argv, "fkd-hf", "command", lambda module, rest: module.main(rest))
+    return dispatch(COMMANDS, argv, "fkd-hf", "command", _run_command)
+
+
+def _run_command(module: ModuleType, argv: list[str]) -> int | None:
+    from .cpu_memory import keep_freed_memory
+
+    keep_freed_memory()
+    return module.main(argv)
 
 
 if __name__ == "__main__":

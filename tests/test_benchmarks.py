@@ -2,6 +2,7 @@
 crops and losses, label-set cuts, and the whole harness on tiny photos with a tiny teacher."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -198,7 +199,7 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
 def test_the_entry_point_lists_every_benchmark(capsys):
     assert bench_main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time"))
+    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time", "cpu_memory"))
     assert bench_main(["nope"]) == 2
 
 
@@ -217,6 +218,7 @@ def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(teacher_dir, tmp
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[1].endswith(" min") and float(cells[1].split()[0]) > 0 and cells[2] == "< 20 min"
     assert cells[3].endswith("% top-1") and cells[4].endswith("%")  # FKD and plain students were both scored
+    assert re.fullmatch(r"[+-]\d+\.\d points \(\d+\.\d\)", cells[5])  # their paired difference
 
 
 @pytest.mark.slow
