@@ -90,7 +90,7 @@ PRESETS = {
     "full": dict(
         train_per_class=None, val_per_class=None, epochs=8, stored_crops=8, num_crops=4, batch_crops=120,
         eval_batch_size=200, throughput_rounds=3, throughput_steps=8,
-        ablation=["kind=hard", "kind=smoothing", "k=2", "kind=marginal_renorm", "kind=full", "R=4", "R=2"],
+        ablation=["kind=hard", "kind=smoothing", "k=2", "kind=marginal_renorm", "kind=full", "R=4", "R=2", "m=2", "m=1"],
     ),
 }
 COMMON = dict(
@@ -635,8 +635,8 @@ def render_report(results: dict) -> str:
         f"Machine: {info['cpu']}, {info['cores']} cores; {info['os']}; "
         f"Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
         f"Date: {results['date']}; wall time of the whole run {results['wall_seconds'] / 60:.1f} min; 1-minute load "
-        f"average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end (above "
-        f"{info['cores']}, other jobs were sharing the cores).",
+        f"average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end"
+        + (f" (above {info['cores']}: other jobs were sharing the cores)." if max(results["load"]) > info["cores"] else "."),
         "",
         f"Protocol: {n} training images ({s.train_per_class or 'all'} per class), {n_val} validation images; student "
         f"`{s.student}` from scratch at {s.input_size} px; teacher `{s.teacher}` restricted to the "

@@ -60,6 +60,7 @@ def run_case(case: str, arguments: list[str], work: Path) -> dict:
         "case": case, "command": " ".join(["fkd-hf", "demo", *arguments]), "seconds": seconds,
         "target_minutes": TARGET_MINUTES[case], "mode": result["mode"], "teacher_top1": result["teacher_top1"],
         "fkd_top1": runs["fkd"]["top1"], "plain_top1": runs["plain"]["top1"] if "plain" in runs else None,
+        "difference": result.get("fkd_minus_plain"), "difference_se": result.get("fkd_minus_plain_se"),
         "load_average": result.get("load_average"),
     }  # fmt: skip
 
@@ -72,16 +73,19 @@ def report(rows: list[dict], machine: dict) -> str:
         f"Machine: {machine['cpu']}, {machine['cores']} cores; Python {machine['python']}; {versions}.",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Each run: a fresh process, cold caches.",
         "",
-        "| run | wall time | target | FKD student | plain student | teacher | load average at the end |",
-        "|---|---|---|---|---|---|---|",
+        "| run | wall time | target | FKD student | plain student | FKD - plain (paired standard error) | teacher "
+        "| load average at the end |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         score = "agreement with the teacher" if row["mode"] == "photos" else "top-1"
         plain = f"{100 * row['plain_top1']:.1f} %" if row["plain_top1"] is not None else "-"
         teacher = "reference" if row["mode"] == "photos" else f"{100 * row['teacher_top1']:.1f} % top-1"
         load = f"{row['load_average']:.1f}" if row["load_average"] is not None else "-"
+        difference = "-" if row.get("difference") is None else \
+            f"{100 * row['difference']:+.1f} points ({100 * row['difference_se']:.1f})"  # fmt: skip
         lines.append(f"| `{row['command']}` | {row['seconds'] / 60:.1f} min | < {row['target_minutes']} min | "
-                     f"{100 * row['fkd_top1']:.1f} % {score} | {plain} | {teacher} | {load} |")  # fmt: skip
+                     f"{100 * row['fkd_top1']:.1f} % {score} | {plain} | {difference} | {teacher} | {load} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

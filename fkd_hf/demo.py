@@ -70,7 +70,7 @@ _field = dataclasses.field
 
 # Defaults that depend on the data: the sample photos (20 images) or a real dataset (thousands of images).
 PHOTO_DEFAULTS = dict(stored_crops=32, num_crops=8, fkd_epochs=400, batch_size=20, learning_rate=0.01, temperature=1.0)
-DATASET_DEFAULTS = dict(stored_crops=8, num_crops=4, fkd_epochs=32, batch_size=64, learning_rate=0.008, temperature=1.0)
+DATASET_DEFAULTS = dict(stored_crops=4, num_crops=4, fkd_epochs=16, batch_size=64, learning_rate=0.008, temperature=1.0)
 
 
 @dataclasses.dataclass
@@ -109,13 +109,13 @@ class DemoConfig:
     student: str = _field(default="resnet10t", metadata={"help": "Student: a timm architecture, trained from scratch."})
     input_size: int = _field(default=64, metadata={"help": "Student input size (pixels)."})
     stored_crops: int | None = _field(
-        default=None, metadata={"help": "R: crops the teacher labels per image (default: 32 photos / 8 dataset)."}
+        default=None, metadata={"help": "R: crops the teacher labels per image (default: 32 photos / 4 dataset)."}
     )
     num_crops: int | None = _field(
         default=None, metadata={"help": "m: stored crops replayed per image and pass (default: 8 photos / 4 dataset)."}
     )
     fkd_epochs: float | None = _field(
-        default=None, metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 32 dataset)."}
+        default=None, metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 16 dataset)."}
     )
     batch_size: int | None = _field(
         default=None, metadata={"help": "Images per step; each gives m crops (default: 20 photos / 64 dataset)."}
@@ -555,6 +555,19 @@ class _Run:
     train_seconds: float  # without the evaluations during training
     crops: int
     steps: int
+    correct: list[bool] = _field(default_factory=list, repr=False)  # per evaluation item
+
+
+def paired_difference(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> tuple[float, float]:
+    """Top-1 of A minus top-1 of B on the same items, and the standard error of that difference: both models see
+    the same items, so only the items where exactly one is right count (b, c: A alone right, B alone right;
+    var = (b + c - (b - c)^2 / n) / n^2)."""
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    n = len(a)
+    if n == 0 or len(b) != n:
+        raise ValueError("paired_difference needs two equally long, non-empty lists of per-item results.")
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return (only_a - only_b) / n, math.sqrt(max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0)) / n
 
 
 def _quiet_progress():
@@ -627,6 +640,7 @@ def _fit(name: str, config: DemoConfig, labels_dir: Path, data: _Data, train_row
         agreement=float(np.mean(preds == teacher_preds)) if teacher_preds is not None else None,
         log_history=history, seconds=seconds, train_seconds=max(result.metrics["train_runtime"] - eval_seconds, 1e-9),
         crops=round(config.fkd_epochs * len(rows)), steps=trainer.state.global_step,
+        correct=(preds == eval_set.labels).tolist(),
     )  # fmt: skip
     if card_callback is not None:
         card_callback.fill_from_metrics(output.metrics)
@@ -675,8 +689,9 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
             "the most agreement a student trained on the photos' labels alone can reach.",
         ]  # fmt: skip
     if plain_source:
-        lines.append(f"- Plain student: the same student, initialisation, optimizer, steps and crops per step, "
-                     f"trained on {plain_source}.")  # fmt: skip
+        lines.append(f"- Plain student: the same student, initialisation, optimizer, steps, images and crops per step "
+                     f"(m = {config.num_crops} crops of each decoded image, as FKD replays), trained on "
+                     f"{plain_source}.")  # fmt: skip
     lines += ["", "| model | " + ("agreement with the teacher (held-out crops)" if photos else
                                  "top-1 | agreement with the teacher (top-1)") + " |"]  # fmt: skip
     lines.append("|---|---|" if photos else "|---|---|---|")
@@ -690,6 +705,11 @@ def _summary(config: DemoConfig, data: _Data, teacher_name: str, metrics: dict, 
         for label, key in (("FKD student", "fkd"), ("plain student", "plain")):
             if key in runs:
                 lines.append(f"| {label} `{config.student}` | {_pct(runs[key].top1)} | {_pct(runs[key].agreement)} |")
+    if "fkd_minus_plain" in metrics:
+        difference, error = 100 * metrics["fkd_minus_plain"], 100 * metrics["fkd_minus_plain_se"]
+        lines += ["", f"FKD minus plain: {difference:+.1f} points, {difference / error if error else float('inf'):.1f} "
+                      f"standard errors ({error:.1f} points, paired: the same {len(runs['fkd'].correct)} "
+                      f"{'crops' if photos else 'images'}, counting those where exactly one student is right)."]  # fmt: skip
     lines += ["", "| stage | time | throughput |", "|---|---|---|"]
     for stage in stages:
         detail = f": {stage.detail}" if stage.detail else ""
@@ -882,9 +902,12 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
         device=_device_name(), threads=torch.get_num_threads(), dataset=data.spec,
         load_average=os.getloadavg()[0] if hasattr(os, "getloadavg") else None, eval=data.eval_name,
         student=config.student, mode=data.mode,
-        runs={key: {k: v for k, v in dataclasses.asdict(run).items() if k != "log_history"}
+        runs={key: {k: v for k, v in dataclasses.asdict(run).items() if k not in ("log_history", "correct")}
               for key, run in runs.items()},
     )  # fmt: skip
+    if "plain" in runs:
+        metrics["fkd_minus_plain"], metrics["fkd_minus_plain_se"] = paired_difference(runs["fkd"].correct,
+                                                                                      runs["plain"].correct)  # fmt: skip
     from .plots import plot_training_curves
 
     names = {"fkd": "FKD (teacher soft labels)", "plain": "plain (hard labels)"}
