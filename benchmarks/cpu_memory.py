@@ -4,9 +4,10 @@
     python -m benchmarks cpu_memory --publish        # also write the table into benchmarks/RESULTS.md
 
 Each case runs in fresh processes that differ only in ``FKD_HF_KEEP_FREED_MEMORY`` (0: the allocator as it is;
-1: freed memory kept), the two settings alternating for ``--rounds`` rounds; the table shows each setting's median: the teacher's forward pass (efficientnet-lite0 at 224 px, batch 64, the generation
-default) and a student's training step (resnet10t at 64 px, 256 crops: the demo's; mobilenetv3_small_050 at 112
-px, 120 crops: the comparison's). Reported: throughput, system CPU seconds and minor page faults per batch, and
+1: freed memory kept), the two settings alternating for ``--rounds`` rounds; the table shows each setting's median.
+Cases: the teacher's forward pass (efficientnet-lite0 at 224 px, batch 64, the generation default) and a student's
+training step (resnet10t at 64 px, 256 crops: the demo's; mobilenetv3_small_050 at 112 px, 120 crops: the
+comparison's). Reported: throughput, system CPU seconds and minor page faults per batch, and
 the process's peak resident memory.
 """
 
@@ -37,7 +38,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def measure(kind: str, model_name: str, size: int, batch: int, seconds: float) -> dict:
-    """Batches per second of one case in this process, with its system time and page faults per batch."""
+    """Images or crops per second of one case in this process, with its system time and page faults per batch and
+    the process's peak memory."""
     import resource
     import time
 

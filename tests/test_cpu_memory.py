@@ -46,4 +46,3 @@ def test_freed_memory_is_reused_without_page_faults():
     pages = 10 * 64 * 2**20 // 4096  # what ten fresh 64 MiB blocks fault in
     assert as_is["faults"] > pages // 2
     assert kept["faults"] < pages // 10  # measured: 0 against 163,840
-
