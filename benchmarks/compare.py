@@ -44,24 +44,15 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from fkd_hf import (
-    EvalDataset,
-    FKDConfig,
-    FKDCropDataset,
-    FKDTrainer,
-    GenerateConfig,
-    create_student,
-    generate,
-    join_labels,
-    load_label_set,
-    load_teacher,
-    resolve_class_map,
-    student_data_config,
-)
-from fkd_hf.image_data import ImageSource, image_bytes, image_key, load_images
-from fkd_hf.label_set import DATA_DIR, SHARD_PATTERN, fixed_size_to_numpy, rows_to_table, write_shard
-from fkd_hf.loader import collate_crops, normalize
-from fkd_hf.soft_labels import DEFAULT_K, resolve_k
+from fkd_hf.generation import GenerateConfig, generate
+from fkd_hf.labels import join_labels, load_label_set
+from fkd_hf.models import create_student, load_teacher, resolve_class_map, student_data_config
+from fkd_hf.training import EvalDataset, FKDConfig, FKDCropDataset, FKDTrainer
+from fkd_hf.labels.images import ImageSource, image_bytes, image_key, load_images
+from fkd_hf.labels.format import DATA_DIR, SHARD_PATTERN, fixed_size_to_numpy, rows_to_table, write_shard
+from fkd_hf.models.pixels import normalize
+from fkd_hf.training.data import collate_crops
+from fkd_hf.labels.kinds import DEFAULT_K, resolve_k
 
 from .methods import CropDataset, PlainTrainer, ReLabelTrainer, VanillaKDTrainer
 from .relabel import generate_label_maps, join_label_maps, load_label_maps
@@ -240,8 +231,8 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
     labels = load_label_set(source)
     meta = labels.metadata
     k = resolve_k(kind, k, meta.num_classes)
-    if num_crops > meta.num_crops or k > meta.k:
-        raise ValueError(f"{source} stores R={meta.num_crops}, k={meta.k}: cannot cut R={num_crops}, k={k}.")
+    if num_crops > meta.stored_crops or k > meta.k:
+        raise ValueError(f"{source} stores R={meta.stored_crops}, k={meta.k}: cannot cut R={num_crops}, k={k}.")
     table = pa.concat_tables(pq.read_table(p) for p in sorted((source / DATA_DIR).glob("*.parquet")))
     position = {key: i for i, key in enumerate(table.column("image_key").to_pylist())}
     missing = [key for key in keys if key not in position]
@@ -255,13 +246,13 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
 
     columns = {
         "image_key": keys,
-        "crops": column("crops", (meta.num_crops, 4))[:, :num_crops],
-        "flips": column("flips", (meta.num_crops,))[:, :num_crops],
-        "topk_indices": column("topk_indices", (meta.num_crops, meta.k))[:, :num_crops, :k],
-        "topk_values": column("topk_values", (meta.num_crops, meta.k))[:, :num_crops, :k],
+        "crops": column("crops", (meta.stored_crops, 4))[:, :num_crops],
+        "flips": column("flips", (meta.stored_crops,))[:, :num_crops],
+        "topk_indices": column("topk_indices", (meta.stored_crops, meta.k))[:, :num_crops, :k],
+        "topk_values": column("topk_values", (meta.stored_crops, meta.k))[:, :num_crops, :k],
     }
     derived = dataclasses.replace(
-        meta, kind=kind, k=k, num_crops=num_crops, num_rows=n, num_shards=1, rows_per_shard=n, skipped_rows=[],
+        meta, kind=kind, k=k, stored_crops=num_crops, num_rows=n, num_shards=1, rows_per_shard=n, skipped_rows=[],
         dataset=images.spec, dataset_split=images.split, image_column=images.image_column,
         label_column=images.label_column,
     )
@@ -276,7 +267,7 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
 
 def label_bytes_per_image(directory: Path) -> float:
     meta = load_label_set(directory).metadata
-    return meta.bytes_per_crop * meta.num_crops
+    return meta.bytes_per_crop * meta.stored_crops
 
 
 def parse_ablation(spec: str, settings: Settings) -> dict:
@@ -518,7 +509,7 @@ def target_cost(batch_crops: int, num_crops: int, map_size: int, k: int, num_cla
     """Milliseconds to build one batch's targets from stored labels: ReLabel (dense map from top-k, RoIAlign,
     softmax; one map per crop at 1 crop per image) and FKD (:func:`~fkd_hf.reconstruct` of ``batch_crops`` crops),
     at ``num_classes`` classes. Median of ``reps`` on random labels."""
-    from fkd_hf.soft_labels import reconstruct
+    from fkd_hf.labels.kinds import reconstruct
 
     from .relabel import relabel_targets
 
@@ -847,7 +838,7 @@ def _run(args, settings: Settings, work: Path, started: float, load_start: float
     else:
         source = work / "labels" / "generated"
         config = GenerateConfig(dataset=spec, output_dir=str(source), teacher=s.teacher, class_map="auto",
-                                num_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64)
+                                stored_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64)
         summary = generate(config)
         label_prep["fkd_seconds"] = summary.seconds if summary.seconds else None
     source_meta = load_label_set(source).metadata
@@ -915,8 +906,8 @@ def _run(args, settings: Settings, work: Path, started: float, load_start: float
         choice = parse_ablation(spec_text, s)
         try:
             k = resolve_k(choice["kind"], choice["k"], len(class_names))
-            if choice["R"] > source_meta.num_crops or k > source_meta.k:
-                raise ValueError(f"the label set stores R={source_meta.num_crops}, k={source_meta.k}")
+            if choice["R"] > source_meta.stored_crops or k > source_meta.k:
+                raise ValueError(f"the label set stores R={source_meta.stored_crops}, k={source_meta.k}")
         except ValueError as err:
             results["ablation"].append({**choice, "skipped": str(err)})
             continue

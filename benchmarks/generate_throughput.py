@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from fkd_hf import GenerateConfig, generate, load_teacher
-from fkd_hf.label_set import DATA_DIR, LABEL_COLUMNS, label_features, rows_to_table, write_shard
+from fkd_hf.labels.format import DATA_DIR, LABEL_COLUMNS, label_features, rows_to_table, write_shard
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenette-mini"
 
@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> str:
         work = Path(tmp)
         config = GenerateConfig(
             dataset=args.dataset, output_dir=str(work / "labels"), teacher=args.teacher, class_map="auto",
-            num_crops=args.num_crops, batch_size=args.batch_size, max_rows=args.images,
+            stored_crops=args.num_crops, batch_size=args.batch_size, max_rows=args.images,
             num_workers=args.num_workers, precision=args.precision, num_shards=1,
         )
         generate(GenerateConfig(**{**vars(config), "output_dir": str(work / "warmup"), "max_rows": 8}))
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> str:
         generate_rate = summary.crops / summary.seconds
         batches = max(2, summary.crops // args.batch_size)
         bare_rate = bare_forward_crops_per_s(args.teacher, args.batch_size, args.precision, batches)
-        full = GenerateConfig(**{**vars(config), "output_dir": str(work / "full"), "kind": "full", "num_crops": 4})
+        full = GenerateConfig(**{**vars(config), "output_dir": str(work / "full"), "kind": "full", "stored_crops": 4})
         generate(full)
         storage = storage_rows(work / "full", work)
     lines = [

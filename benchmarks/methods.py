@@ -29,15 +29,16 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 from transformers import Trainer, TrainerCallback
 
-from fkd_hf.crops import crops_to_pixels, replay_crop, resample_filter, sample_crops
-from fkd_hf.image_data import decode_image, image_bytes
-from fkd_hf.label_set import LabelSetMetadata, fixed_size_to_numpy
-from fkd_hf.loader import PassDataset, collate_crops, normalize, select_crops
-from fkd_hf.loss import soft_cross_entropy
-from fkd_hf.students import student_data_config
-from fkd_hf.teachers import Teacher
-from fkd_hf.trainer import topk_accuracy
-from fkd_hf.training_config import FKDConfig
+from fkd_hf.labels.crops import crops_to_pixels, replay_crop, resample_filter, sample_crops
+from fkd_hf.labels.images import decode_image, image_bytes
+from fkd_hf.labels.format import LabelSetMetadata, fixed_size_to_numpy
+from fkd_hf.models.pixels import normalize
+from fkd_hf.training.data import PassDataset, collate_crops, select_crops
+from fkd_hf.training.loss import soft_cross_entropy
+from fkd_hf.models.students import student_data_config
+from fkd_hf.models.teachers import Teacher
+from fkd_hf.training.trainer import topk_accuracy
+from fkd_hf.training.config import FKDConfig
 
 from .relabel import relabel_targets
 
@@ -87,8 +88,8 @@ class CropDataset(PassDataset):
     ):
         resample_filter(interpolation)
         super().__init__()
-        if replay is not None and not 1 <= num_crops <= replay.num_crops:
-            raise ValueError(f"num_crops must be between 1 and the label set's {replay.num_crops} stored crops.")
+        if replay is not None and not 1 <= num_crops <= replay.stored_crops:
+            raise ValueError(f"num_crops must be between 1 and the label set's {replay.stored_crops} stored crops.")
         if replay is not None and replay.skipped_rows:
             raise ValueError("Replaying a label set with skipped rows is not supported by the benchmark.")
         self.has_maps = "map_indices" in rows.column_names
@@ -117,7 +118,7 @@ class CropDataset(PassDataset):
     def _boxes(self, j: int, row: int, pass_index: int, stored, height: int, width: int):
         if self.replay is not None:
             crops, flips = stored
-            chosen = select_crops(self.seed, row, pass_index, self.replay.num_crops, self.num_crops)
+            chosen = select_crops(self.seed, row, pass_index, self.replay.stored_crops, self.num_crops)
             crops, flips = crops[j].reshape(-1, 4)[chosen], flips[j][chosen]
         else:
             rng = np.random.default_rng([self.seed, row, pass_index, _FRESH_STREAM])

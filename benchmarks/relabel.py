@@ -29,10 +29,10 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from fkd_hf.crops import to_normalized_tensor
-from fkd_hf.image_data import ImageSource, decode_image, image_bytes, image_key
-from fkd_hf.pipeline import prefetch_map
-from fkd_hf.teachers import Teacher
+from fkd_hf.models.pixels import normalize, to_uint8_batch
+from fkd_hf.labels.images import ImageSource, decode_image, image_bytes, image_key
+from fkd_hf.generation.prefetch import prefetch_map
+from fkd_hf.models.teachers import Teacher
 
 __all__ = [
     "MAPS_FILE",
@@ -132,7 +132,7 @@ def generate_label_maps(
     batch = []
 
     def flush():
-        x = to_normalized_tensor([image for _, image in batch], teacher.mean, teacher.std)
+        x = normalize(to_uint8_batch([image for _, image in batch]), teacher.mean, teacher.std)
         with torch.inference_mode():
             logits = dense_logit_map(model, x, class_indices)  # [B, C, S, S]
         top_values, top_indices = logits.permute(0, 2, 3, 1).topk(k, dim=-1)  # [B, S, S, k]
@@ -169,7 +169,7 @@ def generate_label_maps(
 
 
 def _resample(interpolation: str):
-    from fkd_hf.crops import resample_filter
+    from fkd_hf.labels.crops import resample_filter
 
     return resample_filter(interpolation)
 

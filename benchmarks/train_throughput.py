@@ -34,12 +34,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fkd_hf import FKDCropDataset, GenerateConfig, create_student, generate, join_labels, load_label_set
-from fkd_hf.crops import crops_to_pixels, replay_crop, sample_crops
-from fkd_hf.image_data import decode_image, image_bytes, load_images
-from fkd_hf.loader import collate_crops, normalize
-from fkd_hf.loss import soft_cross_entropy
-from fkd_hf.soft_labels import reconstruct
-from fkd_hf.students import student_data_config
+from fkd_hf.labels.crops import crops_to_pixels, replay_crop, sample_crops
+from fkd_hf.labels.images import decode_image, image_bytes, load_images
+from fkd_hf.models.pixels import normalize
+from fkd_hf.training.data import collate_crops
+from fkd_hf.training.loss import soft_cross_entropy
+from fkd_hf.labels.kinds import reconstruct
+from fkd_hf.models.students import student_data_config
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenette-mini"
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
@@ -149,7 +150,7 @@ def _label_set(dataset: str, rows: int, work: Path) -> Path:
     timm.models.save_for_hf(teacher, folder, model_config={"label_names": classes}, safe_serialization=True)
     output = work / "labels"
     generate(GenerateConfig(dataset=dataset, output_dir=str(output), teacher=str(folder), input_size=64,
-                            num_crops=8, max_rows=rows, num_workers=2, batch_size=256))
+                            stored_crops=8, max_rows=rows, num_workers=2, batch_size=256))
     return output
 
 
@@ -222,7 +223,7 @@ def _table(args: argparse.Namespace, photos: str, r: dict) -> list[str]:
     return [
         f"### Photos: {photos}",
         "",
-        f"R = {meta.num_crops} stored crops ({meta.kind}, k = {meta.k}, {meta.num_classes} classes, teacher "
+        f"R = {meta.stored_crops} stored crops ({meta.kind}, k = {meta.k}, {meta.num_classes} classes, teacher "
         f"{Path(meta.teacher).name}).",
         "",
         "| measure | crops/s | target |",

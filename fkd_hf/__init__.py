@@ -1,60 +1,40 @@
-"""fkd-hf: Fast Knowledge Distillation (FKD, Shen & Xing, ECCV 2022) on the Hugging Face stack."""
+"""fkd-hf: Fast Knowledge Distillation (FKD, Shen & Xing, ECCV 2022) on the Hugging Face stack.
 
-__version__ = "0.1.0"
+The package is laid out by concern:
 
-from .cpu_memory import keep_freed_memory
-from .crops import crops_to_pixels, replay_crop, sample_crops
-from .generation import GenerateConfig, generate
-from .label_set import LabelSet, LabelSetMetadata, label_features, load_label_set
-from .soft_labels import KINDS, quantize, reconstruct
-from .teachers import Teacher, load_teacher, resolve_class_map
-from .cards import StudentCardCallback, StudentCardData, write_student_card
-from .hub import push_label_set, push_student
-from .join import LabelMismatchError, join_labels, open_label_set
-from .loader import EvalDataset, FKDCropDataset, collate_crops, select_crops
-from .loss import mix_crops, sample_mix, soft_cross_entropy
-from .students import create_student, save_student, student_data_config
-from .trainer import FKDTrainer
-from .train import train
-from .training_config import FKDConfig
+- :mod:`fkd_hf.labels`: the label-set format, soft-label kinds, crops, image sources, the label-set writer;
+- :mod:`fkd_hf.models`: teachers, students, precision, the teacher runner;
+- :mod:`fkd_hf.generation`: ``fkd-hf generate``;
+- :mod:`fkd_hf.training`: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer``, ``train``;
+- :mod:`fkd_hf.hub`: pushing label sets and students, and their cards;
+- :mod:`fkd_hf.demo` and :mod:`fkd_hf.cli`: ``fkd-hf demo`` and the command line.
 
-__all__ = [
-    "__version__",
-    "KINDS",
-    "GenerateConfig",
-    "LabelSet",
-    "LabelSetMetadata",
-    "Teacher",
-    "crops_to_pixels",
-    "generate",
-    "keep_freed_memory",
-    "label_features",
-    "load_label_set",
-    "load_teacher",
-    "quantize",
-    "reconstruct",
-    "replay_crop",
-    "resolve_class_map",
-    "sample_crops",
-    "EvalDataset",
-    "FKDConfig",
-    "FKDCropDataset",
-    "FKDTrainer",
-    "LabelMismatchError",
-    "collate_crops",
-    "create_student",
-    "join_labels",
-    "mix_crops",
-    "open_label_set",
-    "sample_mix",
-    "save_student",
-    "select_crops",
-    "soft_cross_entropy",
-    "student_data_config",
-    "train",
-    "StudentCardCallback",
-    "StudentCardData",
-    "push_label_set",
-    "push_student",
-    "write_student_card",
-]
+Names are imported lazily: ``import fkd_hf`` loads neither torch nor transformers until one of them is used.
+"""
+
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_namespace
+from .version import __version__
+
+_names, __getattr__, __dir__ = lazy_namespace(
+    __name__,
+    globals(),
+    {
+        "generation": ["GenerateConfig", "generate"],
+        "labels": ["LabelSet", "LabelSetMetadata", "load_label_set", "reconstruct"],
+        "models": ["load_teacher", "create_student"],
+        "training": ["FKDConfig", "FKDTrainer", "build_trainer", "train", "soft_cross_entropy"],
+        "hub": ["push_label_set", "push_student"],
+        "cpu_memory": ["keep_freed_memory"],
+    },
+)
+__all__ = ["__version__", *_names]
+
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time __getattr__ imports them
+    from .cpu_memory import keep_freed_memory  # noqa: F401
+    from .generation import GenerateConfig, generate  # noqa: F401
+    from .hub import push_label_set, push_student  # noqa: F401
+    from .labels import LabelSet, LabelSetMetadata, load_label_set, reconstruct  # noqa: F401
+    from .models import create_student, load_teacher  # noqa: F401
+    from .training import FKDConfig, FKDTrainer, build_trainer, soft_cross_entropy, train  # noqa: F401

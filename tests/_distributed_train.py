@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from fkd_hf import FKDConfig, FKDTrainer, train
-from fkd_hf.arguments import parse_config
+from fkd_hf.cli.arguments import parse_config
 
 seen: list[int] = []
 _compute_loss = FKDTrainer.compute_loss

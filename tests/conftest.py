@@ -78,7 +78,7 @@ def generate_config(image_folder, teacher_dir, tmp_path):
             dataset=f"imagefolder:{image_folder}",
             output_dir=str(tmp_path / "labels"),
             teacher=str(teacher_dir),
-            num_crops=3,
+            stored_crops=3,
             k=2,
             batch_size=8,
             num_workers=1,

@@ -21,11 +21,14 @@ from benchmarks import compare, demo_time  # noqa: E402
 from benchmarks.__main__ import main as bench_main  # noqa: E402
 from benchmarks.methods import CropDataset, PlainTrainer, collate_batch, teacher_targets  # noqa: E402
 from benchmarks.relabel import dense_logit_map, generate_label_maps, join_label_maps, load_label_maps, relabel_targets  # noqa: E402
-from fkd_hf import FKDConfig, FKDCropDataset, create_student, join_labels, load_label_set, load_teacher  # noqa: E402
-from fkd_hf.crops import resample_filter, to_normalized_tensor  # noqa: E402
-from fkd_hf.image_data import load_images  # noqa: E402
-from fkd_hf.loader import normalize  # noqa: E402
-from fkd_hf.soft_labels import reconstruct  # noqa: E402
+from fkd_hf import FKDConfig, create_student, load_label_set, load_teacher  # noqa: E402
+from fkd_hf.labels import join_labels  # noqa: E402
+from fkd_hf.training import FKDCropDataset  # noqa: E402
+from fkd_hf.labels.crops import resample_filter  # noqa: E402
+from fkd_hf.models.pixels import to_uint8_batch  # noqa: E402
+from fkd_hf.labels.images import load_images  # noqa: E402
+from fkd_hf.models.pixels import normalize  # noqa: E402
+from fkd_hf.labels.kinds import reconstruct  # noqa: E402
 
 R = 3  # stored crops of the tiny label set
 
@@ -89,7 +92,7 @@ def test_label_maps_are_written_joined_and_read_back(tiny, teacher_dir, tmp_path
     image = Image.open(reversed_rows[0]["image"]["path"]).convert("RGB")
     image = image.resize((64, 64), resample_filter(teacher.interpolation))
     with torch.no_grad():
-        logit_map = dense_logit_map(teacher.model, to_normalized_tensor([image], teacher.mean, teacher.std), [0, 1, 2])
+        logit_map = dense_logit_map(teacher.model, normalize(to_uint8_batch([image]), teacher.mean, teacher.std), [0, 1, 2])
     values, indices = logit_map.permute(0, 2, 3, 1).topk(2, dim=-1)
     assert np.array_equal(np.asarray(row["map_indices"]), indices.flatten().numpy())
     assert np.allclose(np.asarray(row["map_values"], np.float32), values.flatten().numpy(), atol=1e-2)
@@ -150,11 +153,11 @@ def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_d
     cut = compare.derive_label_set(labels_dir, tmp_path / "cut", source, keys, "marginal_smoothing", 2, R)
     direct = make_label_set(images, teacher_dir, tmp_path / "direct", num_crops=R, kind="marginal_smoothing", k=2)
     a, b = load_label_set(cut), load_label_set(direct)
-    assert (a.metadata.kind, a.metadata.k, a.metadata.num_crops) == ("marginal_smoothing", 2, R)
+    assert (a.metadata.kind, a.metadata.k, a.metadata.stored_crops) == ("marginal_smoothing", 2, R)
     for column in ("image_key", "crops", "flips", "topk_indices", "topk_values"):
         assert a.dataset[column] == b.dataset[column], column
     fewer = load_label_set(compare.derive_label_set(labels_dir, tmp_path / "r1", source, keys, "hard", 1, 1))
-    assert fewer.dataset[0]["crops"] == a.dataset[0]["crops"][:1] and fewer.metadata.num_crops == 1
+    assert fewer.dataset[0]["crops"] == a.dataset[0]["crops"][:1] and fewer.metadata.stored_crops == 1
 
 
 def test_ablation_specs_default_to_the_main_run():

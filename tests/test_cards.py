@@ -15,7 +15,7 @@ from huggingface_hub import DatasetCard, ModelCard
 from transformers import TrainingArguments
 
 from conftest import REPO_ROOT, TINY_CLASSES
-from fkd_hf.cards import (
+from fkd_hf.hub.cards import (
     STUDENT_FILE,
     StudentCardCallback,
     StudentCardData,
@@ -24,7 +24,7 @@ from fkd_hf.cards import (
     write_label_set_card,
     write_student_card,
 )
-from fkd_hf.label_set import LabelSetMetadata
+from fkd_hf.labels.format import LabelSetMetadata
 
 TEMPLATES = {"label_set_card.md", "student_card.md"}
 SECRET = "hf_secret_token_never_in_a_card"
@@ -32,7 +32,7 @@ SECRET = "hf_secret_token_never_in_a_card"
 
 def make_metadata(**overrides) -> LabelSetMetadata:
     values = dict(
-        kind="marginal_smoothing", k=2, num_classes=3, class_names=list(TINY_CLASSES), temperature=1.5, num_crops=4,
+        kind="marginal_smoothing", k=2, num_classes=3, class_names=list(TINY_CLASSES), temperature=1.5, stored_crops=4,
         seed=7, crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.3333], teacher="timm/resnet18.a1_in1k",
         teacher_revision="a" * 40, teacher_library="timm", teacher_input_size=[224, 224], teacher_mean=[0.5] * 3,
         teacher_std=[0.5] * 3, teacher_interpolation="bicubic", teacher_class_indices=None, precision="fp32",
@@ -85,7 +85,7 @@ def test_wheel_ships_every_module_and_the_templates(tmp_path):
     # Installed (unpacked) without the checkout, the package finds its templates inside itself.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import importlib, fkd_hf.cards as c, fkd_hf.cli as cli; "
+    probe = ("import importlib, fkd_hf.hub.cards as c, fkd_hf.cli as cli; "
              "[importlib.import_module(module) for module, _ in cli.COMMANDS.values()]; print(c.templates_dir())")
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False,
                            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})  # fmt: skip
@@ -245,7 +245,7 @@ def _topk(prediction) -> dict:
 def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
     from transformers import Trainer
 
-    from fkd_hf.students import create_student
+    from fkd_hf.models.students import create_student
 
     metadata = make_metadata(num_classes=3)
     args = FKDLikeArguments(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fkd_hf.crops import check_crop_ranges, crop_rng, crops_to_pixels, replay_crop, sample_crops
+from fkd_hf.labels.crops import check_crop_ranges, crop_rng, crops_to_pixels, replay_crop, sample_crops
 
 
 def test_sampling_depends_only_on_seed_and_row():

@@ -20,10 +20,10 @@ import pytest
 from _fkd_data import TINY_CLASSES, make_splits
 from conftest import IMAGENETTE, REPO_ROOT, assert_same_logits, make_image_folder
 
-import fkd_hf.demo as demo_module
-import fkd_hf.demo_data as demo_data
+import fkd_hf.demo.run as demo_module
+import fkd_hf.demo.photos as demo_data
 from fkd_hf.cli import main as cli_main
-from fkd_hf.demo import RESULT_FILE, DemoConfig, run_demo
+from fkd_hf.demo.run import RESULT_FILE, DemoConfig, run_demo
 
 TINY = ["--student", "test_resnet", "--input_size", "32", "--stored_crops", "4", "--num_crops", "2", "--fkd_epochs", "2",
         "--batch_size", "6", "--num_workers", "0"]  # fmt: skip
@@ -72,8 +72,8 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
     from huggingface_hub import ModelCard
     from transformers import AutoModelForImageClassification
 
-    from fkd_hf.hub import check_label_set_folder, check_student_folder
-    from fkd_hf.label_set import load_label_set
+    from fkd_hf.hub.push import check_label_set_folder, check_student_folder
+    from fkd_hf.labels.format import load_label_set
 
     code, output = finished
     assert code == 0
@@ -113,7 +113,7 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
 
 
 def test_paired_difference_counts_only_the_items_where_the_students_disagree():
-    from fkd_hf.demo import paired_difference
+    from fkd_hf.demo.run import paired_difference
 
     a = [True] * 60 + [False] * 40  # A right on 60 of 100
     b = [True] * 50 + [False] * 10 + [True] * 5 + [False] * 35  # B right on 55: A alone right on 10, B alone on 5
@@ -149,7 +149,7 @@ def test_a_folder_without_a_validation_split_holds_out_every_tenth_image(teacher
     result = run_demo(_tiny_config(f"imagefolder:{images}", teacher_dir, tmp_path / "out"))
     assert result.metrics["mode"] == "holdout" and "held out" in result.summary
     assert "plain" not in result.metrics["runs"]  # no --compare
-    from fkd_hf.label_set import load_label_set
+    from fkd_hf.labels.format import load_label_set
 
     assert load_label_set(tmp_path / "out" / "labels").dataset.num_rows == 21  # the label set covers every image
     assert result.metrics["runs"]["fkd"]["crops"] == 2 * 19  # 2 FKD epochs (1 pass x 2 crops) of 19 images
@@ -185,7 +185,7 @@ def test_offline_photos_come_from_the_installed_registry_package(tmp_path):
         assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
     mtime = photos.root.stat().st_mtime_ns
     assert demo_data.demo_photos(tmp_path / "photos").root.stat().st_mtime_ns == mtime  # reused, not rebuilt
-    from fkd_hf.image_data import load_images
+    from fkd_hf.labels.images import load_images
 
     source = load_images(photos.spec)
     assert source.num_rows == 20 and sorted(source.label_names) == sorted(class_map)

@@ -9,13 +9,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import fkd_hf.generation as generate_module
+import fkd_hf.generation.generator as generate_module
+from fkd_hf.labels.writer import LabelSetWriter
 from conftest import REPO_ROOT, make_image_folder
 from fkd_hf import generate, load_label_set
-from fkd_hf.crops import crops_to_pixels, replay_crop, to_normalized_tensor
-from fkd_hf.image_data import BadImageError, decode_image, image_bytes, load_images
-from fkd_hf.label_set import LABEL_COLUMNS, METADATA_FILE
-from fkd_hf.teachers import load_teacher
+from fkd_hf.labels.crops import crops_to_pixels, replay_crop
+from fkd_hf.models.pixels import normalize, to_uint8_batch
+from fkd_hf.labels.images import BadImageError, decode_image, image_bytes, load_images
+from fkd_hf.labels.format import LABEL_COLUMNS, METADATA_FILE
+from fkd_hf.models.teachers import load_teacher
 
 
 def _rows(output_dir) -> dict:
@@ -67,7 +69,7 @@ def test_student_replays_exactly_the_pixels_the_teacher_saw(generate_config, tea
         boxes = crops_to_pixels(labels_row["crops"], image.height, image.width)
         replayed += [replay_crop(image, box, flip, teacher.input_size, teacher.interpolation)
                      for box, flip in zip(boxes, labels_row["flips"])]
-    expected = to_normalized_tensor(replayed, teacher.mean, teacher.std)
+    expected = normalize(to_uint8_batch(replayed), teacher.mean, teacher.std)
     assert teacher_inputs.shape == expected.shape == (18 * 3, 3, 32, 32)
     torch.testing.assert_close(teacher_inputs, expected, atol=1e-5, rtol=0)
 
@@ -77,23 +79,24 @@ def test_interrupted_run_resumes_to_the_same_result(generate_config, tmp_path, m
     generate(reference)
 
     interrupted = generate_config(output_dir=str(tmp_path / "resumed"), num_shards=3)
-    real_write = generate_module._ShardWriter.write
+    real_write = LabelSetWriter.write_shard
     calls = []
 
-    def write_then_crash(self):
+    def write_then_crash(self, shard, *args):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(self.path.name)
-        real_write(self)
+        calls.append(self.shard_path(shard).name)
+        return real_write(self, shard, *args)
 
-    monkeypatch.setattr(generate_module._ShardWriter, "write", write_then_crash)
+    monkeypatch.setattr(LabelSetWriter, "write_shard", write_then_crash)
     with pytest.raises(KeyboardInterrupt):
         generate(interrupted)
     assert not (tmp_path / "resumed" / METADATA_FILE).exists()  # nothing presented as done
     with pytest.raises(FileNotFoundError, match="rerun the same command"):
         load_label_set(interrupted.output_dir)
 
-    monkeypatch.setattr(generate_module._ShardWriter, "write", lambda self: (calls.append(self.path.name), real_write(self)))
+    monkeypatch.setattr(LabelSetWriter, "write_shard",
+                        lambda self, shard, *args: (calls.append(self.shard_path(shard).name), real_write(self, shard, *args)))
     generate(interrupted)
     assert calls == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]  # finished shards kept
     _assert_same_rows(_rows(reference.output_dir), _rows(interrupted.output_dir))
@@ -102,12 +105,12 @@ def test_interrupted_run_resumes_to_the_same_result(generate_config, tmp_path, m
 
 def test_output_made_with_other_options_is_refused_unless_overwrite(generate_config):
     generate(generate_config())
-    with pytest.raises(FileExistsError, match=r"different options \(num_crops\).*--overwrite"):
-        generate(generate_config(num_crops=4))
-    generate(generate_config(num_crops=4, overwrite=True))
+    with pytest.raises(FileExistsError, match=r"different options \(stored_crops\).*--overwrite"):
+        generate(generate_config(stored_crops=4))
+    generate(generate_config(stored_crops=4, overwrite=True))
     labels = load_label_set(generate_config().output_dir)
-    assert labels.metadata.num_crops == 4 and np.asarray(labels.dataset[0]["crops"]).shape == (4, 4)
-    assert generate(generate_config(num_crops=4)).seconds == 0.0  # a finished, identical run is not redone
+    assert labels.metadata.stored_crops == 4 and np.asarray(labels.dataset[0]["crops"]).shape == (4, 4)
+    assert generate(generate_config(stored_crops=4)).seconds == 0.0  # a finished, identical run is not redone
 
 
 @pytest.fixture
@@ -139,7 +142,7 @@ def test_skipped_images_are_recorded_not_dropped(generate_config, folder_with_tr
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(num_crops=0), "num_crops"),
+        (dict(stored_crops=0), "stored_crops"),
         (dict(k=0), "k must be at least 1"),
         (dict(k=7), "between 1 and the class count"),
         (dict(temperature=0.0), "temperature"),
@@ -166,13 +169,13 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(image_folder, teacher_dir
     config_file = tmp_path / "gen.yaml"
     config_file.write_text(
         f"dataset: imagefolder:{image_folder}\nteacher: {teacher_dir}\noutput_dir: {tmp_path / 'labels'}\n"
-        "num_crops: 2\nkind: full\nbatch_size: 16\n"
+        "stored_crops: 2\nkind: full\nbatch_size: 16\n"
     )
     from fkd_hf.cli import main
 
     assert main(["generate", "--config", str(config_file), "--num-crops", "3", "--temperature", "2"]) == 0
     meta = json.loads((tmp_path / "labels" / METADATA_FILE).read_text())
-    assert (meta["num_crops"], meta["kind"], meta["k"], meta["temperature"]) == (3, "full", 3, 2.0)
+    assert (meta["stored_crops"], meta["kind"], meta["k"], meta["temperature"]) == (3, "full", 3, 2.0)
 
 
 def _generate_command(image_folder, teacher_dir, output_dir):

@@ -64,7 +64,7 @@ def assert_no_token_anywhere(hub: FakeHub, output: str, *folders: Path) -> None:
 
 def reshard(source: Path, target: Path, rows: int, num_shards: int) -> Path:
     """A copy of the label set `source` keeping its first `rows` rows, in `num_shards` shards."""
-    from fkd_hf.label_set import SHARD_PATTERN, LabelSetMetadata, write_shard
+    from fkd_hf.labels.format import SHARD_PATTERN, LabelSetMetadata, write_shard
 
     table = pa.concat_tables(pq.read_table(p) for p in sorted((source / "data").glob("*.parquet"))).slice(0, rows)
     metadata = LabelSetMetadata.from_dict(json.loads((source / "fkd_labels.json").read_text()))
@@ -85,7 +85,7 @@ def label_sets(tmp_path_factory, image_folder, teacher_dir):
 
     root = tmp_path_factory.mktemp("label_sets")
     generate(GenerateConfig(dataset=f"imagefolder:{image_folder}", output_dir=str(root / "first"),
-                            teacher=str(teacher_dir), num_crops=3, k=2, num_shards=3, num_workers=0))  # fmt: skip
+                            teacher=str(teacher_dir), stored_crops=3, k=2, num_shards=3, num_workers=0))  # fmt: skip
     reshard(root / "first", root / "second", rows=12, num_shards=1)
     shutil.copytree(root / "first", root / "unfinished")
     (root / "unfinished" / "fkd_labels.json").unlink()
@@ -96,8 +96,8 @@ def make_student(folder: Path, seed: int, fkd_info: bool = True) -> Path:
     """A tiny timm student saved with fkd_hf.students.save_student, its fkd_student.json, and training leftovers."""
     import torch
 
-    from fkd_hf.cards import StudentCardData
-    from fkd_hf.students import create_student, save_student
+    from fkd_hf.hub.cards import StudentCardData
+    from fkd_hf.models.students import create_student, save_student
 
     torch.manual_seed(seed)
     save_student(create_student("test_resnet", list(TINY_CLASSES)), folder)
@@ -267,7 +267,7 @@ def scenario_labels(root: str) -> None:
     assert card.data.dataset_info["splits"][0]["num_examples"] == local.metadata.num_rows
     assert {"fkd", "knowledge-distillation"} <= set(card.data.tags)
     meta = local.metadata
-    for text in ('load_label_set("user/labels")', f"`{meta.teacher}`", f"R) | {meta.num_crops} |", f"`{meta.kind}`",
+    for text in ('load_label_set("user/labels")', f"`{meta.teacher}`", f"R) | {meta.stored_crops} |", f"`{meta.kind}`",
                  f"k = {meta.k}", f"temperature {meta.temperature}", f"{meta.bytes_per_crop:.1f}", "shen2022fast",
                  "\n".join(f"{i} {name}" for i, name in enumerate(meta.class_names)),
                  "datasets.concatenate_datasets([images, labels.dataset], axis=1)"):  # fmt: skip
@@ -351,7 +351,7 @@ def scenario_students(root: str) -> None:
     from transformers import AutoModelForImageClassification
 
     from fkd_hf import push_student
-    from fkd_hf.cards import StudentCardData
+    from fkd_hf.hub.cards import StudentCardData
 
     _verbose_logging()
     assert constants.ENDPOINT == os.environ["HF_ENDPOINT"]

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 
 from fkd_hf import generate, load_label_set
-from fkd_hf.image_data import image_bytes, image_key, load_images
-from fkd_hf.label_set import LABEL_COLUMNS, METADATA_FILE, LabelSetMetadata, label_features, rows_to_table
+from fkd_hf.labels.images import image_bytes, image_key, load_images
+from fkd_hf.labels.format import LABEL_COLUMNS, METADATA_FILE, LabelSetMetadata, label_features, rows_to_table
 
 
 def _table(n, r, k, num_classes):
@@ -42,7 +42,7 @@ def test_generated_label_set_round_trips_with_metadata(generate_config, image_fo
     labels = load_label_set(config.output_dir)
     meta = labels.metadata
     assert meta == LabelSetMetadata.from_dict(labels.metadata.to_dict())
-    assert (meta.kind, meta.k, meta.num_crops, meta.num_rows) == ("marginal_smoothing", 2, 3, 18)
+    assert (meta.kind, meta.k, meta.stored_crops, meta.num_rows) == ("marginal_smoothing", 2, 3, 18)
     assert meta.class_names == ["cat", "dog", "fox"] and meta.teacher_input_size == [32, 32]
     assert summary.rows == 18 and summary.crops == 54 and summary.bytes_per_crop == meta.bytes_per_crop
 

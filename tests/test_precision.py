@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fkd_hf import precision
+from fkd_hf.models import precision
 from fkd_hf.generation import GenerateConfig
 
 

@@ -60,19 +60,19 @@ def test_ci_runs_the_readme_test_command_and_first_command():
 @pytest.fixture
 def recorded(monkeypatch):
     """Replaces the work behind each command with a recorder, so a README command is parsed but not run."""
-    import fkd_hf.commands.demo
-    import fkd_hf.commands.generate
-    import fkd_hf.commands.train
+    import fkd_hf.demo
+    import fkd_hf.generation
     import fkd_hf.hub
+    import fkd_hf.training
 
     calls = []
 
     def recorder(name, result=None):
         return lambda *args, **kwargs: calls.append((name, args, kwargs)) or result
 
-    monkeypatch.setattr(fkd_hf.commands.generate, "generate", recorder("generate"))
-    monkeypatch.setattr(fkd_hf.commands.train, "train", recorder("train"))
-    monkeypatch.setattr(fkd_hf.commands.demo, "run_demo", recorder("demo", types.SimpleNamespace(summary="")))
+    monkeypatch.setattr(fkd_hf.generation, "generate", recorder("generate"))
+    monkeypatch.setattr(fkd_hf.training, "train", recorder("train"))
+    monkeypatch.setattr(fkd_hf.demo, "run_demo", recorder("demo", types.SimpleNamespace(summary="")))
     monkeypatch.setattr(fkd_hf.hub, "push_label_set", recorder("push-labels", "url"))
     monkeypatch.setattr(fkd_hf.hub, "push_student", recorder("push-student", "url"))
     return calls

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fkd_hf.soft_labels import KINDS, quantize, reconstruct, resolve_k
+from fkd_hf.labels.kinds import KINDS, quantize, reconstruct, resolve_k
 
 
 def _probs(*shape, seed=0):

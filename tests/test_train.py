@@ -17,14 +17,15 @@ from conftest import assert_same_logits, make_image_folder
 from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, set_seed
 
-from fkd_hf import (
-    FKDConfig, FKDCropDataset, FKDTrainer, LabelMismatchError, create_student, join_labels, student_data_config, train,
-)
-from fkd_hf.arguments import parse_config, save_config
+from fkd_hf import FKDConfig, FKDTrainer, create_student, train
+from fkd_hf.labels import LabelMismatchError, join_labels
+from fkd_hf.models import student_data_config
+from fkd_hf.training import FKDCropDataset
+from fkd_hf.cli.arguments import parse_config, save_config
 from fkd_hf.cli import main as cli_main
-from fkd_hf.image_data import load_images
-from fkd_hf.label_set import load_label_set
-from fkd_hf.loader import collate_crops
+from fkd_hf.labels.images import load_images
+from fkd_hf.labels.format import load_label_set
+from fkd_hf.training.data import collate_crops
 
 TRAIN_IMAGES = 12  # 3 classes x 4
 

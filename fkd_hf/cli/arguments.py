@@ -1,0 +1,208 @@
+"""Command-line parsing of config dataclasses: ``--config file.yaml`` sets defaults, flags override them.
+
+Plain dataclasses (``GenerateConfig``, ``DemoConfig``) get a parser built here from their fields, which imports
+nothing heavy, so their ``--help`` prints before torch loads; ``TrainingArguments`` subclasses (``FKDConfig``) go
+through transformers' ``HfArgumentParser``, with their own fields listed first. The YAML values are handed to the
+same parser as the flags, so every value is converted to its field's type (or refused) before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["UsageError", "make_parser", "parse_config", "save_config"]
+
+
+class UsageError(ValueError):
+    """A command line or config file that cannot be used as given (the command exits with status 2)."""
+
+
+def _bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _field_kind(annotation) -> tuple[type, bool]:
+    """``(element type, is a list)`` of a field annotation such as ``int``, ``float | None``, ``list[float] | None``."""
+    args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _field_kind(args[0])
+    if origin is list:
+        return (args[0] if args else str), True
+    return annotation, False
+
+
+def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annotation) -> None:
+    kind, is_list = _field_kind(annotation)
+    names = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+    options: dict = {"dest": field.name, "help": field.metadata.get("help")}
+    if field.default is not dataclasses.MISSING:
+        options["default"] = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        options["default"] = field.default_factory()
+    else:
+        options["required"] = True
+    if kind is bool:
+        options.update(type=_bool, nargs="?", const=True, metavar="true|false")
+    else:
+        options["type"] = kind if kind in (int, float) else str
+        if is_list:
+            options["nargs"] = "+"
+    parser.add_argument(*names, **options)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line plus where to look, as :class:`UsageError`."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (run `{self.prog} --help` for the options)")
+
+
+def make_parser(dataclass_types: Sequence[type], prog: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``dataclass_types``: one flag per field (``--name`` and ``--name-with-dashes``)."""
+    from_transformers = any(_is_training_arguments(dtype) for dtype in dataclass_types)
+    if from_transformers:
+        parser = _trainer_parser(dataclass_types, prog, description)
+    else:
+        parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        for dtype in dataclass_types:
+            hints = typing.get_type_hints(dtype)
+            for field in dataclasses.fields(dtype):
+                if field.init:
+                    _add_field(parser, field, hints[field.name])
+    parser.add_argument("--config", type=str, default=None, help="YAML file of defaults; flags override it.")
+    return parser
+
+
+def _is_training_arguments(dtype: type) -> bool:
+    return any(base.__name__ == "TrainingArguments" for base in dtype.__mro__)
+
+
+def _trainer_parser(dataclass_types: Sequence[type], prog: str, description: str) -> argparse.ArgumentParser:
+    """transformers' HfArgumentParser, with each config's own fields (those its Trainer parent lacks) in a group
+    of their own, listed first in ``--help``."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.error = types.MethodType(_Parser.error, parser)
+    inherited = {field.name for field in dataclasses.fields(TrainingArguments)}
+    own = {field.name for dtype in dataclass_types for field in dataclasses.fields(dtype)} - inherited
+    group = parser.add_argument_group(f"{dataclass_types[0].__name__} options")
+    for old_group in parser._action_groups:
+        moved = [action for action in old_group._group_actions if action.dest in own]
+        if old_group is not group and moved:
+            old_group._group_actions[:] = [action for action in old_group._group_actions if action.dest not in own]
+            group._group_actions.extend(moved)
+    parser._action_groups.remove(group)
+    parser._action_groups.insert(2, group)  # after the positional and optional-argument groups
+    return parser
+
+
+def _rename(names: Mapping[str, str], renamed: Mapping[str, str], prog: str, where: str) -> dict:
+    """``names`` with deprecated keys replaced by their new names, printing a deprecation note for each."""
+    out = {}
+    for key, value in names.items():
+        new = renamed.get(key)
+        if new is not None:
+            print(f"{prog}: {where}{key} is deprecated and will be removed; use {where}{new}.", file=sys.stderr)
+            key = new
+        out[key] = value
+    return out
+
+
+def _renamed_argv(argv: Sequence[str], renamed: Mapping[str, str], prog: str) -> list[str]:
+    out = []
+    for word in argv:
+        flag, sep, value = word.partition("=")
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
+        if name in renamed:
+            _rename({name: None}, renamed, prog, "--")
+            word = f"--{renamed[name]}{sep}{value}"
+        out.append(word)
+    return out
+
+
+def _config_argv(path: str, parser: argparse.ArgumentParser, renamed: Mapping[str, str], prog: str) -> list[str]:
+    """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as err:
+        raise UsageError(f"cannot read --config {path}: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if not isinstance(values, dict):
+        raise UsageError(f"{path} must be a mapping of option names to values, got {type(values).__name__}.")
+    values = _rename(values, renamed, prog, f"{path}: ")
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(values) - set(actions) - {"config"})
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {unknown}; run `{prog} --help` for the valid ones.")
+    words: list[str] = []
+    for key, value in values.items():
+        if value is None or isinstance(value, dict) or value == []:  # taken as they are: nothing to convert
+            parser.set_defaults(**{key: value})
+            actions[key].required = False
+        elif isinstance(value, list):
+            words += [f"--{key}", *map(str, value)]
+        else:
+            words.append(f"--{key}={value}")
+    return words
+
+
+def parse_config(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str],
+    prog: str,
+    description: str,
+    renamed: Mapping[str, str] | None = None,
+) -> tuple:
+    """Parses ``argv`` into instances of ``dataclass_types``.
+
+    A ``--config`` YAML file supplies defaults (its keys are the flag names with underscores); flags on the command
+    line override it. ``renamed`` maps deprecated option names to their new ones (accepted with a note). Unknown
+    keys, unconvertible values and invalid fields raise :class:`UsageError`.
+    """
+    renamed = dict(renamed or {})
+    argv = _renamed_argv(argv, renamed, prog)
+    parser = make_parser(dataclass_types, prog, description)
+    pre_parser = argparse.ArgumentParser(add_help=False)
+    pre_parser.add_argument("--config", type=str, default=None)
+    pre, _ = pre_parser.parse_known_args(argv)
+    config_words = _config_argv(pre.config, parser, renamed, prog) if pre.config else []
+    namespace = parser.parse_args(config_words + list(argv))
+    outputs = []
+    for dtype in dataclass_types:
+        names = {field.name for field in dataclasses.fields(dtype) if field.init}
+        try:
+            outputs.append(dtype(**{name: value for name, value in vars(namespace).items() if name in names}))
+        except (ValueError, TypeError) as err:
+            raise UsageError(" ".join(str(err).split())) from err
+    return tuple(outputs)
+
+
+def save_config(config, path: str | Path) -> Path:
+    """Writes a config dataclass as YAML that ``--config`` reads back. Secrets (``*token*`` fields) are left out."""
+    import yaml
+
+    values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+    values = {key: value for key, value in values.items() if "token" not in key}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path

@@ -1,0 +1,78 @@
+"""``GenerateConfig``: the options of ``fkd-hf generate``. Importing it loads neither torch nor the datasets library,
+so ``fkd-hf generate --help`` prints at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..labels.crops import DEFAULT_RATIO, DEFAULT_SCALE, check_crop_ranges
+from ..labels.kinds import KINDS
+from ..models.precision import AUTO, PRECISIONS
+
+__all__ = ["GenerateConfig"]
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """Options of ``fkd-hf generate``; each field is also a command-line flag."""
+
+    dataset: str = dataclasses.field(metadata={"help": "Hub id, imagefolder:PATH, a folder, or parquet:GLOB."})
+    output_dir: str = dataclasses.field(metadata={"help": "Folder for the label set (parquet shards + metadata)."})
+    teacher: str = dataclasses.field(default="efficientnet-lite0", metadata={"help": "Teacher spec (see docs)."})
+    dataset_config: str | None = dataclasses.field(default=None, metadata={"help": "Hub dataset config name."})
+    split: str = dataclasses.field(default="train", metadata={"help": "Dataset split to label."})
+    revision: str | None = dataclasses.field(default=None, metadata={"help": "Dataset revision on the Hub."})
+    image_column: str = dataclasses.field(default="image", metadata={"help": "Name of the image column."})
+    label_column: str | None = dataclasses.field(default="label", metadata={"help": "Class-label column (names)."})
+    streaming: bool = dataclasses.field(default=False, metadata={"help": "Stream the dataset instead of downloading."})
+    max_rows: int | None = dataclasses.field(default=None, metadata={"help": "Label only the first N rows."})
+    teacher_revision: str | None = dataclasses.field(default=None, metadata={"help": "Teacher revision on the Hub."})
+    input_size: int | None = dataclasses.field(default=None, metadata={"help": "Override the teacher input size."})
+    mean: list[float] | None = dataclasses.field(default=None, metadata={"help": "Override mean."})
+    std: list[float] | None = dataclasses.field(default=None, metadata={"help": "Override std."})
+    interpolation: str | None = dataclasses.field(default=None, metadata={"help": "Override interpolation."})
+    class_map: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Restrict the teacher to the dataset's classes: 'auto', a comma list or a JSON file."},
+    )
+    stored_crops: int = dataclasses.field(default=8, metadata={"help": "R: crops stored per image."})
+    kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
+    k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "Softmax temperature of the teacher."})
+    crop_scale: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_SCALE), metadata={"help": "RRC scale range."})
+    crop_ratio: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_RATIO), metadata={"help": "RRC ratio range."})
+    batch_size: int = dataclasses.field(default=128, metadata={"help": "Crops per teacher forward pass."})
+    precision: str = dataclasses.field(
+        default="fp32",
+        metadata={"help": "Teacher precision: fp32, bf16, fp16, or auto (bf16 on GPUs and CPUs with bf16 units "
+                          "(AMX, AVX512-BF16), else fp32)."},
+    )  # fmt: skip
+    seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the crop sampler."})
+    rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
+    num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
+    num_workers: int = dataclasses.field(default=2, metadata={"help": "Image decoding threads per process."})
+    overwrite: bool = dataclasses.field(default=False, metadata={"help": "Replace an existing, different label set."})
+    skip_bad_images: bool = dataclasses.field(
+        default=False, metadata={"help": "Record undecodable images as skipped rows instead of stopping."}
+    )
+
+    def validate(self) -> None:
+        """Checks every range before any work starts."""
+        if self.stored_crops < 1:
+            raise ValueError(f"stored_crops (R) must be at least 1, got {self.stored_crops}.")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown soft-label kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
+        if self.k is not None and self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}.")
+        if self.precision != AUTO and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.batch_size < 1 or self.num_workers < 0:
+            raise ValueError("batch_size must be at least 1 and num_workers at least 0.")
+        for name in ("rows_per_shard", "num_shards", "max_rows"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
+        check_crop_ranges(self.crop_scale, self.crop_ratio)

@@ -1,0 +1,346 @@
+"""Soft-label generation: run the teacher once on R stored random-resized crops of every image.
+
+Work is split into shards of consecutive source rows. Under ``accelerate launch`` process p takes shards
+p, p + P, p + 2P, ...; each shard is written atomically when complete, so an interrupted run resumes by skipping
+finished shards. Crops and flips depend only on ``(seed, row index)`` and batches never cross a shard boundary,
+so the label set is the same whatever the number of processes or interruptions. ``fkd_labels.json`` is written
+last, by the main process, once every shard is on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..version import __version__
+from ..labels.crops import crop_rng, crops_to_pixels, replay_crop, resample_filter, sample_crops
+from ..labels.images import BadImageError, ImageSource, decode_image, image_bytes, image_key, load_images
+from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
+from ..labels.kinds import quantize, resolve_k
+from ..labels.writer import LabelSetWriter
+from ..models.precision import resolve_precision
+from ..models.teacher_runner import TeacherRunner
+from ..models.teachers import Teacher, load_teacher, resolve_class_map
+from .config import GenerateConfig
+from .prefetch import prefetch_map
+
+RUN_FILE = "fkd_run.json"
+TARGET_ROWS_PER_SHARD = 5000
+MIN_SHARDS = 8
+
+__all__ = ["GenerateConfig", "GenerateSummary", "generate"]
+
+
+@dataclasses.dataclass
+class GenerateSummary:
+    output_dir: str
+    rows: int
+    crops: int
+    skipped_rows: int
+    bytes_per_crop: float
+    seconds: float
+
+    def __str__(self) -> str:
+        rate = self.rows / self.seconds if self.seconds else float("nan")
+        return (
+            f"Label set in {self.output_dir}: {self.rows} rows, {self.crops} crops, {self.skipped_rows} skipped, "
+            f"{self.bytes_per_crop:.1f} bytes per crop on disk, {self.seconds:.1f} s ({rate:.1f} images/s)."
+        )
+
+
+def _shard_layout(config: GenerateConfig, num_rows: int | None) -> int:
+    """Rows per shard: fixed by the options and the row count, never by the number of processes."""
+    if config.rows_per_shard:
+        return config.rows_per_shard
+    if num_rows is None:
+        return TARGET_ROWS_PER_SHARD
+    num_shards = config.num_shards or max(MIN_SHARDS, math.ceil(num_rows / TARGET_ROWS_PER_SHARD))
+    return max(1, math.ceil(num_rows / num_shards))
+
+
+def _build_metadata(config, source: ImageSource, teacher: Teacher, class_indices, k, rows_per_shard):
+    num_classes = len(class_indices) if class_indices is not None else teacher.num_classes
+    if class_indices is not None:
+        class_names = source.label_names or [teacher.class_names[i] for i in class_indices]
+    else:
+        class_names = teacher.class_names
+    return LabelSetMetadata(
+        kind=config.kind,
+        k=k,
+        num_classes=num_classes,
+        class_names=list(class_names),
+        temperature=float(config.temperature),
+        stored_crops=config.stored_crops,
+        seed=config.seed,
+        crop_scale=list(config.crop_scale),
+        crop_ratio=list(config.crop_ratio),
+        teacher=teacher.name,
+        teacher_revision=teacher.revision,
+        teacher_library=teacher.library,
+        teacher_input_size=list(teacher.input_size),
+        teacher_mean=list(teacher.mean),
+        teacher_std=list(teacher.std),
+        teacher_interpolation=teacher.interpolation,
+        teacher_class_indices=class_indices,
+        precision=config.precision,
+        dataset=source.spec,
+        dataset_config=source.config,
+        dataset_split=source.split,
+        dataset_revision=source.revision,
+        image_column=source.image_column,
+        label_column=source.label_column,
+        num_rows=source.num_rows or 0,
+        rows_per_shard=rows_per_shard,
+        fkd_hf_version=__version__,
+    )
+
+
+def _run_fingerprint(metadata: LabelSetMetadata, config: GenerateConfig) -> dict:
+    """What must match for a rerun to resume an existing output folder."""
+    keep = metadata.to_dict()
+    for volatile in ("num_shards", "skipped_rows", "bytes_per_crop", "fkd_hf_version"):
+        keep.pop(volatile)
+    keep.update(max_rows=config.max_rows, streaming=config.streaming, skip_bad_images=config.skip_bad_images)
+    return keep
+
+
+def _prepare_output(output_dir: Path, fingerprint: dict, overwrite: bool) -> bool:
+    """Makes ``output_dir`` ready; returns True when it already holds this exact, finished label set."""
+    run_file = output_dir / RUN_FILE
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text())
+        if previous == fingerprint:
+            return (output_dir / METADATA_FILE).is_file()
+        if not overwrite:
+            changed = sorted(key for key in set(previous) | set(fingerprint) if previous.get(key) != fingerprint.get(key))
+            raise FileExistsError(
+                f"{output_dir} holds a label set made with different options ({', '.join(changed)}). Use another "
+                "--output-dir, rerun with the original options to resume, or pass --overwrite to replace it."
+            )
+    elif output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} is not empty and is not an FKD label set: choose an empty folder or pass --overwrite."
+        )
+    if overwrite:
+        for name in (DATA_DIR, METADATA_FILE, RUN_FILE, "README.md"):
+            path = output_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(fingerprint, indent=2) + "\n")
+    return False
+
+
+class _RowLabeler:
+    """Per-row image work, run in decoding threads: key, decode, sample crops, replay them at teacher size."""
+
+    def __init__(self, config: GenerateConfig, teacher: Teacher):
+        self.config = config
+        self.size = teacher.input_size
+        self.interpolation = teacher.interpolation
+        resample_filter(self.interpolation)  # fail early on an unknown name
+
+    def __call__(self, item):
+        row, value = item
+        result = {"row": row, "key": "", "error": None}
+        try:
+            data = image_bytes(value)
+            result["key"] = image_key(data)
+            image = decode_image(data)
+        except BadImageError as err:
+            result["error"] = f"{err} (file: {value.get('path') or 'embedded bytes'})"
+            return result
+        rng = crop_rng(self.config.seed, row)
+        crops, flips = sample_crops(image.height, image.width, self.config.stored_crops, rng, self.config.crop_scale, self.config.crop_ratio)
+        boxes = crops_to_pixels(crops, image.height, image.width)
+        pixels = [np.asarray(replay_crop(image, box, flip, self.size, self.interpolation)) for box, flip in zip(boxes, flips)]
+        result.update(crops=crops, flips=flips, pixels=np.stack(pixels))
+        return result
+
+
+class _ShardRows:
+    """Collects the labelled rows of one shard; :meth:`write` hands them to the label-set writer."""
+
+    def __init__(self, writer: LabelSetWriter, shard: int):
+        self.writer, self.shard = writer, shard
+        self.rows: list[dict] = []
+        self.skipped: list[int] = []
+
+    def add(self, row: dict) -> None:
+        if row.get("error") is not None:  # a placeholder row, recorded as skipped
+            self.skipped.append(row["row"])
+            r, k = self.writer.metadata.stored_crops, self.writer.metadata.k
+            row = dict(row, crops=np.zeros((r, 4), np.float16), flips=np.zeros(r, bool),
+                       indices=np.zeros((r, k), np.int64), values=np.zeros((r, k), np.float16))
+        self.rows.append(row)
+
+    def write(self) -> None:
+        columns = {
+            "image_key": [row["key"] for row in self.rows],
+            "crops": np.stack([row["crops"] for row in self.rows]),
+            "flips": np.stack([row["flips"] for row in self.rows]),
+            "topk_indices": np.stack([row["indices"] for row in self.rows]),
+            "topk_values": np.stack([row["values"] for row in self.rows]),
+        }
+        self.writer.write_shard(self.shard, columns, self.skipped)
+
+
+def _rows_of_shards(source: ImageSource, shards: list[int], rows_per_shard: int) -> Iterator[tuple[int, dict]]:
+    """(row index, undecoded image) for every row of ``shards`` of a map-style dataset, in order."""
+    column = source.image_column
+    images = source.dataset.select_columns([column])
+    for shard in shards:
+        start, stop = shard * rows_per_shard, min((shard + 1) * rows_per_shard, source.num_rows)
+        for row, example in zip(range(start, stop), images.select(range(start, stop))):
+            yield row, example[column]
+
+
+def generate(config: GenerateConfig) -> GenerateSummary:
+    """Generates a label set (see the module docstring); returns a summary of what was written.
+
+    >>> generate(GenerateConfig(dataset="imagefolder:photos/train", output_dir="labels"))  # doctest: +SKIP
+    """
+    from accelerate import Accelerator, InitProcessGroupKwargs
+
+    config.validate()
+    start = time.perf_counter()
+    # Accelerate treats a torchrun/launch job as distributed on CPU only when told to use the CPU.
+    accelerator = Accelerator(
+        cpu=not torch.accelerator.is_available(),
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=24))],
+    )
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator.device))
+    output_dir = Path(config.output_dir)
+    with accelerator.main_process_first():
+        source = load_images(
+            config.dataset, config.dataset_config, config.split, config.revision, config.streaming,
+            config.image_column, config.label_column, config.max_rows,
+        )
+    teacher = load_teacher(
+        config.teacher, config.teacher_revision, config.input_size, config.mean, config.std, config.interpolation
+    )
+    class_indices = resolve_class_map(teacher, config.class_map, source.label_names) if config.class_map else None
+    num_classes = len(class_indices) if class_indices is not None else teacher.num_classes
+    k = resolve_k(config.kind, config.k, num_classes)
+    rows_per_shard = _shard_layout(config, source.num_rows)
+    metadata = _build_metadata(config, source, teacher, class_indices, k, rows_per_shard)
+    fingerprint = _run_fingerprint(metadata, config)
+
+    done = False
+    if accelerator.is_main_process:
+        done = _prepare_output(output_dir, fingerprint, config.overwrite)
+    accelerator.wait_for_everyone()
+    if not done:
+        done = (output_dir / METADATA_FILE).is_file() and json.loads((output_dir / RUN_FILE).read_text()) == fingerprint
+    if done:
+        final = read_metadata(output_dir)
+        accelerator.print(f"{output_dir} already holds this label set; nothing to do.")
+        return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
+                               len(final.skipped_rows), final.bytes_per_crop or 0.0, 0.0)
+
+    num_shards = math.ceil(source.num_rows / rows_per_shard) if source.num_rows is not None else None
+    labeled = _label_shards(config, source, teacher, metadata, accelerator, num_shards, rows_per_shard)
+    if num_shards is None:  # streaming: the stream's end tells the shard count
+        num_shards = int(accelerator.gather(torch.tensor([labeled], device=accelerator.device)).max().item())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        metadata = LabelSetWriter(output_dir, metadata).finish(num_shards)
+    accelerator.wait_for_everyone()
+    metadata = read_metadata(output_dir)
+    summary = GenerateSummary(str(output_dir), metadata.num_rows, metadata.num_rows * metadata.stored_crops,
+                              len(metadata.skipped_rows), metadata.bytes_per_crop or 0.0, time.perf_counter() - start)
+    accelerator.print(summary)
+    return summary
+
+
+def _label_shards(config, source, teacher, metadata, accelerator, num_shards, rows_per_shard) -> int:
+    """Labels this process's unfinished shards. Returns the number of shards the source has (for streams)."""
+    output_dir = Path(config.output_dir)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if num_shards is not None:
+        mine = [s for s in range(num_shards) if s % world == rank and not shard_path(output_dir, s).is_file()]
+        total_rows = sum(min((s + 1) * rows_per_shard, source.num_rows) - s * rows_per_shard for s in mine)
+        rows = _rows_of_shards(source, mine, rows_per_shard)
+    else:
+        stream = _StreamShards(output_dir, rank, world)
+        total_rows = config.max_rows
+        rows = stream.rows(source, rows_per_shard)
+    runner = TeacherRunner(teacher, config.precision, accelerator.device, metadata.teacher_class_indices,
+                           metadata.temperature)
+    writer = LabelSetWriter(output_dir, metadata)
+    labeler = _RowLabeler(config, teacher)
+    images_per_batch = max(1, config.batch_size // config.stored_crops)
+    progress = tqdm(total=total_rows, unit="img", desc=f"generate [{rank}/{world}]",
+                    disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+    prepared = prefetch_map(labeler, rows, config.num_workers, ahead=2 * images_per_batch + config.num_workers)
+    shard_rows, batch, crops_done, last_shard = None, [], 0, -1
+    start = time.perf_counter()
+
+    def flush():
+        nonlocal crops_done
+        good = [row for row in batch if row["error"] is None]
+        if good:
+            probs = runner.probs(np.concatenate([row["pixels"] for row in good]))
+            indices, values = (v.cpu().numpy() for v in quantize(probs, metadata.kind, metadata.k))
+            r = config.stored_crops
+            for i, row in enumerate(good):
+                row["indices"], row["values"] = indices[i * r:(i + 1) * r], values[i * r:(i + 1) * r]
+                del row["pixels"]
+        for row in batch:
+            if row["error"] is not None and not config.skip_bad_images:
+                raise BadImageError(
+                    f"Row {row['row']} of {source.spec} cannot be used: {row['error']}. Fix or remove the file, or "
+                    "rerun with --skip-bad-images to record such rows as skipped (finished shards are kept)."
+                )
+            shard_rows.add(row)
+        crops_done += len(good) * config.stored_crops
+        progress.update(len(batch))
+        elapsed = time.perf_counter() - start
+        progress.set_postfix(crops_per_s=f"{crops_done / elapsed:.0f}", refresh=False)
+        batch.clear()
+
+    for row in prepared:
+        shard = row["row"] // rows_per_shard
+        if shard != last_shard:
+            if batch:
+                flush()
+            if shard_rows is not None:
+                shard_rows.write()
+            shard_rows, last_shard = _ShardRows(writer, shard), shard
+        batch.append(row)
+        if len(batch) >= images_per_batch:
+            flush()
+    if batch:
+        flush()
+    if shard_rows is not None:
+        shard_rows.write()
+    progress.close()
+    return num_shards if num_shards is not None else stream.num_shards
+
+
+class _StreamShards:
+    """Shard selection for a stream: this process's shards that are not on disk yet; counts the stream's shards."""
+
+    def __init__(self, output_dir: Path, rank: int, world: int):
+        self.output_dir, self.rank, self.world = output_dir, rank, world
+        self.num_shards = 0
+
+    def rows(self, source: ImageSource, rows_per_shard: int) -> Iterator[tuple[int, dict]]:
+        column = source.image_column
+        for row, example in enumerate(source.dataset.select_columns([column])):
+            shard = row // rows_per_shard
+            self.num_shards = shard + 1
+            if shard % self.world == self.rank and not shard_path(self.output_dir, shard).is_file():
+                yield row, example[column]

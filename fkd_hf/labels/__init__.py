@@ -1,0 +1,17 @@
+"""The FKD label-set format and what it is made of: soft-label kinds, crops (sampled and replayed), image
+sources, attaching labels to images, and the one label-set writer."""
+
+from .._lazy import lazy_namespace
+
+__all__, __getattr__, __dir__ = lazy_namespace(
+    __name__,
+    globals(),
+    {
+        "format": ["LabelSet", "LabelSetMetadata", "label_features", "load_label_set", "read_metadata"],
+        "kinds": ["KINDS", "quantize", "reconstruct"],
+        "crops": ["crops_to_pixels", "replay_crop", "sample_crops"],
+        "images": ["ImageSource", "image_key", "load_images"],
+        "attach": ["LabelMismatchError", "join_labels", "open_label_set"],
+        "writer": ["LabelSetWriter", "write_label_set"],
+    },
+)

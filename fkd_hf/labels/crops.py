@@ -1,0 +1,126 @@
+"""Random-resized crops: sampled once at generation time, replayed exactly at training time.
+
+A crop is stored as four float16 numbers in FKD's convention, ``(top/H, left/W, height/H, width/W)``, relative to
+the decoded source image of height H and width W, plus a horizontal-flip flag.
+
+Replay rule (the one place where stored values become pixels, used by the teacher and the student alike)::
+
+    height = clip(round(h * H), 1, H)        width = clip(round(w * W), 1, W)
+    top    = clip(round(t * H), 0, H - height)   left = clip(round(l * W), 0, W - width)
+
+where ``round(x) = floor(x + 0.5)`` computed in float64 from the stored float16 values. Generation quantizes the
+sampled box to float16 *before* it crops for the teacher, so the student replays exactly the pixels the teacher saw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_SCALE = (0.08, 1.0)
+DEFAULT_RATIO = (3 / 4, 4 / 3)
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+__all__ = [
+    "DEFAULT_SCALE",
+    "DEFAULT_RATIO",
+    "check_crop_ranges",
+    "crop_rng",
+    "sample_crops",
+    "crops_to_pixels",
+    "replay_crop",
+    "resample_filter",
+]
+
+
+def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
+    """Raises a ValueError unless ``0 < scale[0] <= scale[1] <= 1`` and ``0 < ratio[0] <= ratio[1]``."""
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"crop scale must be two numbers with 0 < min <= max <= 1, got {tuple(scale)}.")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"crop ratio must be two numbers with 0 < min <= max, got {tuple(ratio)}.")
+
+
+def crop_rng(seed: int, row_index: int) -> np.random.Generator:
+    """The random generator for one source row: a function of ``(seed, row_index)`` only, so shards agree."""
+    return np.random.default_rng([int(seed), int(row_index)])
+
+
+def _sample_box(rng: np.random.Generator, height: int, width: int, scale, ratio) -> tuple[int, int, int, int]:
+    """One RandomResizedCrop box ``(top, left, h, w)`` in pixels, with torchvision's algorithm and fallback."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def sample_crops(
+    height: int,
+    width: int,
+    num_crops: int,
+    rng: np.random.Generator,
+    scale: Sequence[float] = DEFAULT_SCALE,
+    ratio: Sequence[float] = DEFAULT_RATIO,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``num_crops`` boxes and flips for an image of ``height`` x ``width``.
+
+    Returns ``(crops, flips)``: ``[R, 4]`` float16 in the stored convention and ``[R]`` bool.
+    """
+    boxes = np.array([_sample_box(rng, height, width, scale, ratio) for _ in range(num_crops)], dtype=np.float64)
+    boxes /= np.array([height, width, height, width], dtype=np.float64)
+    flips = rng.random(num_crops) < 0.5
+    return boxes.astype(np.float16), flips
+
+
+def crops_to_pixels(crops: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Whole-pixel boxes ``[R, 4]`` (top, left, height, width) from stored crops, by the module's replay rule."""
+    c = np.asarray(crops, dtype=np.float16).astype(np.float64).reshape(-1, 4)
+    h = np.clip(np.floor(c[:, 2] * height + 0.5), 1, height)
+    w = np.clip(np.floor(c[:, 3] * width + 0.5), 1, width)
+    top = np.clip(np.floor(c[:, 0] * height + 0.5), 0, height - h)
+    left = np.clip(np.floor(c[:, 1] * width + 0.5), 0, width - w)
+    return np.stack([top, left, h, w], axis=1).astype(np.int64)
+
+
+def resample_filter(interpolation: str) -> Image.Resampling:
+    """PIL's filter for an interpolation name (``bilinear``, ``bicubic``, ...)."""
+    try:
+        return _RESAMPLE[interpolation]
+    except KeyError:
+        raise ValueError(f"Unknown interpolation {interpolation!r}; choose one of {', '.join(_RESAMPLE)}.") from None
+
+
+def replay_crop(
+    image: Image.Image, box: Sequence[int], flip: bool, size: tuple[int, int], interpolation: str = "bilinear"
+) -> Image.Image:
+    """Crops pixel ``box`` (top, left, height, width) from ``image``, resizes it to ``size`` (height, width) and
+    mirrors it when ``flip`` is set. One PIL call does the crop and the resize."""
+    top, left, h, w = (int(v) for v in box)
+    out = image.resize((size[1], size[0]), resample_filter(interpolation), box=(left, top, left + w, top + h))
+    return out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out

@@ -1,0 +1,75 @@
+"""The label-set writer: the one place where label sets are written, by generation and by anything that derives a
+label set from another (hard labels for a plain baseline, a cut to fewer crops or classes).
+
+Shards hold consecutive source rows and are written atomically; :meth:`LabelSetWriter.finish` checks that every
+shard is there, then writes the dataset card and, last, ``fkd_labels.json``, whose presence marks a finished set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .format import LabelSetMetadata, index_dtype, rows_to_table, shard_path, shard_skipped_rows, write_shard
+
+__all__ = ["LabelSetWriter", "write_label_set"]
+
+
+class LabelSetWriter:
+    """Writes the shards and the metadata of one label set into ``directory``.
+
+    ``columns`` of a shard: ``image_key`` (a list of N strings) and ``[N, R, ...]`` arrays ``crops``, ``flips``,
+    ``topk_indices`` and ``topk_values`` (cast to the stored dtypes here).
+    """
+
+    def __init__(self, directory: str | os.PathLike, metadata: LabelSetMetadata):
+        self.directory = Path(directory)
+        self.metadata = metadata
+
+    def shard_path(self, shard: int) -> Path:
+        return shard_path(self.directory, shard)
+
+    def write_shard(self, shard: int, columns: Mapping, skipped_rows: Sequence[int] = ()) -> Path:
+        """Writes shard ``shard`` atomically; ``skipped_rows`` are the source rows it holds as placeholders."""
+        columns = dict(columns)
+        columns["topk_indices"] = np.asarray(columns["topk_indices"]).astype(index_dtype(self.metadata.num_classes))
+        columns["topk_values"] = np.asarray(columns["topk_values"]).astype(np.float16)
+        columns["crops"] = np.asarray(columns["crops"]).astype(np.float16)
+        path = self.shard_path(shard)
+        write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows))
+        return path
+
+    def finish(self, num_shards: int) -> LabelSetMetadata:
+        """Records the row count, skipped rows and bytes per crop of the ``num_shards`` shards, then writes the
+        dataset card and ``fkd_labels.json``. Raises if a shard is missing."""
+        from ..hub.cards import write_label_set_card
+
+        paths = [self.shard_path(shard) for shard in range(num_shards)]
+        missing = [path.name for path in paths if not path.is_file()]
+        if missing:
+            raise RuntimeError(
+                f"Shards {missing} are missing in {self.directory}: rerun the same command to finish them."
+            )
+        metadata = self.metadata
+        metadata.num_rows = sum(pq.read_metadata(path).num_rows for path in paths)
+        metadata.num_shards = num_shards
+        metadata.skipped_rows = sorted(row for path in paths for row in shard_skipped_rows(path))
+        crops = metadata.num_rows * metadata.stored_crops
+        metadata.bytes_per_crop = sum(path.stat().st_size for path in paths) / max(crops, 1)
+        write_label_set_card(self.directory, metadata)
+        metadata.save(self.directory)
+        return metadata
+
+
+def write_label_set(
+    directory: str | os.PathLike, metadata: LabelSetMetadata, columns: Mapping, skipped_rows: Sequence[int] = ()
+) -> LabelSetMetadata:
+    """Writes a whole label set of one shard (``columns`` as in :meth:`LabelSetWriter.write_shard`)."""
+    metadata.rows_per_shard = max(len(columns["image_key"]), 1)
+    writer = LabelSetWriter(directory, metadata)
+    writer.write_shard(0, columns, skipped_rows)
+    return writer.finish(1)

@@ -1,0 +1,16 @@
+"""FKD training: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer`` and ``train``."""
+
+from .._lazy import lazy_namespace
+
+__all__, __getattr__, __dir__ = lazy_namespace(
+    __name__,
+    globals(),
+    {
+        "config": ["FKDConfig"],
+        "trainer": ["FKDTrainer"],
+        "loss": ["mix_crops", "sample_mix", "soft_cross_entropy"],
+        "data": ["EvalDataset", "FKDCropDataset", "collate_crops", "select_crops"],
+        "builder": ["FKDSetup", "build_trainer"],
+        "runner": ["train"],
+    },
+)

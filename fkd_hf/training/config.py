@@ -1,0 +1,119 @@
+"""``FKDConfig``: the Trainer's arguments plus what FKD training needs; every field is a ``fkd-hf train`` flag."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+from transformers import TrainingArguments
+
+from ..labels.crops import resample_filter
+
+__all__ = ["FKDConfig"]
+
+_field = dataclasses.field
+
+
+@dataclasses.dataclass
+class FKDConfig(TrainingArguments):
+    """Arguments of :class:`~fkd_hf.trainer.FKDTrainer` and :func:`~fkd_hf.train.train`.
+
+    Batches and epochs, as in FKD: ``per_device_train_batch_size`` counts *images*; each yields ``num_crops`` crops,
+    so a step on P devices with gradient accumulation G sees ``images x P x G x num_crops`` crops (FKD's
+    ``-b 1024 --num_crops 4`` = 256 images). One pass over the data counts as ``num_crops`` FKD epochs: FKD's
+    "300 epochs" with ``num_crops = 4`` are 75 passes. ``num_train_epochs`` counts passes, as the Trainer does;
+    ``fkd_epochs`` sets it in FKD epochs. Logs show ``epoch`` (passes) and ``fkd_epoch``.
+    """
+
+    # Data: the label set, and the images it labels (by default the dataset it was made from).
+    label_set: str | None = _field(default=None, metadata={"help": "Label set folder (fkd-hf generate) or Hub id."})
+    label_set_revision: str | None = _field(default=None, metadata={"help": "Label set revision on the Hub."})
+    dataset: str | None = _field(
+        default=None, metadata={"help": "Images: Hub id, imagefolder:PATH, folder or parquet:GLOB (default: the "
+                                        "dataset the label set was made from)."}
+    )
+    dataset_config: str | None = _field(default=None, metadata={"help": "Dataset config (default: the label set's)."})
+    dataset_revision: str | None = _field(
+        default=None, metadata={"help": "Dataset revision (default: the label set's)."}
+    )
+    train_split: str | None = _field(default=None, metadata={"help": "Training split (default: the label set's)."})
+    eval_split: str | None = _field(
+        default=None, metadata={"help": "Labelled split for top-1/top-5 evaluation (e.g. validation); none to skip."}
+    )
+    image_column: str | None = _field(default=None, metadata={"help": "Image column (default: the label set's)."})
+    label_column: str | None = _field(
+        default=None, metadata={"help": "Class column of the eval split (default: the label set's)."}
+    )
+    max_train_samples: int | None = _field(default=None, metadata={"help": "Train on the first N rows only."})
+    max_eval_samples: int | None = _field(default=None, metadata={"help": "Evaluate on N random rows only."})
+    key_check_rows: int = _field(
+        default=1024, metadata={"help": "Rows whose image_key is checked before training (evenly spaced; -1 = all). "
+                                        "Every row is also checked as it is loaded."}
+    )
+    # Student.
+    student: str | None = _field(
+        default=None, metadata={"help": "timm architecture, timm/<name>, hf-hub:<id>, transformers Hub id or folder."}
+    )
+    student_pretrained: bool = _field(default=False, metadata={"help": "Start from the student's pretrained weights."})
+    student_kwargs: dict | str | None = _field(
+        default=None, metadata={"help": "JSON dict for timm.create_model or the transformers config, e.g. "
+                                        "'{\"drop_path_rate\": 0.1}'."}
+    )
+    input_size: int | None = _field(default=None, metadata={"help": "Student input size (default: the student's)."})
+    mean: list[float] | None = _field(default=None, metadata={"help": "Normalisation mean (default: the student's)."})
+    std: list[float] | None = _field(default=None, metadata={"help": "Normalisation std (default: the student's)."})
+    interpolation: str | None = _field(default=None, metadata={"help": "Eval resize filter (default: the student's)."})
+    crop_pct: float | None = _field(
+        default=None, metadata={"help": "Eval centre-crop fraction (default: the student's)."}
+    )
+    train_interpolation: str = _field(
+        default="bilinear", metadata={"help": "Resize filter of training crops (FKD: bilinear)."}
+    )
+    # FKD.
+    num_crops: int = _field(
+        default=4, metadata={"help": "Crops replayed per image and pass (m); at most the stored R."}
+    )
+    fkd_epochs: float | None = _field(
+        default=None, metadata={"help": "Training length in FKD epochs (passes x num_crops); sets num_train_epochs."}
+    )
+    temperature: float = _field(
+        default=1.0, metadata={"help": "Loss temperature: the student's logits are divided by it."}
+    )
+    mixup_alpha: float = _field(
+        default=0.0, metadata={"help": "Mixup Beta(alpha, alpha) on crops and soft targets; 0 = off."}
+    )
+    cutmix_alpha: float = _field(
+        default=0.0, metadata={"help": "CutMix Beta(alpha, alpha) on crops and soft targets; 0 = off."}
+    )
+    mix_prob: float = _field(default=1.0, metadata={"help": "Probability of mixing a batch when Mixup/CutMix is on."})
+    # Trainer defaults FKD needs.
+    remove_unused_columns: bool = _field(
+        default=False, metadata={"help": "Keep the label columns: the FKD collator needs them."}
+    )
+    lr_scheduler_type: str = _field(default="cosine", metadata={"help": "Learning-rate schedule (FKD: cosine)."})
+    dataloader_num_workers: int = _field(default=4, metadata={"help": "Loader worker processes (decode and crop)."})
+    max_grad_norm: float = _field(default=0.0, metadata={"help": "Gradient clipping norm; 0 = none (FKD, timm)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.student_kwargs, str):
+            self.student_kwargs = json.loads(self.student_kwargs)
+        if self.num_crops < 1:
+            raise ValueError(f"num_crops must be at least 1, got {self.num_crops}.")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}.")
+        if self.mixup_alpha < 0 or self.cutmix_alpha < 0 or not 0 <= self.mix_prob <= 1:
+            raise ValueError("mixup_alpha and cutmix_alpha must be >= 0, and mix_prob between 0 and 1.")
+        for name in ("train_interpolation", "interpolation"):
+            if getattr(self, name) is not None:
+                resample_filter(getattr(self, name))
+        if self.fkd_epochs is not None:
+            if self.fkd_epochs <= 0:
+                raise ValueError(f"fkd_epochs must be positive, got {self.fkd_epochs}.")
+            self.num_train_epochs = self.fkd_epochs / self.num_crops
+
+    @property
+    def crops_per_step(self) -> int:
+        """Crops per optimizer step over all processes (FKD's batch size)."""
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps * self.num_crops
