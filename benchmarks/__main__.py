@@ -5,6 +5,8 @@
     python -m benchmarks train_throughput --images 1024
     python -m benchmarks demo_time --cases default
     python -m benchmarks cpu_memory
+    python -m benchmarks generate_soak --kills 5
+    python -m benchmarks startup
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ BENCHMARKS = {
     "train_throughput": ("benchmarks.train_throughput", "FKD vs plain training: crops/s and loader speed"),
     "cpu_memory": ("benchmarks.cpu_memory", "CPU speed with freed memory kept in the process vs returned to the OS"),
     "demo_time": ("benchmarks.demo_time", "wall time of `fkd-hf demo` from cold caches, default and imagenette-mini"),
+    "generate_soak": ("benchmarks.generate_soak", "generation survives SIGKILL: killed at random moments, resumed, "
+                      "compared with an uninterrupted run"),
+    "pipeline": ("benchmarks.pipeline", "input-pipeline CPU-seconds per crop: plain, ReLabel, FKD, generation; cores per A100"),
+    "startup": ("benchmarks.startup", "start-up time of `import fkd_hf` and `fkd-hf ... --help`, and their heavy imports"),
 }
 
 

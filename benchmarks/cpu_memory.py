@@ -20,7 +20,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
-from .compare import RESULTS_MD, machine_info, replace_block
+from ._report import RESULTS_MD, machine_info, replace_block
 
 CASES = {
     "teacher efficientnet-lite0, 224 px, batch 64, inference": ("teacher", "efficientnet-lite0", 224, 64),

@@ -23,7 +23,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .compare import RESULTS_MD, machine_info, replace_block
+from ._report import RESULTS_MD, machine_info, replace_block
 
 IMAGENETTE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenette-mini"
 TARGET_MINUTES = {"default": 5, "imagenette": 20}

@@ -3,11 +3,13 @@
     python -m benchmarks.generate_throughput --images 96 --num-crops 8 --batch-size 64
 
 Measured in one run, on the same machine, teacher, batch size, resolution and precision:
-1. bare: the teacher's forward pass alone on random tensors already in memory (crops/s);
+1. bare: the teacher's batched forward pass alone (``fkd_hf.models.TeacherRunner``, as ``generate`` runs it:
+   normalisation and the teacher) on random uint8 crops already in memory (crops/s);
 2. generate: `fkd_hf.generate` end to end on real photos: reading, decoding, sampling and replaying crops,
    the teacher, quantization and parquet writing (crops/s);
 and the ratio generate / bare (the target is at least 0.9). Storage: label bytes per crop before compression
-(Arrow buffers) and on disk (zstd parquet) for several k (every top-k kind stores the same columns).
+(Arrow buffers) and on disk (zstd parquet) for several k (every top-k kind stores the same columns), each a label
+set cut from one ``--kind full`` generation and written by ``fkd_hf.labels.write_label_set``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import torch
 
 from fkd_hf import GenerateConfig, generate, load_teacher
-from fkd_hf.labels.format import DATA_DIR, LABEL_COLUMNS, label_features, rows_to_table, write_shard
+from fkd_hf.labels import read_metadata
+from fkd_hf.labels.format import LABEL_COLUMNS, shard_path
+from fkd_hf.labels.images import load_images
+from fkd_hf.models import TeacherRunner
+
+from .compare.labels import derive_label_set, image_keys
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenette-mini"
 
@@ -41,35 +47,28 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def bare_forward_crops_per_s(teacher_name: str, batch_size: int, precision: str, batches: int) -> float:
+    """Crops/s of the teacher runner on one batch of random uint8 crops, ``batches`` times after a warm-up."""
     teacher = load_teacher(teacher_name)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    x = torch.randn(batch_size, 3, *teacher.input_size)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype, enabled=precision != "fp32"):
-        teacher.logits(x)  # warm-up
-        start = time.perf_counter()
-        for _ in range(batches):
-            teacher.logits(x)
+    runner = TeacherRunner(teacher, precision)
+    pixels = torch.randint(0, 256, (batch_size, 3, *teacher.input_size), dtype=torch.uint8)
+    runner.logits(pixels)  # warm-up
+    start = time.perf_counter()
+    for _ in range(batches):
+        runner.logits(pixels)
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def storage_rows(labels_dir: Path, work: Path) -> list[tuple[int, float, float]]:
-    """(k, label bytes per crop before compression, on disk) from one full-distribution label set.
-
-    Stored top-k lists are sorted by probability, so the first k entries of a ``full`` label set are exactly
-    what a top-k kind stores."""
-    table = pq.read_table(next((labels_dir / DATA_DIR).glob("*.parquet")))
-    columns = {name: table.column(name).to_pylist() for name in LABEL_COLUMNS}
-    columns = {name: np.asarray(v) if name != "image_key" else v for name, v in columns.items()}
-    num_rows, num_crops, num_classes = columns["topk_values"].shape
+def storage_rows(labels_dir: Path, images, work: Path) -> list[tuple[int, float, float]]:
+    """(k, label bytes per crop before compression, on disk) of label sets cut from one full-distribution set of
+    ``images`` (:func:`benchmarks.compare.labels.derive_label_set`: what ``generate --kind K --k k`` writes)."""
+    meta, keys = read_metadata(labels_dir), image_keys(images)
     rows = []
-    for k in sorted({1, min(5, num_classes), num_classes}):
-        sliced = dict(columns, topk_indices=columns["topk_indices"][..., :k], topk_values=columns["topk_values"][..., :k])
-        table_k = rows_to_table(sliced, label_features(num_crops, k, num_classes))
-        path = work / f"k{k}.parquet"
-        write_shard(table_k, path)
-        crops = num_rows * num_crops
-        raw = sum(table_k.column(name).nbytes for name in LABEL_COLUMNS[1:]) / crops
-        rows.append((k, raw, path.stat().st_size / crops))
+    for k in sorted({1, min(5, meta.num_classes), meta.num_classes}):
+        kind = "full" if k == meta.num_classes else "marginal_smoothing"
+        derived = derive_label_set(labels_dir, work / f"k{k}", images, keys, kind, k, meta.stored_crops)
+        shard = pq.read_table(shard_path(derived, 0))
+        raw = sum(shard.column(name).nbytes for name in LABEL_COLUMNS[1:]) / (len(keys) * meta.stored_crops)
+        rows.append((k, raw, read_metadata(derived).bytes_per_crop))
     return rows
 
 
@@ -88,7 +87,7 @@ def main(args: argparse.Namespace) -> str:
         bare_rate = bare_forward_crops_per_s(args.teacher, args.batch_size, args.precision, batches)
         full = GenerateConfig(**{**vars(config), "output_dir": str(work / "full"), "kind": "full", "stored_crops": 4})
         generate(full)
-        storage = storage_rows(work / "full", work)
+        storage = storage_rows(work / "full", load_images(args.dataset, max_rows=args.images), work)
     lines = [
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
         f"teacher {args.teacher}, batch {args.batch_size} crops, {args.precision}, R = {args.num_crops}, "

@@ -29,9 +29,10 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from fkd_hf.models.pixels import normalize, to_uint8_batch
-from fkd_hf.labels.images import ImageSource, decode_image, image_bytes, image_key
 from fkd_hf.generation.prefetch import prefetch_map
+from fkd_hf.labels.crops import resample_filter
+from fkd_hf.labels.images import ImageSource, decode_image, image_bytes, image_key
+from fkd_hf.models.pixels import normalize, to_uint8_batch
 from fkd_hf.models.teachers import Teacher
 
 __all__ = [
@@ -96,6 +97,38 @@ def dense_logit_map(model: nn.Module, pixels: torch.Tensor, class_indices: Seque
     return logits if bias is None else logits + bias.float().view(1, -1, 1, 1)
 
 
+def _top_maps(images: ImageSource, teacher: Teacher, class_indices: Sequence[int], size: int, k: int,
+              batch_size: int, num_workers: int) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+    """(image keys, top-k indices int16 ``[N, S, S, k]``, their logits float16) of every image's label map."""
+    column = images.image_column
+    resample = resample_filter(teacher.interpolation)
+
+    def prepare(value):
+        data = image_bytes(value)
+        return image_key(data), decode_image(data).resize((size, size), resample)
+
+    keys, indices, values, batch = [], [], [], []
+
+    def flush():
+        x = normalize(to_uint8_batch([image for _, image in batch]), teacher.mean, teacher.std)
+        with torch.inference_mode():
+            logits = dense_logit_map(teacher.model.eval(), x, class_indices)  # [B, C, S, S]
+        top_values, top_indices = logits.permute(0, 2, 3, 1).topk(k, dim=-1)  # [B, S, S, k]
+        keys.extend(key for key, _ in batch)
+        indices.append(top_indices.to(torch.int16).numpy())
+        values.append(top_values.to(torch.float16).numpy())
+        batch.clear()
+
+    rows = (row[column] for row in images.dataset.select_columns([column]))
+    for item in prefetch_map(prepare, rows, num_workers, ahead=2 * batch_size):
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return keys, np.concatenate(indices), np.concatenate(values)
+
+
 def generate_label_maps(
     images: ImageSource,
     teacher: Teacher,
@@ -116,62 +149,23 @@ def generate_label_maps(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    size = int(size or teacher.input_size[0])
-    model = teacher.model.eval()
-    num_classes = len(class_indices)
-    k = min(int(k), num_classes)
-    column = images.image_column
-
-    def prepare(value):
-        data = image_bytes(value)
-        image = decode_image(data).resize((size, size), _resample(teacher.interpolation))
-        return image_key(data), image
-
-    keys, indices, values = [], [], []
-    rows = (row[column] for row in images.dataset.select_columns([column]))
-    batch = []
-
-    def flush():
-        x = normalize(to_uint8_batch([image for _, image in batch]), teacher.mean, teacher.std)
-        with torch.inference_mode():
-            logits = dense_logit_map(model, x, class_indices)  # [B, C, S, S]
-        top_values, top_indices = logits.permute(0, 2, 3, 1).topk(k, dim=-1)  # [B, S, S, k]
-        keys.extend(key for key, _ in batch)
-        indices.append(top_indices.to(torch.int16).numpy())
-        values.append(top_values.to(torch.float16).numpy())
-        batch.clear()
-
-    for item in prefetch_map(prepare, rows, num_workers, ahead=2 * batch_size):
-        batch.append(item)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    indices_np, values_np = np.concatenate(indices), np.concatenate(values)
-    map_size = indices_np.shape[1]
-    table = pa.table(
-        {
-            "image_key": pa.array(keys, pa.string()),
-            "map_indices": _fixed_list(indices_np.reshape(len(keys), -1)),
-            "map_values": _fixed_list(values_np.reshape(len(keys), -1)),
-        }
-    )
+    size, k = int(size or teacher.input_size[0]), min(int(k), len(class_indices))
+    keys, indices, values = _top_maps(images, teacher, class_indices, size, k, batch_size, num_workers)
+    table = pa.table({
+        "image_key": pa.array(keys, pa.string()),
+        "map_indices": _fixed_list(indices.reshape(len(keys), -1)),
+        "map_values": _fixed_list(values.reshape(len(keys), -1)),
+    })  # fmt: skip
     path = output_dir / DATA_FILE
     pq.write_table(table, path, compression="zstd")  # the same codec as FKD's label shards
     info = LabelMapsInfo(
-        teacher=teacher.name, teacher_revision=teacher.revision, input_size=size, map_size=int(map_size), k=k,
-        num_classes=num_classes, class_names=list(images.label_names or []),
+        teacher=teacher.name, teacher_revision=teacher.revision, input_size=size, map_size=int(indices.shape[1]), k=k,
+        num_classes=len(class_indices), class_names=list(images.label_names or []),
         teacher_class_indices=[int(i) for i in class_indices], dataset=images.spec, num_rows=len(keys),
         seconds=time.perf_counter() - start, bytes_per_image=path.stat().st_size / max(len(keys), 1),
-    )
+    )  # fmt: skip
     info.save(output_dir)
     return info
-
-
-def _resample(interpolation: str):
-    from fkd_hf.labels.crops import resample_filter
-
-    return resample_filter(interpolation)
 
 
 def _fixed_list(array: np.ndarray) -> pa.Array:

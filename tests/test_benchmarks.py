@@ -1,5 +1,5 @@
-"""The four-method comparison (benchmarks/compare.py): ReLabel maps and targets, vanilla KD targets, the baselines'
-crops and losses, label-set cuts, and the whole harness on tiny photos with a tiny teacher."""
+"""The four-method comparison (benchmarks/compare/): ReLabel maps and targets, vanilla KD targets, the baselines'
+crops and losses through build_trainer, label-set cuts, and the whole harness on tiny photos with a tiny teacher."""
 
 import json
 import re
@@ -17,18 +17,22 @@ from PIL import Image
 if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: import it from the checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import compare, demo_time  # noqa: E402
+from benchmarks import _report, demo_time  # noqa: E402
 from benchmarks.__main__ import main as bench_main  # noqa: E402
-from benchmarks.methods import CropDataset, PlainTrainer, collate_batch, teacher_targets  # noqa: E402
+from benchmarks.compare import labels as compare_labels  # noqa: E402
+from benchmarks.compare import make_parser as compare_parser  # noqa: E402
+from benchmarks.compare import settings as compare_settings  # noqa: E402
+from benchmarks.compare.settings import MAIN_METHODS, SAME_CROP_METHODS  # noqa: E402
+from benchmarks.methods import CropDataset, PlainTrainer, VanillaKDTrainer, collate_batch, crop_set_factory  # noqa: E402
 from benchmarks.relabel import dense_logit_map, generate_label_maps, join_label_maps, load_label_maps, relabel_targets  # noqa: E402
-from fkd_hf import FKDConfig, create_student, load_label_set, load_teacher  # noqa: E402
+from fkd_hf import FKDConfig, load_label_set, load_teacher  # noqa: E402
 from fkd_hf.labels import join_labels  # noqa: E402
-from fkd_hf.training import FKDCropDataset  # noqa: E402
 from fkd_hf.labels.crops import resample_filter  # noqa: E402
-from fkd_hf.models.pixels import to_uint8_batch  # noqa: E402
 from fkd_hf.labels.images import load_images  # noqa: E402
-from fkd_hf.models.pixels import normalize  # noqa: E402
 from fkd_hf.labels.kinds import reconstruct  # noqa: E402
+from fkd_hf.models import create_student  # noqa: E402
+from fkd_hf.models.pixels import normalize, to_uint8_batch  # noqa: E402
+from fkd_hf.training import FKDCropDataset, build_trainer  # noqa: E402
 
 R = 3  # stored crops of the tiny label set
 
@@ -98,26 +102,31 @@ def test_label_maps_are_written_joined_and_read_back(tiny, teacher_dir, tmp_path
     assert np.allclose(np.asarray(row["map_values"], np.float32), values.flatten().numpy(), atol=1e-2)
 
 
-def test_vanilla_kd_targets_reproduce_fkds_stored_labels_on_its_crops(tiny, teacher_dir):
-    """The KD baseline cuts the teacher's input as `fkd-hf generate` does: on FKD's crops, the online teacher
-    gives the stored (kind full) labels, up to float16 storage."""
+def test_vanilla_kd_targets_reproduce_fkds_stored_labels_on_its_crops(tiny, teacher_dir, tmp_path):
+    """The KD baseline (built by build_trainer, its teacher run by TeacherRunner) cuts the teacher's input as
+    `fkd-hf generate` does: on FKD's crops, the online teacher gives the stored (kind full) labels, up to float16
+    storage."""
     images, labels_dir = tiny
     labels = load_label_set(labels_dir)
     source = load_images(f"imagefolder:{images}", split="train")
     teacher = load_teacher(str(teacher_dir))
+    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=R, input_size=24,
+                       student="test_resnet", dataloader_num_workers=0)
+    setup = build_trainer(config, labels=labels, images=source, train_set_factory=crop_set_factory(True, teacher),
+                          trainer_class=VanillaKDTrainer, teacher=teacher, class_indices=[0, 1, 2])
     rows = join_labels(source, labels)
-    dataset = CropDataset(rows, R, (24, 24), replay=labels.metadata, teacher_size=teacher.input_size,
-                          teacher_interpolation=teacher.interpolation)
-    fkd = FKDCropDataset(rows, labels.metadata, R, (24, 24))
-    batch = collate_batch([dataset[i] for i in (0, 5)])
+    fkd = FKDCropDataset(rows, labels.metadata, R, (24, 24), seed=config.seed)  # the same crops, in the same order
+    batch = collate_batch([setup.train_set[i] for i in (0, 5)])
     fkd_batch = [fkd[i] for i in (0, 5)]
     assert torch.equal(batch["pixel_values"], torch.cat([s["pixel_values"] for s in fkd_batch]).permute(0, 3, 1, 2))
-    pixels = normalize(batch["teacher_pixels"], torch.tensor(teacher.mean), torch.tensor(teacher.std))
-    targets = teacher_targets(teacher, pixels, [0, 1, 2])
+    targets = setup.trainer.targets(batch)
     stored = reconstruct(torch.cat([s["topk_indices"] for s in fkd_batch]),
                          torch.cat([s["topk_values"] for s in fkd_batch]), "full", 3)
     assert torch.allclose(targets, stored, atol=2e-3)
-    assert torch.allclose(targets, teacher.logits(pixels).softmax(-1), atol=1e-6)  # all 3 classes, in order
+    pixels = normalize(batch["teacher_pixels"], teacher.mean, teacher.std)
+    with torch.no_grad():
+        assert torch.allclose(targets, teacher.logits(pixels).softmax(-1), atol=1e-6)  # all 3 classes, in order
+    assert setup.trainer.teacher_seconds > 0
     assert batch["labels"].tolist() == [rows[0]["label"]] * R + [rows[5]["label"]] * R
 
 
@@ -133,47 +142,64 @@ def test_fresh_crops_depend_on_seed_row_and_pass_only(tiny):
 
 
 def test_plain_loss_is_the_cross_entropy_and_eval_batches_use_the_models_loss(tiny, tmp_path):
-    source = load_images(f"imagefolder:{tiny[0]}", split="train")
-    model = create_student("test_resnet", TINY_CLASSES)
-    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=1, input_size=16)
-    trainer = PlainTrainer(model, config, CropDataset(source.dataset, 1, (16, 16)))
+    """A baseline built by build_trainer: only its training set and targets differ from FKD's."""
+    images, labels_dir = tiny
+    source = load_images(f"imagefolder:{images}", split="train")
+    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=1, input_size=16,
+                       student="test_resnet", dataloader_num_workers=0)
+    setup = build_trainer(config, labels=load_label_set(labels_dir), images=source,
+                          train_set_factory=crop_set_factory(), trainer_class=PlainTrainer)
+    trainer, model = setup.trainer, setup.trainer.model
+    assert isinstance(setup.train_set, CropDataset) and setup.train_set.size == (16, 16)
+    assert model.config.num_labels == len(TINY_CLASSES)
     batch = collate_batch([trainer.train_dataset[i] for i in range(4)])
-    pixels = trainer._normalize(batch["pixel_values"])
+    pixels = normalize(batch["pixel_values"], config.mean, config.std)
     with torch.no_grad():
         expected = F.cross_entropy(model(pixel_values=pixels).logits, batch["labels"])
         assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-6)
         eval_batch = {"pixel_values": batch["pixel_values"], "labels": batch["labels"]}
         assert torch.allclose(trainer.compute_loss(model, eval_batch), expected, atol=1e-6)
+    before = [p.detach().clone() for p in model.parameters()]
+    config.max_steps = 2
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_a_baseline_needs_the_label_sets_metadata(tiny, tmp_path):
+    source = load_images(f"imagefolder:{tiny[0]}", split="train")
+    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=1)
+    with pytest.raises(ValueError, match="metadata"):
+        PlainTrainer(create_student("test_resnet", TINY_CLASSES), config, CropDataset(source.dataset, 1, (16, 16)))
 
 
 def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_dir, tmp_path):
     images, labels_dir = tiny
     source = load_images(f"imagefolder:{images}", split="train")
-    keys = compare.image_keys(source)
-    cut = compare.derive_label_set(labels_dir, tmp_path / "cut", source, keys, "marginal_smoothing", 2, R)
+    keys = compare_labels.image_keys(source)
+    cut = compare_labels.derive_label_set(labels_dir, tmp_path / "cut", source, keys, "marginal_smoothing", 2, R)
     direct = make_label_set(images, teacher_dir, tmp_path / "direct", num_crops=R, kind="marginal_smoothing", k=2)
     a, b = load_label_set(cut), load_label_set(direct)
     assert (a.metadata.kind, a.metadata.k, a.metadata.stored_crops) == ("marginal_smoothing", 2, R)
     for column in ("image_key", "crops", "flips", "topk_indices", "topk_values"):
         assert a.dataset[column] == b.dataset[column], column
-    fewer = load_label_set(compare.derive_label_set(labels_dir, tmp_path / "r1", source, keys, "hard", 1, 1))
+    fewer = load_label_set(compare_labels.derive_label_set(labels_dir, tmp_path / "r1", source, keys, "hard", 1, 1))
     assert fewer.dataset[0]["crops"] == a.dataset[0]["crops"][:1] and fewer.metadata.stored_crops == 1
 
 
 def test_ablation_specs_default_to_the_main_run():
-    settings = compare.resolve_settings(compare.make_parser().parse_args(["--quick"]))
-    assert compare.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5}
-    assert compare.parse_ablation("kind=hard", settings) == {"R": 4, "m": 4, "kind": "hard", "k": 1}
-    assert compare.parse_ablation("kind=full,R=4", settings)["k"] is None  # every class
+    settings = compare_settings.resolve_settings(compare_parser().parse_args(["--quick"]))
+    assert compare_settings.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5}
+    assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 4, "m": 4, "kind": "hard", "k": 1}
+    assert compare_settings.parse_ablation("kind=full,R=4", settings)["k"] is None  # every class
     with pytest.raises(ValueError, match="Unknown ablation"):
-        compare.parse_ablation("T=2", settings)
+        compare_settings.parse_ablation("T=2", settings)
 
 
 def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monkeypatch, capsys):
     images, labels_dir = tiny
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n## Generation\n\n<!-- compare:full:begin -->\nold\n<!-- compare:full:end -->\n")
-    monkeypatch.setattr(compare, "RESULTS_MD", results_md)
+    monkeypatch.setattr(_report, "RESULTS_MD", results_md)
     argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
             "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "2",
             "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
@@ -184,7 +210,7 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     assert torch.get_num_threads() == threads  # restored
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     runs = results["runs"]
-    assert set(runs) == set(compare.MAIN_METHODS + compare.SAME_CROP_METHODS)
+    assert set(runs) == set(MAIN_METHODS + SAME_CROP_METHODS)
     assert len({run["initial_weights"] for run in runs.values()}) == 1  # one student init for every method
     assert {run["steps"] for run in runs.values()} == {6}  # 2 epochs x 12 images / 4 crops per step
     assert [run["decoded_images"] for run in (runs["plain"], runs["fkd"])] == [24, 12]
@@ -202,7 +228,8 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
 def test_the_entry_point_lists_every_benchmark(capsys):
     assert bench_main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time", "cpu_memory"))
+    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time", "cpu_memory",
+                                       "generate_soak", "startup"))
     assert bench_main(["nope"]) == 2
 
 
@@ -232,4 +259,4 @@ def test_quick_mode_on_imagenette(tmp_path):
     subprocess.run([sys.executable, "-m", "benchmarks", "compare", "--quick", "--output-dir", str(out)],
                    cwd=REPO_ROOT, check=True)
     results = json.loads((out / "results.json").read_text())
-    assert results["teacher_top1"] > 0.9 and set(compare.MAIN_METHODS) <= set(results["runs"])
+    assert results["teacher_top1"] > 0.9 and set(MAIN_METHODS) <= set(results["runs"])

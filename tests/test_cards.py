@@ -1,4 +1,5 @@
-"""Hub cards: the label-set dataset card, the student model card and its callback, and the templates in the wheel."""
+"""Hub cards: the label-set dataset card, the student info and model card, the Trainer callback that fills them, and
+the templates in the wheel."""
 
 import dataclasses
 import json
@@ -9,22 +10,18 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import DatasetCard, ModelCard
 from transformers import TrainingArguments
 
 from conftest import REPO_ROOT, TINY_CLASSES
-from fkd_hf.hub.cards import (
-    STUDENT_FILE,
-    StudentCardCallback,
-    StudentCardData,
-    label_set_card,
-    templates_dir,
-    write_label_set_card,
-    write_student_card,
-)
+from fkd_hf.hub import StudentInfo, label_set_card, write_label_set_card, write_student_card
+from fkd_hf.hub.student_info import STUDENT_FILE
+from fkd_hf.hub.templates import templates_dir
 from fkd_hf.labels.format import LabelSetMetadata
+from fkd_hf.training import StudentCardCallback
 
 TEMPLATES = {"label_set_card.md", "student_card.md"}
 SECRET = "hf_secret_token_never_in_a_card"
@@ -44,10 +41,10 @@ def make_metadata(**overrides) -> LabelSetMetadata:
     return LabelSetMetadata(**values)
 
 
-def make_student_info(**overrides) -> StudentCardData:
-    info = StudentCardData(license="apache-2.0", architecture="resnet18", num_crops=4, passes=75.0, fkd_epochs=300.0,
-                           learning_rate=0.002, optimizer="adamw_torch", per_device_batch_size=64, temperature=1.0,
-                           eval_split="validation", top1=0.71234, top5=0.9, label_set="user/tiny-labels")  # fmt: skip
+def make_student_info(**overrides) -> StudentInfo:
+    info = StudentInfo(license="apache-2.0", architecture="resnet18", num_crops=4, passes=75.0, fkd_epochs=300.0,
+                       learning_rate=0.002, optimizer="adamw_torch", per_device_batch_size=64, temperature=1.0,
+                       eval_split="validation", top1=0.71234, top5=0.9, label_set="user/tiny-labels")  # fmt: skip
     info.update_from_label_set(make_metadata())
     for key, value in overrides.items():
         setattr(info, key, value)
@@ -85,12 +82,22 @@ def test_wheel_ships_every_module_and_the_templates(tmp_path):
     # Installed (unpacked) without the checkout, the package finds its templates inside itself.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import importlib, fkd_hf.hub.cards as c, fkd_hf.cli as cli; "
+    probe = ("import importlib, fkd_hf.hub.templates as c, fkd_hf.cli as cli; "
              "[importlib.import_module(module) for module, _ in cli.COMMANDS.values()]; print(c.templates_dir())")
     found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False,
                            env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()) == site / "fkd_hf" / "hub_cards"
+
+
+def test_hub_subpackage_imports_neither_torch_nor_transformers():
+    """`fkd-hf push-labels` and push_label_set stay light: the Trainer callback lives in fkd_hf.training."""
+    probe = ("import sys, fkd_hf.hub as hub, fkd_hf.hub.push, fkd_hf.hub.label_card, fkd_hf.hub.model_card; "
+             "[getattr(hub, name) for name in hub.__all__]; "
+             "print(sorted({'torch', 'transformers', 'timm'} & set(sys.modules)))")  # fmt: skip
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=REPO_ROOT)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"
 
 
 # --- label-set card --------------------------------------------------------------------------------------------------
@@ -147,6 +154,67 @@ def test_label_set_card_of_a_local_dataset_without_repo(tmp_path):
     assert 'load_label_set("user/tiny-labels", revision="v2")' in on_branch and "--label_set_revision v2" in on_branch
 
 
+PLAIN_DTYPES = {"string", "bool", "int8", "int16", "int32", "int64", "float16", "float32", "float64"}
+
+
+def _leaf_dtypes(feature) -> list:
+    """The value types of one feature of a card's `dataset_info`, through any nesting of lists."""
+    if isinstance(feature, str):
+        return [feature]
+    if "list" in feature:
+        return _leaf_dtypes(feature["list"])
+    return [feature.get("dtype", feature)]
+
+
+@pytest.fixture
+def written_label_set(tmp_path, image_folder) -> tuple[Path, LabelSetMetadata]:
+    """A label set written by the one label-set writer for the rows of `image_folder` (random labels)."""
+    from fkd_hf.labels import write_label_set
+
+    n, stored_crops, k = sum(1 for p in image_folder.rglob("*") if p.is_file()), 3, 2
+    rng = np.random.default_rng(0)
+    columns = {
+        "image_key": [f"{i:032x}" for i in range(n)],
+        "crops": rng.uniform(0, 1, (n, stored_crops, 4)),
+        "flips": rng.uniform(0, 1, (n, stored_crops)) < 0.5,
+        "topk_indices": np.stack([rng.permutation(3)[:k] for _ in range(n * stored_crops)]).reshape(n, stored_crops, k),
+        "topk_values": rng.dirichlet([1.0] * k, (n, stored_crops)),
+    }
+    metadata = make_metadata(dataset=f"imagefolder:{image_folder}", dataset_config=None, dataset_revision=None,
+                             stored_crops=stored_crops, k=k, num_rows=0, num_shards=0, rows_per_shard=0)  # fmt: skip
+    folder = tmp_path / "labels"
+    return folder, write_label_set(folder, metadata, columns)
+
+
+def test_label_set_card_lets_the_hub_viewer_read_exactly_the_rows(written_label_set):
+    """The viewer reads the card's `configs` and `dataset_info`: the parquet shards only, with features of plain
+    types; `datasets.load_dataset` of the folder does the same."""
+    import datasets
+
+    folder, metadata = written_label_set
+    card = DatasetCard.load(folder / "README.md")
+    [config] = card.data.configs
+    assert config["data_files"] == [{"split": "train", "path": "data/*.parquet"}]
+    assert sorted(folder.glob(config["data_files"][0]["path"])) == sorted((folder / "data").glob("*.parquet"))
+    features = card.data.dataset_info["features"]
+    assert [f["name"] for f in features] == list(metadata.features())
+    assert {dtype for f in features for dtype in _leaf_dtypes(f)} <= PLAIN_DTYPES
+    rows = datasets.load_dataset(str(folder), split="train")
+    assert rows.features == metadata.features() and rows.num_rows == metadata.num_rows > 0
+
+
+def test_label_set_card_usage_snippet_runs(written_label_set, monkeypatch):
+    """The card's Python snippet, with the folder for the repo id, loads the labels and joins them to the images."""
+    folder, metadata = written_label_set
+    text = label_set_card(metadata, repo_id=str(folder)).text
+    [snippet] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    namespace: dict = {}
+    exec(compile(snippet, "label_set_card.md", "exec"), namespace)
+    train = namespace["train"]
+    assert train.num_rows == metadata.num_rows
+    assert {"image", "image_key", "crops", "flips", "topk_indices", "topk_values"} <= set(train.column_names)
+
+
 # --- student card ----------------------------------------------------------------------------------------------------
 
 STUDENT_CARD_PATTERN = re.compile(
@@ -190,10 +258,33 @@ def test_student_card_carries_eval_results_links_and_hyperparameters(tmp_path, m
     )
 
     # fkd_student.json round-trips, and a newer schema is refused with a clear message.
-    assert StudentCardData.load(tmp_path) == info
+    assert StudentInfo.load(tmp_path) == info
     newer = {**info.to_json_dict(), "schema_version": 99}
     with pytest.raises(ValueError, match="upgrade fkd_hf"):
-        StudentCardData.from_json_dict(newer)
+        StudentInfo.from_json_dict(newer)
+
+
+def test_student_file_of_schema_version_1_reads_back():
+    """A fkd_student.json as version 1 writes it (field names, schema_version) loads; keys it lacks keep their
+    defaults and keys this version does not know are ignored."""
+    written = {"schema_version": 1, "fkd_hf_version": "0.1.0", "architecture": "resnet18", "library_name": "timm",
+               "stored_crops": 4, "num_crops": 2, "top1": 0.5, "tags": ["x"], "a_later_field": 1}  # fmt: skip
+    info = StudentInfo.from_json_dict(written)
+    assert (info.architecture, info.stored_crops, info.num_crops, info.top1) == ("resnet18", 4, 2, 0.5)
+    assert info.tags == ["x"]
+    assert info.schema_version == 1 and info.fkd_hf_version == "0.1.0" and info.license is None
+    assert json.loads(info.to_json()).keys() == {f.name for f in dataclasses.fields(StudentInfo)}
+
+
+@pytest.mark.parametrize(("tag", "expected"), [(None, "test_resnet"), ("r160_in1k", "test_resnet.r160_in1k")])
+def test_student_card_names_the_weights_tag_only_for_pretrained_weights(tmp_path, tag, expected):
+    """save_student keeps `pretrained_cfg.tag` only when pretrained weights were used: the card follows it."""
+    pretrained_cfg = {"num_classes": 3, **({"tag": tag} if tag else {})}
+    config = {"architecture": "test_resnet", "num_classes": 3, "pretrained_cfg": pretrained_cfg}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    card = ModelCard.load(write_student_card(tmp_path))
+    assert card.text.startswith(f"\n# {expected}-fkd\n\n`{expected}` with 3 classes")
+    assert StudentInfo.load(tmp_path).architecture == expected
 
 
 def test_student_card_without_fkd_info_is_still_valid(tmp_path):
@@ -203,7 +294,7 @@ def test_student_card_without_fkd_info_is_still_valid(tmp_path):
     assert card.data.library_name == "transformers" and card.data.license == "other"
     assert card.data.eval_results is None and card.data.datasets is None
     assert "Not evaluated yet." in card.text and 'timm.create_model("hf-hub:' not in card.text
-    assert StudentCardData.load(tmp_path).class_names == ["cat", "dog"]
+    assert StudentInfo.load(tmp_path).class_names == ["cat", "dog"]
 
 
 # --- callback --------------------------------------------------------------------------------------------------------
@@ -263,9 +354,9 @@ def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
     out = tmp_path / "out"
     for folder in (out, out / "checkpoint-2"):
         assert (folder / STUDENT_FILE).is_file() and (folder / "README.md").is_file()
-    info = StudentCardData.load(out)
+    info = StudentInfo.load(out)
     assert (info.model_id, info.license, info.library_name, info.architecture) == (
-        "user/cb-student", "apache-2.0", "timm", "test_resnet.r160_in1k"
+        "user/cb-student", "apache-2.0", "timm", "test_resnet"
     )
     assert (info.num_crops, info.temperature, info.learning_rate) == (2, 2.0, 0.01)
     assert info.optimizer == str(getattr(args.optim, "value", args.optim)) and info.lr_scheduler == "linear"

@@ -20,10 +20,12 @@ import pytest
 from _fkd_data import TINY_CLASSES, make_splits
 from conftest import IMAGENETTE, REPO_ROOT, assert_same_logits, make_image_folder
 
-import fkd_hf.demo.run as demo_module
+import fkd_hf.demo.labels as demo_labels
+import fkd_hf.demo.output as demo_output
 import fkd_hf.demo.photos as demo_data
 from fkd_hf.cli import main as cli_main
-from fkd_hf.demo.run import RESULT_FILE, DemoConfig, run_demo
+from fkd_hf.demo import DemoConfig, run_demo
+from fkd_hf.demo.output import RESULT_FILE
 
 TINY = ["--student", "test_resnet", "--input_size", "32", "--stored_crops", "4", "--num_crops", "2", "--fkd_epochs", "2",
         "--batch_size", "6", "--num_workers", "0"]  # fmt: skip
@@ -106,14 +108,14 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
     difference = result["runs"]["fkd"]["top1"] - result["runs"]["plain"]["top1"]
     assert result["fkd_minus_plain"] == pytest.approx(difference) and result["fkd_minus_plain_se"] >= 0
     assert f"FKD minus plain: {100 * difference:+.1f} points" in summary
-    if importlib.util.find_spec("matplotlib") is None:  # the plot is optional: pip install 'fkd-hf[plot]'
+    if importlib.util.find_spec("matplotlib") is None:  # the plot is optional: pip install 'fkd-hf[demo]'
         assert "no training curves" in summary and not (output / "training_curves.png").exists()
     else:
         assert (output / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_paired_difference_counts_only_the_items_where_the_students_disagree():
-    from fkd_hf.demo.run import paired_difference
+    from fkd_hf.demo.summary import paired_difference
 
     a = [True] * 60 + [False] * 40  # A right on 60 of 100
     b = [True] * 50 + [False] * 10 + [True] * 5 + [False] * 35  # B right on 55: A alone right on 10, B alone on 5
@@ -129,13 +131,13 @@ def test_rerun_from_the_saved_config_replaces_the_result(finished, monkeypatch):
     _, output = finished
     before = (output / RESULT_FILE).read_text()
     # A failing rerun (disk full while labelling) leaves the earlier result exactly as it was.
-    real_generate = demo_module._generate
+    real_generate = demo_labels.generate
 
     def full_disk(*args, **kwargs):
         real_generate(*args, **kwargs)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(demo_module, "_generate", full_disk)
+    monkeypatch.setattr(demo_labels, "generate", full_disk)
     assert cli_main(["demo", "--config", str(output / "demo_config.yaml")]) == 2
     assert (output / RESULT_FILE).read_text() == before and _leftovers(output) == []
     monkeypatch.undo()
@@ -168,6 +170,12 @@ def test_sample_photo_mode_scores_agreement_on_held_out_crops(image_folder, teac
     assert 0 <= result.metrics["runs"]["plain"]["top1"] <= 1
     card = (tmp_path / "out" / "student" / "README.md").read_text()
     assert "model-index" not in card  # agreement is not accuracy: the card claims no accuracy
+    # The card states the agreement the demo measured, as agreement, instead of "Not evaluated yet".
+    agreement = f"{100 * result.metrics['runs']['fkd']['top1']:.1f} %"
+    evaluation = card.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
+    assert "Not evaluated" not in evaluation and "agreement with the teacher" in evaluation
+    assert agreement in evaluation and "not accuracy" in evaluation
+    assert f"{result.metrics['eval_items']} held-out crops" in evaluation
 
 
 def test_offline_photos_come_from_the_installed_registry_package(tmp_path):
@@ -230,20 +238,20 @@ def test_a_teacher_that_cannot_be_loaded_is_a_one_line_error(splits, tmp_path, c
 
 
 def test_no_space_left_is_a_one_line_error_and_leaves_nothing(splits, teacher_dir, tmp_path, capsys, monkeypatch):
-    real_generate = demo_module._generate
+    real_generate = demo_labels.generate
 
     def full_disk(*args, **kwargs):
         real_generate(*args, **kwargs)  # the label set is half of the result by now
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(demo_module, "_generate", full_disk)
+    monkeypatch.setattr(demo_labels, "generate", full_disk)
     err = _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
     assert "no space left" in err and "--output-dir" in err
 
 
 def test_too_little_free_space_is_refused_before_any_work(splits, teacher_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
-    monkeypatch.setattr(demo_module, "_generate", lambda *a, **k: pytest.fail("work started despite a full disk"))
+    monkeypatch.setattr(demo_output.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(demo_labels, "generate", lambda *a, **k: pytest.fail("work started despite a full disk"))
     assert "no space left" in _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
 
 

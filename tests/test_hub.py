@@ -93,16 +93,16 @@ def label_sets(tmp_path_factory, image_folder, teacher_dir):
 
 
 def make_student(folder: Path, seed: int, fkd_info: bool = True) -> Path:
-    """A tiny timm student saved with fkd_hf.students.save_student, its fkd_student.json, and training leftovers."""
+    """A tiny timm student saved with fkd_hf.models.save_student, its fkd_student.json, and training leftovers."""
     import torch
 
-    from fkd_hf.hub.cards import StudentCardData
+    from fkd_hf.hub import StudentInfo
     from fkd_hf.models.students import create_student, save_student
 
     torch.manual_seed(seed)
     save_student(create_student("test_resnet", list(TINY_CLASSES)), folder)
     if fkd_info:
-        StudentCardData(
+        StudentInfo(
             license="apache-2.0", teacher="timm/test_resnet.r160_in1k", teacher_revision="0123abc",
             dataset="user/tiny-photos", dataset_split="train", label_set=str(folder.parent / "local-labels"),
             label_kind="marginal_smoothing", label_k=2, label_temperature=1.0, stored_crops=3, num_crops=2,
@@ -191,6 +191,22 @@ def test_student_round_trip_card_update_in_place_private_and_cli(hub, tmp_path, 
     assert hub.repos[("model", "user/private-student")].private
     assert not (students / "first" / "README.md").exists(), "push_student must not modify the local folder"
     assert_no_token_anywhere(hub, output, students)
+
+
+def test_push_of_a_file_holding_the_token_is_refused_before_the_repo_is_created(hub, tmp_path, label_sets, students):
+    """A file that would leak the token stops the push before any request that writes to the Hub."""
+    labels, student = tmp_path / "labels", tmp_path / "student"
+    shutil.copytree(label_sets / "second", labels)
+    metadata = json.loads((labels / "fkd_labels.json").read_text())
+    metadata["dataset"] = f"parquet:https://user:{FAKE_TOKEN}@example.com/photos/*.parquet"
+    (labels / "fkd_labels.json").write_text(json.dumps(metadata))
+    shutil.copytree(students / "second", student)
+    (student / "train_config.yaml").write_text(f"student: test_resnet\nhub_token: {FAKE_TOKEN}\n")
+    before = len(hub.requests_log)
+    output = run_scenario(hub, tmp_path, "token_in_files", tmp_path)
+    assert ("dataset", "user/leaky-labels") not in hub.repos and ("model", "user/leaky-student") not in hub.repos
+    assert [r["route"] for r in hub.requests_log[before:]] == []
+    assert FAKE_TOKEN not in output
 
 
 @pytest.mark.skipif(
@@ -323,6 +339,14 @@ def scenario_labels(root: str) -> None:
     os.environ["HF_TOKEN"] = FAKE_TOKEN
 
 
+def scenario_token_in_files(root: str) -> None:
+    root = Path(root)
+    for command, folder, repo_id, file in [("push-labels", "labels", "user/leaky-labels", "fkd_labels.json"),
+                                           ("push-student", "student", "user/leaky-student", "train_config.yaml")]:
+        code, _, err = _cli(command, str(root / folder), "--repo-id", repo_id)
+        assert code == 1 and f"{file} contains a Hugging Face token: remove it from the file" in err, err
+
+
 def scenario_labels_offline(root: str) -> None:
     from fkd_hf import load_label_set
 
@@ -351,7 +375,7 @@ def scenario_students(root: str) -> None:
     from transformers import AutoModelForImageClassification
 
     from fkd_hf import push_student
-    from fkd_hf.hub.cards import StudentCardData
+    from fkd_hf.hub import StudentInfo
 
     _verbose_logging()
     assert constants.ENDPOINT == os.environ["HF_ENDPOINT"]
@@ -383,7 +407,7 @@ def scenario_students(root: str) -> None:
                  "shen2022fast"):  # fmt: skip
         assert text in card.text, text
     info = json.loads(Path(hf_hub_download("user/student", "fkd_student.json")).read_text())
-    info = StudentCardData.from_json_dict(info)
+    info = StudentInfo.from_json_dict(info)
     assert info.model_id == "user/student" and info.label_set == "user/labels" and info.top1 == 0.625
 
     # Re-push other weights: updated in place, the stale weights file deleted, the card kept.

@@ -63,6 +63,7 @@ def recorded(monkeypatch):
     import fkd_hf.demo
     import fkd_hf.generation
     import fkd_hf.hub
+    import fkd_hf.labels
     import fkd_hf.training
 
     calls = []
@@ -75,6 +76,12 @@ def recorded(monkeypatch):
     monkeypatch.setattr(fkd_hf.demo, "run_demo", recorder("demo", types.SimpleNamespace(summary="")))
     monkeypatch.setattr(fkd_hf.hub, "push_label_set", recorder("push-labels", "url"))
     monkeypatch.setattr(fkd_hf.hub, "push_student", recorder("push-student", "url"))
+    monkeypatch.setattr(fkd_hf.generation, "import_fkd", recorder("import-fkd"))
+    merged = types.SimpleNamespace(num_rows=0, kind="full", k=0, teacher="")
+    monkeypatch.setattr(fkd_hf.labels, "merge_label_sets", recorder("merge-labels", merged))
+    monkeypatch.setattr(fkd_hf.generation, "import_fkd", recorder("import-fkd"))
+    merged = types.SimpleNamespace(num_rows=0, kind="full", k=0, teacher="")
+    monkeypatch.setattr(fkd_hf.labels, "merge_label_sets", recorder("merge-labels", merged))
     return calls
 
 

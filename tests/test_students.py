@@ -52,6 +52,55 @@ def test_pretrained_student_keeps_its_backbone_and_gets_a_new_head(tmp_path):
     assert torch.equal(student.timm_model.state_dict()[stem], source.timm_model.state_dict()[stem])
 
 
+@pytest.mark.parametrize("spec", ["test_resnet", "test_resnet.r160_in1k"])
+def test_student_from_scratch_names_its_architecture_without_a_weights_tag(tmp_path, spec):
+    """Random init: config.json and the card name `test_resnet`, not the tag of weights that were never loaded."""
+    from fkd_hf.hub import write_student_card
+
+    student = create_student(spec, CLASSES)
+    assert student.config.architecture == "test_resnet"
+    save_student(student, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architecture"] == "test_resnet" and "tag" not in config["pretrained_cfg"]
+    assert timm.create_model(f"local-dir:{tmp_path}", pretrained=True).pretrained_cfg.get("tag") is None
+    text = write_student_card(tmp_path).read_text()
+    assert "`test_resnet` with 3 classes" in text and "r160_in1k" not in text
+
+
+def test_pretrained_student_keeps_the_tag_of_its_weights(tmp_path):
+    """Weights loaded from a checkpoint with a tag: config.json and the card name them."""
+    from fkd_hf.hub import write_student_card
+
+    timm.models.save_for_hf(timm.create_model("test_resnet.r160_in1k", num_classes=3), tmp_path / "weights",
+                            safe_serialization=True)  # fmt: skip
+    student = create_student(str(tmp_path / "weights"), CLASSES, pretrained=True)
+    assert student.config.architecture == "test_resnet.r160_in1k"
+    save_student(student, tmp_path / "student")
+    assert json.loads((tmp_path / "student" / "config.json").read_text())["pretrained_cfg"]["tag"] == "r160_in1k"
+    assert "`test_resnet.r160_in1k` with 3 classes" in write_student_card(tmp_path / "student").read_text()
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request):
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("library", ["timm", "transformers"])
+def test_saved_weights_have_the_file_mode_of_the_folder(tmp_path, umask, library):
+    """The safetensors writer creates its file 0600; save_student gives it the umask's mode, like config.json."""
+    if library == "timm":
+        student = create_student("test_resnet", CLASSES)
+    else:
+        config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+        config.save_pretrained(tmp_path / "cfg")
+        student = create_student(str(tmp_path / "cfg"), CLASSES)
+    save_student(student, tmp_path / "saved")
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "saved").iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~umask, modes
+
+
 def test_transformers_student_round_trips_with_its_class_names(tmp_path):
     config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
     config.save_pretrained(tmp_path / "cfg")

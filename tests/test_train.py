@@ -173,3 +173,24 @@ def test_two_process_training_splits_the_images(data, tmp_path):
     assert not first & second and first | second == set(range(TRAIN_IMAGES))  # 2 steps x 2 x 3 = one pass
     assert ranks[0]["eval_top1"] == ranks[1]["eval_top1"]
     assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+@pytest.mark.distributed
+def test_the_documented_cpu_launch_trains_on_two_processes(data, tmp_path):
+    """README: `accelerate launch --config_file recipes/accelerate/cpu.yaml -m fkd_hf train --config ...`."""
+    config = _config(data, tmp_path / "out", per_device_train_batch_size=3, max_steps=-1, num_train_epochs=1,
+                     save_strategy="steps", save_steps=2)  # fmt: skip
+    recipe = tmp_path / "config.yaml"
+    save_config(config, recipe)
+    launch_config = Path(__file__).resolve().parent.parent / "recipes" / "accelerate" / "cpu.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config),
+               "-m", "fkd_hf", "train", "--config", str(recipe)]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("FKD on 2 processes: 12 images") == 1, result.stdout[-2000:]  # printed by rank 0 only
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] == state["max_steps"] == 2  # one pass of 12 images at 2 x 3 per step (1 process: 4)
+    assert sorted(p.name for p in checkpoint.glob("rng_state_*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
+    assert (tmp_path / "out" / "model.safetensors").is_file()

@@ -1,29 +1,46 @@
-"""The ``fkd-hf`` command line: ``fkd-hf <command> [options]``; ``fkd-hf <command> --help`` lists the options."""
+"""The ``fkd-hf`` command line: ``fkd-hf <command> [options]``; ``fkd-hf <command> --help`` lists the options.
+
+Every command runs through one runner: an error is one line (two for a Hub authentication failure) naming the
+problem, with exit status 2 for a command line or config file that cannot be used and 1 for anything else;
+``--debug`` (anywhere on the line) or ``FKD_HF_DEBUG=1`` also prints the traceback. No token is ever printed.
+"""
 
 from __future__ import annotations
 
+import functools
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from types import ModuleType
 
-# command -> (module, one-line description)
+# command -> (module, one-line description); a module has ``PROG`` and ``main(argv) -> int``
 COMMANDS = {
     "generate": ("fkd_hf.cli.generate", "run the teacher once and store FKD soft labels for every image"),
     "train": ("fkd_hf.cli.train", "train a student on a label set with FKD's multi-crop soft-label loss"),
     "push-labels": ("fkd_hf.cli.push_labels", "upload a label set to a Hub dataset repo, with its dataset card"),
     "push-student": ("fkd_hf.cli.push_student", "upload a trained student to a Hub model repo, with its card"),
     "demo": ("fkd_hf.cli.demo", "FKD end to end on this machine: teacher, labels, student, evaluation, cards"),
+    "import-fkd": ("fkd_hf.cli.import_fkd", "convert the official FKD label files (FKD_SLG) into a label set"),
+    "merge-labels": ("fkd_hf.cli.merge_labels", "merge label sets that share crops (an ensemble of teachers) into one"),
 }
+DEBUG_FLAG, DEBUG_ENV = "--debug", "FKD_HF_DEBUG"
+# The values of the Trainer's own `--debug` option (`fkd-hf train --debug underflow_overflow`): left to the command.
+TRAINER_DEBUG_VALUES = ("underflow_overflow", "tpu_metrics_debug")
+# Errors whose message is written for the user; any other type is named in front of its message.
+USER_ERRORS = (ValueError, OSError, LookupError, ImportError)
 
 
 def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, kind: str,
-             run: Callable[[ModuleType, list[str]], int | None]) -> int:  # fmt: skip
+             run: Callable[[ModuleType, list[str]], int | None], footer: str = "") -> int:  # fmt: skip
     """``prog <name> [options]``: imports the module ``commands`` names for ``argv[0]`` and returns
-    ``run(module, argv[1:])``; prints the list of names for ``--help`` and, with exit status 2, for an unknown one."""
+    ``run(module, argv[1:])``; prints the list of names (and ``footer``) for ``--help`` and, with exit status 2,
+    for an unknown one."""
     width = max(map(len, commands)) + 2
     usage = "\n".join([f"usage: {prog} <{kind}> [options]", "", f"{kind}s:"]
-                      + [f"  {name:<{width}}{description}" for name, (_, description) in commands.items()])  # fmt: skip
+                      + [f"  {name:<{width}}{description}" for name, (_, description) in commands.items()]
+                      + (["", footer] if footer else []))  # fmt: skip
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0
@@ -34,18 +51,56 @@ def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, k
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return dispatch(COMMANDS, argv, "fkd-hf", "command", _run_command)
+    debug, argv = take_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    footer = f"{DEBUG_FLAG} (or {DEBUG_ENV}=1) prints the traceback of an error."
+    return dispatch(COMMANDS, argv, "fkd-hf", "command", functools.partial(run_command, debug=debug), footer)
 
 
-def _run_command(module: ModuleType, argv: list[str]) -> int | None:
+def take_debug_flag(argv: list[str]) -> tuple[bool, list[str]]:
+    """``(show tracebacks, argv without fkd-hf's --debug)``; ``--debug <Trainer debug value>`` stays in argv."""
+    debug = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+    kept = []
+    for index, word in enumerate(argv):
+        following = argv[index + 1] if index + 1 < len(argv) else ""
+        if word == DEBUG_FLAG and following not in TRAINER_DEBUG_VALUES:
+            debug = True
+        else:
+            kept.append(word)
+    return debug, kept
+
+
+def error_message(err: BaseException) -> str:
+    """``err`` as one line, plus a second line with the fix of a Hub authentication failure; tokens redacted."""
+    from ..hub.push import describe_error, redact_tokens
+
+    text = err.args[0] if isinstance(err, KeyError) and err.args else err
+    line = " ".join(str(text).split()) or type(err).__name__
+    if not isinstance(err, USER_ERRORS) or type(err).__module__.startswith("huggingface_hub"):
+        line = f"{type(err).__name__}: {line}"
+    described, plain = describe_error(err), redact_tokens(f"{type(err).__name__}: {err}")
+    hint = described[len(plain):].strip() if described.startswith(plain) else ""  # describe_error's added fix
+    return redact_tokens(line) + (f"\n{hint}" if hint else "")
+
+
+def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int:
+    """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)."""
     from .arguments import UsageError
 
+    prog = getattr(module, "PROG", "fkd-hf")
     try:
-        return module.main(argv)
-    except UsageError as err:
-        print(f"{module.PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return module.main(argv) or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            from ..hub.push import redact_tokens
+
+            print(redact_tokens("".join(traceback.format_exception(err))), file=sys.stderr, end="")
+        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
+        if not debug and not isinstance(err, USER_ERRORS):
+            print(f"{prog}: rerun with {DEBUG_FLAG} for the traceback.", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
 
 
 if __name__ == "__main__":

@@ -1,16 +1,16 @@
-"""What ``fkd-hf push-labels`` and ``fkd-hf push-student`` share: the repo options and the error handling."""
+"""What ``fkd-hf push-labels`` and ``fkd-hf push-student`` share: the folder and repo options, and the push itself."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
+
+from .arguments import _Parser
 
 
 def push_parser(prog: str, description: str, directory_help: str, repo_type: str) -> argparse.ArgumentParser:
     """A parser with the folder argument and the options of every push: repo id, visibility, branch, message."""
-    parser = argparse.ArgumentParser(prog=prog, description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", help=directory_help)
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help=f"Hub {repo_type} repo: user/name.")
     parser.add_argument("--private", action="store_true", default=None, help="Create the repo private.")
@@ -19,15 +19,9 @@ def push_parser(prog: str, description: str, directory_help: str, repo_type: str
     return parser
 
 
-def run_push(prog: str, push: Callable[..., str], args: argparse.Namespace, what: str, **options) -> int:
-    """Calls ``push(directory, repo_id, ...)``; prints the repo URL, or a one-line error (exit status 1)."""
-    from ..hub.push import describe_error
-
-    try:
-        url = push(args.directory, args.repo_id, private=args.private, revision=args.revision,
-                   commit_message=args.commit_message, **options)  # fmt: skip
-    except (OSError, ValueError) as err:
-        print(f"{prog}: error: {describe_error(err)}", file=sys.stderr)
-        return 1
+def run_push(push: Callable[..., str], args: argparse.Namespace, what: str, **options) -> int:
+    """Calls ``push(directory, repo_id, ...)`` and prints the repo URL (the command runner reports any error)."""
+    url = push(args.directory, args.repo_id, private=args.private, revision=args.revision,
+               commit_message=args.commit_message, **options)  # fmt: skip
     print(f"{what} pushed to {url}")
     return 0

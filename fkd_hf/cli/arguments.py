@@ -108,7 +108,8 @@ def _trainer_parser(dataclass_types: Sequence[type], prog: str, description: str
             old_group._group_actions[:] = [action for action in old_group._group_actions if action.dest not in own]
             group._group_actions.extend(moved)
     parser._action_groups.remove(group)
-    parser._action_groups.insert(2, group)  # after the positional and optional-argument groups
+    parser._action_groups.insert(1, group)  # before the optional-argument group, which holds the Trainer's fields
+    parser._optionals.title = f"{TrainingArguments.__name__} options"
     return parser
 
 
@@ -136,7 +137,26 @@ def _renamed_argv(argv: Sequence[str], renamed: Mapping[str, str], prog: str) ->
     return out
 
 
-def _config_argv(path: str, parser: argparse.ArgumentParser, renamed: Mapping[str, str], prog: str) -> list[str]:
+def _union_members(annotation) -> list:
+    """The types a field annotation allows: ``int | None`` -> ``[int, NoneType]``, ``list[float]`` -> ``[list]``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [member for arg in typing.get_args(annotation) for member in _union_members(arg)]
+    return [typing.get_origin(annotation) or annotation]
+
+
+def _check_unconverted(path: str, key: str, value, annotation) -> None:
+    """Refuses a YAML value the parser cannot convert (null, a mapping, a list) unless the field takes that kind."""
+    members = _union_members(annotation)
+    kinds = ((type(None), value is None), (dict, isinstance(value, dict)), (list, isinstance(value, list)))
+    for kind, given in kinds:
+        if given and kind not in members and typing.Any not in members:
+            names = " or ".join("null" if member is type(None) else getattr(member, "__name__", str(member))
+                                for member in members)  # fmt: skip
+            raise UsageError(f"{path}: {key} takes {names}, got {value!r}; fix the value or remove the key.")
+
+
+def _config_argv(path: str, parser: argparse.ArgumentParser, hints: Mapping[str, object], renamed: Mapping[str, str],
+                 prog: str) -> list[str]:  # fmt: skip
     """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
     import yaml
 
@@ -155,6 +175,8 @@ def _config_argv(path: str, parser: argparse.ArgumentParser, renamed: Mapping[st
         raise UsageError(f"{path}: unknown keys {unknown}; run `{prog} --help` for the valid ones.")
     words: list[str] = []
     for key, value in values.items():
+        if key in hints and (value is None or isinstance(value, (dict, list))):
+            _check_unconverted(path, key, value, hints[key])
         if value is None or isinstance(value, dict) or value == []:  # taken as they are: nothing to convert
             parser.set_defaults(**{key: value})
             actions[key].required = False
@@ -184,7 +206,8 @@ def parse_config(
     pre_parser = argparse.ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", type=str, default=None)
     pre, _ = pre_parser.parse_known_args(argv)
-    config_words = _config_argv(pre.config, parser, renamed, prog) if pre.config else []
+    hints = {name: hint for dtype in dataclass_types for name, hint in typing.get_type_hints(dtype).items()}
+    config_words = _config_argv(pre.config, parser, hints, renamed, prog) if pre.config else []
     namespace = parser.parse_args(config_words + list(argv))
     outputs = []
     for dtype in dataclass_types:

@@ -5,7 +5,7 @@
     fkd-hf demo --dataset imagefolder:../shared/data/imagenette-mini --teacher efficientnet-lite0 --compare
 
 Results go to --output-dir (default outputs/demo): labels/ and student/ (push-ready, with their cards), summary.md,
-training_curves.png. A failed run leaves no result there.
+training_curves.png, demo_config.yaml and demo_result.json. A failed run leaves no result there.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..generation.config import GenerateConfig
 from .arguments import parse_config
 
@@ -17,9 +19,22 @@ RENAMED = {"num_crops": "stored_crops"}  # R was --num_crops before fkd-hf 0.2
 def main(argv: list[str]) -> int:
     (config,) = parse_config([GenerateConfig], argv, prog=PROG, description=__doc__, renamed=RENAMED)
     from ..cpu_memory import keep_freed_memory
-    from ..generation import generate
 
     keep_freed_memory()
+    try:
+        from ..generation import generate  # loads torch: Ctrl-C may come here too
 
-    generate(config)
+        generate(config)
+    except KeyboardInterrupt:
+        print(f"{PROG}: {interrupted(config.output_dir)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def interrupted(output_dir: str) -> str:
+    """The one line Ctrl-C prints: how many shards are kept, and how to resume."""
+    from ..generation.output import shard_progress
+
+    kept, total = shard_progress(output_dir)
+    of = f" of {total}" if total else ""
+    return f"interrupted; {kept}{of} shards kept in {output_dir}: rerun the same command to resume."

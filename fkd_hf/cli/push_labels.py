@@ -27,4 +27,4 @@ def main(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     from ..hub import push_label_set
 
-    return run_push(PROG, push_label_set, args, "Label set", license=args.license)
+    return run_push(push_label_set, args, "Label set", license=args.license)

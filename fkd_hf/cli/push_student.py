@@ -35,5 +35,5 @@ def main(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     from ..hub import push_student
 
-    return run_push(PROG, push_student, args, "Student", label_set=args.label_set, license=args.license,
+    return run_push(push_student, args, "Student", label_set=args.label_set, license=args.license,
                     model_name=args.model_name)  # fmt: skip

@@ -8,5 +8,7 @@ __all__, __getattr__, __dir__ = lazy_namespace(
     {
         "config": ["GenerateConfig"],
         "generator": ["GenerateSummary", "generate"],
+        "import_config": ["ImportFKDConfig"],
+        "official_import": ["import_fkd"],
     },
 )

@@ -12,6 +12,9 @@ from ..models.precision import AUTO, PRECISIONS
 
 __all__ = ["GenerateConfig"]
 
+VERIFY_IMAGES = ("sample", "all", "none")
+VERIFY_SAMPLE = 256  # image keys --verify_images sample compares
+
 
 @dataclasses.dataclass
 class GenerateConfig:
@@ -37,6 +40,11 @@ class GenerateConfig:
         metadata={"help": "Restrict the teacher to the dataset's classes: 'auto', a comma list or a JSON file."},
     )
     stored_crops: int = dataclasses.field(default=8, metadata={"help": "R: crops stored per image."})
+    crops_from: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Label the crops and flips this label set stores (same images, checked by image_key), "
+                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed and crop ranges are used."},
+    )  # fmt: skip
     kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
     temperature: float = dataclasses.field(default=1.0, metadata={"help": "Softmax temperature of the teacher."})
@@ -52,10 +60,19 @@ class GenerateConfig:
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
     num_workers: int = dataclasses.field(default=2, metadata={"help": "Image decoding threads per process."})
-    overwrite: bool = dataclasses.field(default=False, metadata={"help": "Replace an existing, different label set."})
+    overwrite: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Replace a different label set in output_dir (only the files fkd-hf wrote are deleted)."},
+    )
     skip_bad_images: bool = dataclasses.field(
         default=False, metadata={"help": "Record undecodable images as skipped rows instead of stopping."}
     )
+    verify_images: str = dataclasses.field(
+        default="sample",
+        metadata={"help": f"On a rerun, check the stored image keys against the images: 'sample' ({VERIFY_SAMPLE} "
+                          f"rows spread over the set; of a stream, its first {VERIFY_SAMPLE}), 'all' or 'none'. "
+                          "Changed rows are relabelled."},
+    )  # fmt: skip
 
     def validate(self) -> None:
         """Checks every range before any work starts."""
@@ -71,6 +88,8 @@ class GenerateConfig:
             raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be at least 1 and num_workers at least 0.")
+        if self.verify_images not in VERIFY_IMAGES:
+            raise ValueError(f"verify_images must be one of {', '.join(VERIFY_IMAGES)}, got {self.verify_images!r}.")
         for name in ("rows_per_shard", "num_shards", "max_rows"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -4,15 +4,14 @@ Work is split into shards of consecutive source rows. Under ``accelerate launch`
 p, p + P, p + 2P, ...; each shard is written atomically when complete, so an interrupted run resumes by skipping
 finished shards. Crops and flips depend only on ``(seed, row index)`` and batches never cross a shard boundary,
 so the label set is the same whatever the number of processes or interruptions. ``fkd_labels.json`` is written
-last, by the main process, once every shard is on disk.
+last, by the main process, once every shard is on disk. A rerun first verifies what is there (:mod:`.verify`) and
+relabels only damaged or stale shards; :mod:`.output` says when a folder may be resumed or overwritten.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,17 +23,21 @@ from tqdm.auto import tqdm
 
 from ..version import __version__
 from ..labels.crops import crop_rng, crops_to_pixels, replay_crop, resample_filter, sample_crops
-from ..labels.images import BadImageError, ImageSource, decode_image, image_bytes, image_key, load_images
-from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
+from ..labels.images import (
+    BadImageError, ImageSource, absolute_dataset_spec, decode_image, image_bytes, image_key, load_images,
+)  # fmt: skip
+from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
 from ..labels.kinds import quantize, resolve_k
+from ..labels.merge import SharedCrops
 from ..labels.writer import LabelSetWriter
 from ..models.precision import resolve_precision
 from ..models.teacher_runner import TeacherRunner
 from ..models.teachers import Teacher, load_teacher, resolve_class_map
 from .config import GenerateConfig
+from .output import prepare_output
 from .prefetch import prefetch_map
+from .verify import verify_output
 
-RUN_FILE = "fkd_run.json"
 TARGET_ROWS_PER_SHARD = 5000
 MIN_SHARDS = 8
 
@@ -49,12 +52,14 @@ class GenerateSummary:
     skipped_rows: int
     bytes_per_crop: float
     seconds: float
+    repaired: list[str] = dataclasses.field(default_factory=list)  # what a rerun found damaged and redid
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds else float("nan")
+        repaired = f" Redone: {'; '.join(self.repaired)}." if self.repaired else ""
         return (
             f"Label set in {self.output_dir}: {self.rows} rows, {self.crops} crops, {self.skipped_rows} skipped, "
-            f"{self.bytes_per_crop:.1f} bytes per crop on disk, {self.seconds:.1f} s ({rate:.1f} images/s)."
+            f"{self.bytes_per_crop:.1f} bytes per crop on disk, {self.seconds:.1f} s ({rate:.1f} images/s).{repaired}"
         )
 
 
@@ -68,17 +73,30 @@ def _shard_layout(config: GenerateConfig, num_rows: int | None) -> int:
     return max(1, math.ceil(num_rows / num_shards))
 
 
+def _class_names(teacher: Teacher, class_indices, label_names) -> tuple[list[str], list[str] | None]:
+    """``(class names, the dataset's own names or None)``: a dataset class named by the teacher's class id (an
+    ImageNet WordNet id such as n01440764) gets the teacher's readable name (tench); the dataset's names are kept."""
+    if class_indices is None:
+        return list(teacher.class_names), None
+    if not label_names:
+        return [teacher.class_names[i] for i in class_indices], None
+    ids = [class_id.lower() for class_id in teacher.class_ids or []]
+    known = [i < len(ids) and name.lower() == ids[i] for name, i in zip(label_names, class_indices)]
+    short = [teacher.class_names[i].split(",")[0].strip() for i in class_indices]
+    names = [(s if short.count(s) == 1 else teacher.class_names[i]) if is_id else name
+             for name, i, s, is_id in zip(label_names, class_indices, short, known)]  # fmt: skip
+    return names, (list(label_names) if any(known) else None)
+
+
 def _build_metadata(config, source: ImageSource, teacher: Teacher, class_indices, k, rows_per_shard):
     num_classes = len(class_indices) if class_indices is not None else teacher.num_classes
-    if class_indices is not None:
-        class_names = source.label_names or [teacher.class_names[i] for i in class_indices]
-    else:
-        class_names = teacher.class_names
+    class_names, dataset_class_names = _class_names(teacher, class_indices, source.label_names)
     return LabelSetMetadata(
         kind=config.kind,
         k=k,
         num_classes=num_classes,
-        class_names=list(class_names),
+        class_names=class_names,
+        dataset_class_names=dataset_class_names,
         temperature=float(config.temperature),
         stored_crops=config.stored_crops,
         seed=config.seed,
@@ -102,45 +120,21 @@ def _build_metadata(config, source: ImageSource, teacher: Teacher, class_indices
         num_rows=source.num_rows or 0,
         rows_per_shard=rows_per_shard,
         fkd_hf_version=__version__,
+        max_rows=config.max_rows,
+        dataset_absolute=absolute_dataset_spec(source.spec),
     )
 
 
 def _run_fingerprint(metadata: LabelSetMetadata, config: GenerateConfig) -> dict:
     """What must match for a rerun to resume an existing output folder."""
     keep = metadata.to_dict()
-    for volatile in ("num_shards", "skipped_rows", "bytes_per_crop", "fkd_hf_version"):
+    for volatile in ("num_shards", "skipped_rows", "bytes_per_crop", "fkd_hf_version", "card_digest",
+                     "dataset_absolute"):  # fmt: skip
         keep.pop(volatile)
-    keep.update(max_rows=config.max_rows, streaming=config.streaming, skip_bad_images=config.skip_bad_images)
+    keep.update(streaming=config.streaming)  # not skip_bad_images: a resume may add it for the shards left
+    if config.crops_from:
+        keep["crops_from"] = config.crops_from
     return keep
-
-
-def _prepare_output(output_dir: Path, fingerprint: dict, overwrite: bool) -> bool:
-    """Makes ``output_dir`` ready; returns True when it already holds this exact, finished label set."""
-    run_file = output_dir / RUN_FILE
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous == fingerprint:
-            return (output_dir / METADATA_FILE).is_file()
-        if not overwrite:
-            changed = sorted(key for key in set(previous) | set(fingerprint) if previous.get(key) != fingerprint.get(key))
-            raise FileExistsError(
-                f"{output_dir} holds a label set made with different options ({', '.join(changed)}). Use another "
-                "--output-dir, rerun with the original options to resume, or pass --overwrite to replace it."
-            )
-    elif output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{output_dir} is not empty and is not an FKD label set: choose an empty folder or pass --overwrite."
-        )
-    if overwrite:
-        for name in (DATA_DIR, METADATA_FILE, RUN_FILE, "README.md"):
-            path = output_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(fingerprint, indent=2) + "\n")
-    return False
 
 
 class _RowLabeler:
@@ -151,6 +145,7 @@ class _RowLabeler:
         self.size = teacher.input_size
         self.interpolation = teacher.interpolation
         resample_filter(self.interpolation)  # fail early on an unknown name
+        self.shared = SharedCrops(config.crops_from) if config.crops_from else None
 
     def __call__(self, item):
         row, value = item
@@ -162,8 +157,15 @@ class _RowLabeler:
         except BadImageError as err:
             result["error"] = f"{err} (file: {value.get('path') or 'embedded bytes'})"
             return result
-        rng = crop_rng(self.config.seed, row)
-        crops, flips = sample_crops(image.height, image.width, self.config.stored_crops, rng, self.config.crop_scale, self.config.crop_ratio)
+        if self.shared is not None:  # --crops_from: the crops another label set stores for this image
+            stored = self.shared.row(row, result["key"])
+            if stored is None:
+                result["error"] = f"the row is recorded as skipped in {self.config.crops_from} (--crops_from)"
+                return result
+            crops, flips = stored
+        else:
+            rng = crop_rng(self.config.seed, row)
+            crops, flips = sample_crops(image.height, image.width, self.config.stored_crops, rng, self.config.crop_scale, self.config.crop_ratio)
         boxes = crops_to_pixels(crops, image.height, image.width)
         pixels = [np.asarray(replay_crop(image, box, flip, self.size, self.interpolation)) for box, flip in zip(boxes, flips)]
         result.update(crops=crops, flips=flips, pixels=np.stack(pixels))
@@ -215,6 +217,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     from accelerate import Accelerator, InitProcessGroupKwargs
 
     config.validate()
+    if config.crops_from:  # the shared crops fix R, the seed and the crop ranges
+        config = dataclasses.replace(config, **SharedCrops(config.crops_from).crop_options())
     start = time.perf_counter()
     # Accelerate treats a torchrun/launch job as distributed on CPU only when told to use the CPU.
     accelerator = Accelerator(
@@ -237,20 +241,23 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     rows_per_shard = _shard_layout(config, source.num_rows)
     metadata = _build_metadata(config, source, teacher, class_indices, k, rows_per_shard)
     fingerprint = _run_fingerprint(metadata, config)
-
-    done = False
-    if accelerator.is_main_process:
-        done = _prepare_output(output_dir, fingerprint, config.overwrite)
+    num_shards = math.ceil(source.num_rows / rows_per_shard) if source.num_rows is not None else None
+    verification = None
+    if accelerator.is_main_process and prepare_output(output_dir, fingerprint, config.overwrite):
+        # a rerun: the others wait, so nothing is written while the folder is checked
+        verification = verify_output(output_dir, metadata, fingerprint, source, config.verify_images, num_shards,
+                                     config.num_workers)  # fmt: skip
     accelerator.wait_for_everyone()
-    if not done:
-        done = (output_dir / METADATA_FILE).is_file() and json.loads((output_dir / RUN_FILE).read_text()) == fingerprint
-    if done:
+    if (output_dir / METADATA_FILE).is_file():  # finished, and verified
         final = read_metadata(output_dir)
-        accelerator.print(f"{output_dir} already holds this label set; nothing to do.")
+        keys = f" and {verification.keys_checked} image keys" if verification and verification.keys_checked else ""
+        accelerator.print(f"{output_dir} already holds this label set ({final.num_shards} shards{keys} verified); "
+                          "nothing to do.")  # fmt: skip
         return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
                                len(final.skipped_rows), final.bytes_per_crop or 0.0, 0.0)
 
-    num_shards = math.ceil(source.num_rows / rows_per_shard) if source.num_rows is not None else None
+    accelerator.print(f"Generating on {accelerator.num_processes} process{'es' * (accelerator.num_processes > 1)}: "
+                      f"teacher {config.teacher}, R={config.stored_crops}, {config.precision}.")
     labeled = _label_shards(config, source, teacher, metadata, accelerator, num_shards, rows_per_shard)
     if num_shards is None:  # streaming: the stream's end tells the shard count
         num_shards = int(accelerator.gather(torch.tensor([labeled], device=accelerator.device)).max().item())
@@ -260,7 +267,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     accelerator.wait_for_everyone()
     metadata = read_metadata(output_dir)
     summary = GenerateSummary(str(output_dir), metadata.num_rows, metadata.num_rows * metadata.stored_crops,
-                              len(metadata.skipped_rows), metadata.bytes_per_crop or 0.0, time.perf_counter() - start)
+                              len(metadata.skipped_rows), metadata.bytes_per_crop or 0.0, time.perf_counter() - start,
+                              verification.problems if verification else [])  # fmt: skip
     accelerator.print(summary)
     return summary
 
@@ -311,22 +319,22 @@ def _label_shards(config, source, teacher, metadata, accelerator, num_shards, ro
         progress.set_postfix(crops_per_s=f"{crops_done / elapsed:.0f}", refresh=False)
         batch.clear()
 
-    for row in prepared:
-        shard = row["row"] // rows_per_shard
-        if shard != last_shard:
-            if batch:
+    with progress:  # closed (its line ended) also when a bad image or Ctrl-C stops the run
+        for row in prepared:
+            shard = row["row"] // rows_per_shard
+            if shard != last_shard:
+                if batch:
+                    flush()
+                if shard_rows is not None:
+                    shard_rows.write()
+                shard_rows, last_shard = _ShardRows(writer, shard), shard
+            batch.append(row)
+            if len(batch) >= images_per_batch:
                 flush()
-            if shard_rows is not None:
-                shard_rows.write()
-            shard_rows, last_shard = _ShardRows(writer, shard), shard
-        batch.append(row)
-        if len(batch) >= images_per_batch:
+        if batch:
             flush()
-    if batch:
-        flush()
-    if shard_rows is not None:
-        shard_rows.write()
-    progress.close()
+        if shard_rows is not None:
+            shard_rows.write()
     return num_shards if num_shards is not None else stream.num_shards
 
 

@@ -24,9 +24,13 @@ def prefetch_map(fn: Callable[[T], R], items: Iterable[T], num_threads: int, ahe
         return
     with ThreadPoolExecutor(num_threads) as pool:
         pending: collections.deque = collections.deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= ahead:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:  # stopped early (an error, Ctrl-C): drop the work not started, so the pool closes at once
+            for future in pending:
+                future.cancel()

@@ -14,7 +14,8 @@ A student folder (weights + ``config.json``, optionally ``fkd_student.json``) is
 from ``fkd_student.json``; training state (checkpoints, optimizer, ``training_args.bin``) stays local.
 
 Tokens come from ``token=``, the ``HF_TOKEN`` environment variable or ``hf auth login``. They are never printed,
-logged or written into a card; :func:`redact_tokens` removes them from any text shown to the user.
+logged or written into a card; :func:`redact_tokens` removes them from any text shown to the user, and a push whose
+files hold one is refused before anything is created on the Hub.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import pyarrow.parquet as pq
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoUrl
 
-from .cards import STUDENT_FILE, StudentCardData, label_set_card, student_card
 from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata
+from .label_card import label_set_card
+from .model_card import student_card
+from .student_info import STUDENT_FILE, StudentInfo
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +176,18 @@ def push_label_set(
         license: the dataset card's licence (the labels derive from the teacher and the images).
     """
     metadata, shards = check_label_set_folder(directory)
-    api = HfApi(token=token)
-    url = _create_repo(api, repo_id, "dataset", private, revision)
-    card = label_set_card(metadata, url.repo_id, license=license, revision=revision)
+
+    def card(repo: str) -> bytes:
+        return str(label_set_card(metadata, repo, license=license, revision=revision)).encode()
+
     files: dict[str, Path | bytes] = {f"{DATA_DIR}/{p.name}": p for p in shards}
     files[METADATA_FILE] = Path(directory) / METADATA_FILE
-    files["README.md"] = str(card).encode()
-    _refuse_token_in_files(files, token)
+    files["README.md"] = card(repo_id)
+    _refuse_token_in_files(files, token)  # before anything is created on the Hub
+    api = HfApi(token=token)
+    url = _create_repo(api, repo_id, "dataset", private, revision)
+    if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
+        files["README.md"] = card(url.repo_id)
     message = commit_message or (
         f"Upload FKD label set ({metadata.num_rows} rows, R={metadata.stored_crops}, {metadata.kind} k={metadata.k})"
     )
@@ -197,20 +205,20 @@ def check_student_folder(directory: str | os.PathLike) -> dict:
     if not config_path.is_file() or not any((directory / name).is_file() for name in STUDENT_WEIGHTS):
         raise FileNotFoundError(
             f"{directory} is not a saved student: it needs config.json and model.safetensors (the output_dir of "
-            "`fkd-hf train`, or a folder written by fkd_hf.students.save_student)."
+            "`fkd-hf train`, or a folder written by fkd_hf.models.save_student)."
         )
     config = json.loads(config_path.read_text())
     if config.get("model_type") == "timm_wrapper" and "pretrained_cfg" not in config:
         raise ValueError(
             f"{directory} was saved by the Trainer in transformers' TimmWrapper format, which timm cannot load "
             "(a checkpoint-* folder, or Trainer.save_model). Push the student folder written at the end of "
-            "`fkd-hf train`, or convert this one first: fkd_hf.save_student("
+            "`fkd-hf train`, or convert this one first: fkd_hf.models.save_student("
             "AutoModelForImageClassification.from_pretrained(DIR), NEW_DIR)."
         )
     if "architecture" in config and "num_classes" in (config.get("model_args") or {}):
         raise ValueError(
             f"{config_path} repeats num_classes in model_args: transformers would fail to load it (\"got multiple "
-            "values for keyword argument 'num_classes'\"). Save the student with fkd_hf.students.save_student, or "
+            "values for keyword argument 'num_classes'\"). Save the student with fkd_hf.models.save_student, or "
             "remove num_classes from model_args."
         )
     return config
@@ -243,25 +251,31 @@ def push_student(
     ``config.json``) with ``model_id = repo_id``, so change the card through ``fkd_student.json``; ``label_set``
     (e.g. the Hub id the label set was pushed to), ``license`` and ``model_name`` override its fields. The local
     folder is not modified. Weights of an earlier push that the folder no longer has are deleted; checkpoints,
-    optimizer state and ``training_args.bin`` are not uploaded, and a text file holding a token stops the push.
+    optimizer state and ``training_args.bin`` are not uploaded, and a text file holding a token stops the push before
+    anything is created on the Hub.
     ``private``, ``revision``, ``token`` and ``commit_message`` work as in :func:`push_label_set`.
     """
     directory = Path(directory)
-    config = check_student_folder(directory)
-    info = StudentCardData.load(directory) if (directory / STUDENT_FILE).is_file() else StudentCardData()
-    info.update_from_config(config)
-    api = HfApi(token=token)
-    url = _create_repo(api, repo_id, "model", private, revision)
-    info.model_id = url.repo_id
+    check_student_folder(directory)
+    info = StudentInfo.from_folder(directory)
     for key, value in {"label_set": label_set, "license": license, "model_name": model_name}.items():
         if value is not None:
             setattr(info, key, value)
     if label_set is not None:
         info.label_set_revision = None
     files: dict[str, Path | bytes] = _student_files(directory)
-    files[STUDENT_FILE] = (json.dumps(info.to_json_dict(), indent=2) + "\n").encode()
-    files["README.md"] = str(student_card(info)).encode()
-    _refuse_token_in_files(files, token)
+
+    def add_card(repo: str) -> None:
+        info.model_id = repo
+        files[STUDENT_FILE] = info.to_json().encode()
+        files["README.md"] = str(student_card(info)).encode()
+
+    add_card(repo_id)
+    _refuse_token_in_files(files, token)  # before anything is created on the Hub
+    api = HfApi(token=token)
+    url = _create_repo(api, repo_id, "model", private, revision)
+    if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
+        add_card(url.repo_id)
     message = commit_message or f"Upload FKD student ({info.architecture or 'model'})"
     _commit(api, url.repo_id, "model", files, STUDENT_OWNED, revision, message)
     return str(url)

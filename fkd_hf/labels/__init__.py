@@ -13,5 +13,8 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "images": ["ImageSource", "image_key", "load_images"],
         "attach": ["LabelMismatchError", "join_labels", "open_label_set"],
         "writer": ["LabelSetWriter", "write_label_set"],
+        "checks": ["LabelSetError", "check_label_set"],
+        "official": ["load_label_file", "index_label_files", "match_label_files"],
+        "merge": ["SharedCrops", "merge_label_sets"],
     },
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import datasets
 import numpy as np
 
@@ -10,6 +12,8 @@ from .format import LABEL_COLUMNS, LabelSet, LabelSetMetadata, load_label_set
 from .kinds import KINDS
 
 __all__ = ["LabelMismatchError", "open_label_set", "join_labels"]
+
+logger = logging.getLogger(__name__)
 
 
 def _origin(metadata: LabelSetMetadata) -> str:
@@ -69,7 +73,8 @@ def join_labels(
 ) -> datasets.Dataset:
     """The image rows with the label-set columns attached (``concatenate_datasets(axis=1)``), checked first.
 
-    Checks that both have the same number of rows (after keeping the first ``max_rows``), and that the images of
+    Checks that both have the same number of rows (after keeping the first ``max_rows``; a label set made with
+    ``--max_rows`` keeps the first rows it covers, and says so), and that the images of
     ``check_rows`` evenly spaced rows (first and last included; -1 = every row) hash to the stored ``image_key``.
     A mismatch is a :class:`LabelMismatchError` naming the first mismatching row (rows before a mismatching sample
     are scanned too). :class:`~fkd_hf.loader.FKDCropDataset` checks every other row when it reads it.
@@ -79,6 +84,12 @@ def join_labels(
     if max_rows is not None:
         image_rows = image_rows.select(range(min(max_rows, len(image_rows))))
         label_rows = label_rows.select(range(min(max_rows, len(label_rows))))
+    if metadata.max_rows is not None and len(label_rows) == metadata.num_rows < len(image_rows):
+        logger.warning(
+            "The label set covers the first %d rows of %s (it was made with --max_rows %d): training on those %d "
+            "of its %d rows.", metadata.num_rows, images.spec, metadata.max_rows, metadata.num_rows, len(image_rows)
+        )  # fmt: skip
+        image_rows = image_rows.select(range(metadata.num_rows))
     if len(image_rows) != len(label_rows):
         raise ValueError(
             f"{images.spec} (split {images.split!r}) has {len(image_rows)} rows but the label set has "

@@ -3,6 +3,7 @@
 A label set is a folder (or a Hub dataset repo) laid out as::
 
     fkd_labels.json                 # LabelSetMetadata: how the labels were made (written last: its presence = done)
+    fkd_run.json                    # the options of the `fkd-hf generate` run that writes it (resume, repair)
     README.md                       # dataset card; its YAML points `load_dataset` at data/*.parquet
     data/shard-00000.parquet ...    # one row per source image, in source order
 
@@ -14,6 +15,10 @@ Columns (R stored crops per image, k stored classes per crop):
 - ``topk_indices`` (R x k int16, or int32 when the class count exceeds int16): the teacher's top-k classes.
 - ``topk_values`` (R x k float16): their probabilities, after the temperature.
 
+Each shard's parquet key-value metadata holds its skipped rows and the fields that define its values (kind, k,
+classes, temperature, R, teacher, crop seed...); loading checks each shard's footer, row count and these fields
+against ``fkd_labels.json`` (format-version-1 shards lack the fields: their R, k and row count are checked).
+
 ``datasets.concatenate_datasets([images, labels.dataset], axis=1)`` joins the two; :func:`load_label_set` reads
 the data and its metadata back, locally or from the Hub.
 """
@@ -21,6 +26,7 @@ the data and its metadata back, locally or from the Hub.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -37,11 +43,20 @@ from ..hub.ids import is_repo_id
 from .kinds import check_kind
 
 METADATA_FILE = "fkd_labels.json"
+RUN_FILE = "fkd_run.json"
+CARD_FILE = "README.md"
 DATA_DIR = "data"
 SHARD_PATTERN = "shard-{:05d}.parquet"
+SHARD_NAME = re.compile(r"shard-(\d{5})\.parquet")
+TEMPORARY_SHARD = re.compile(r"\.shard-\d{5}\.parquet\.\d+\.tmp")  # a shard being written by write_shard
 LABEL_COLUMNS = ("image_key", "crops", "flips", "topk_indices", "topk_values")
 FORMAT_VERSION = 2  # 2: R is `stored_crops` (version 1 called it `num_crops`); the shards are the same
 SKIPPED_ROWS_KEY = b"fkd_skipped_rows"
+LABEL_SET_KEY = b"fkd_label_set"  # the fields that define a shard's values, as JSON
+DEFINING_FIELDS = ("kind", "k", "num_classes", "class_names", "temperature", "stored_crops", "seed", "crop_scale",
+                   "crop_ratio", "teacher", "teacher_revision", "teacher_input_size", "teacher_mean", "teacher_std",
+                   "teacher_interpolation", "teacher_class_indices", "precision")  # fmt: skip
+DIGESTED_FIELDS = ("class_names", "teacher_class_indices")  # stored as a digest: they can be long
 
 __all__ = [
     "METADATA_FILE",
@@ -52,6 +67,7 @@ __all__ = [
     "index_dtype",
     "rows_to_table",
     "write_shard",
+    "read_local_metadata",
     "read_metadata",
     "load_label_set",
 ]
@@ -92,6 +108,11 @@ class LabelSetMetadata:
     bytes_per_crop: float | None = None
     fkd_hf_version: str = ""
     format_version: int = FORMAT_VERSION
+    max_rows: int | None = None  # set when only the first max_rows rows of the split were labelled
+    dataset_absolute: str | None = None  # `dataset` with its local path made absolute (None for a Hub id)
+    dataset_class_names: list[str] | None = None  # the dataset's own class names where class_names are the teacher's
+    provenance: dict | None = None  # how the set was derived from other labels (converted, merged), for the card
+    card_digest: str | None = None  # BLAKE2b-128 of the README.md fkd-hf wrote beside it
 
     def __post_init__(self):
         check_kind(self.kind)
@@ -123,6 +144,23 @@ class LabelSetMetadata:
 
     def features(self) -> Features:
         return label_features(self.stored_crops, self.k, self.num_classes)
+
+    def defining(self) -> dict[str, Any]:
+        """The fields that define the stored values, as each shard records them (long lists as digests)."""
+        values = {name: getattr(self, name) for name in DEFINING_FIELDS}
+        for name in DIGESTED_FIELDS:
+            values[name] = "blake2b:" + _digest(json.dumps(values[name]).encode())
+        return values
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def card_digest(directory: str | os.PathLike) -> str | None:
+    """The digest of the ``README.md`` in ``directory`` (None when there is none)."""
+    path = Path(directory) / CARD_FILE
+    return _digest(path.read_bytes()) if path.is_file() else None
 
 
 def index_dtype(num_classes: int) -> str:
@@ -172,12 +210,18 @@ def shard_path(directory: str | os.PathLike, shard: int) -> Path:
     return Path(directory) / DATA_DIR / SHARD_PATTERN.format(shard)
 
 
-def write_shard(table: pa.Table, path: str | os.PathLike, skipped_rows: list[int] = ()) -> None:
-    """Writes one parquet shard atomically: to a temporary name first, renamed once complete."""
+def write_shard(
+    table: pa.Table, path: str | os.PathLike, skipped_rows: list[int] = (), label_set: LabelSetMetadata | None = None
+) -> None:
+    """Writes one parquet shard atomically: to a temporary name first, renamed once complete. Its key-value
+    metadata records ``skipped_rows`` and, given ``label_set``, the fields that define its values."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = dict(table.schema.metadata or {})
     metadata[SKIPPED_ROWS_KEY] = json.dumps(list(skipped_rows)).encode()
+    metadata.pop(LABEL_SET_KEY, None)  # a table read from another label set's shard carries that set's fields
+    if label_set is not None:
+        metadata[LABEL_SET_KEY] = json.dumps(label_set.defining(), sort_keys=True).encode()
     table = table.replace_schema_metadata(metadata)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -233,17 +277,32 @@ def _read_hub_metadata(
 def read_metadata(
     source: str | os.PathLike, revision: str | None = None, token: str | bool | None = None
 ) -> LabelSetMetadata:
-    """Reads ``fkd_labels.json`` from a label-set folder or a Hub dataset repo id (at ``revision``)."""
+    """Reads ``fkd_labels.json`` from a label-set folder (checked against its shards: :func:`check_label_set`) or
+    a Hub dataset repo id (at ``revision``)."""
     local, repo_id = _check_source(source)
     if repo_id is not None:
         return _read_hub_metadata(repo_id, revision, token)[0]
-    path = local / METADATA_FILE
+    from .checks import check_label_set
+
+    metadata = read_local_metadata(local)
+    check_label_set(local, metadata)
+    return metadata
+
+
+def read_local_metadata(directory: str | os.PathLike) -> LabelSetMetadata:
+    """The ``fkd_labels.json`` of a label-set folder, not checked against its shards."""
+    from .checks import LabelSetError, repair_hint
+
+    path = Path(directory) / METADATA_FILE
     if not path.is_file():
         raise FileNotFoundError(
-            f"{local} has no {METADATA_FILE}: it is not a finished FKD label set. If `fkd-hf generate` was "
+            f"{directory} has no {METADATA_FILE}: it is not a finished FKD label set. If `fkd-hf generate` was "
             "interrupted, rerun the same command to finish it."
         )
-    return LabelSetMetadata.from_dict(json.loads(path.read_text()))
+    try:
+        return LabelSetMetadata.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as err:  # not JSON, or fields missing
+        raise LabelSetError(f"{path} cannot be read ({' '.join(str(err).split())}). {repair_hint(directory)}") from err
 
 
 @dataclasses.dataclass
@@ -272,6 +331,8 @@ def load_label_set(
     ('marginal_smoothing', 3000)
     >>> labels = load_label_set("user/imagenette-fkd-labels", streaming=True)  # doctest: +SKIP
     """
+    from .checks import LabelSetError, repair_hint
+
     local, repo_id = _check_source(source)
     if repo_id is not None:
         metadata, revision = _read_hub_metadata(repo_id, revision, token)
@@ -283,12 +344,24 @@ def load_label_set(
     else:
         metadata = read_metadata(local)
         files = sorted(str(p) for p in (local / DATA_DIR).glob("*.parquet"))
-        dataset = datasets.load_dataset(
-            "parquet", data_files={"train": files}, split="train", streaming=streaming, features=metadata.features()
-        )
+        try:
+            dataset = datasets.load_dataset(
+                "parquet", data_files={"train": files}, split="train", streaming=streaming, features=metadata.features()
+            )
+        except (datasets.exceptions.DatasetGenerationError, pa.ArrowException, OSError) as err:
+            bad = next((f for f in files if not _reads(f)), "one of its shards")
+            raise LabelSetError(f"{local}: {bad} cannot be read ({err}). {repair_hint(local)}") from err
     if not streaming and dataset.num_rows != metadata.num_rows:
         raise ValueError(
             f"{source} has {dataset.num_rows} rows but its {METADATA_FILE} says {metadata.num_rows}: the label set "
             "is incomplete or was modified; regenerate it with `fkd-hf generate`."
         )
     return LabelSet(dataset=dataset, metadata=metadata)
+
+
+def _reads(path: str) -> bool:
+    try:
+        pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return False
+    return True

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import datasets
 from PIL import Image
 
-__all__ = ["ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError"]
+__all__ = [
+    "ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError", "local_dataset_path",
+    "absolute_dataset_spec", "locate_dataset", "SPLIT_DIRS",
+]  # fmt: skip
 
 
-_SPLIT_DIRS = {"validation": ("validation", "val", "valid"), "test": ("test",), "train": ("train",)}
+# split name -> the folder names that hold it in an image folder
+SPLIT_DIRS = {"validation": ("validation", "val", "valid"), "test": ("test",), "train": ("train",)}
 
 
 class BadImageError(ValueError):
@@ -38,6 +44,50 @@ class ImageSource:
         return getattr(self.dataset, "num_rows", None)
 
 
+def local_dataset_path(spec: str) -> str | None:
+    """The folder or parquet glob a dataset spec names, None for a Hub id."""
+    for prefix in ("imagefolder:", "parquet:"):
+        if spec.startswith(prefix):
+            return spec.removeprefix(prefix)
+    return spec if spec.endswith(".parquet") or Path(spec).is_dir() else None
+
+
+def absolute_dataset_spec(spec: str) -> str | None:
+    """``spec`` with its local path made absolute (``imagefolder:/abs/path``), None for a Hub id."""
+    path = local_dataset_path(spec)
+    return None if path is None else spec[: len(spec) - len(path)] + os.path.abspath(os.path.expanduser(path))
+
+
+def _found(path: str | None) -> bool:
+    return path is not None and (Path(path).is_dir() or bool(glob.glob(os.path.expanduser(path), recursive=True)))
+
+
+def locate_dataset(spec: str, absolute: str | None = None) -> str:
+    """``spec`` if it is found from the working directory (or is a Hub id), else ``absolute`` (the absolute form a
+    label set records beside it) if that is found; raises FileNotFoundError, saying to pass --dataset, otherwise."""
+    path = local_dataset_path(spec)
+    if (path is None and absolute is None) or _found(path):
+        return spec
+    if absolute is not None and _found(local_dataset_path(absolute)):
+        return absolute
+    where = f" ({absolute})" if absolute not in (None, spec) else ""
+    raise FileNotFoundError(
+        f"The label set was made from the images in {spec}{where}, which are not found from {os.getcwd()}: pass "
+        "--dataset with where they are now (e.g. --dataset imagefolder:/path/to/train)."
+    )
+
+
+def _check_has_images(folder: Path, split_dir: Path) -> None:
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    extensions = set(ImageFolder.EXTENSIONS) | {".parquet"}
+    for root, _, files in os.walk(split_dir, followlinks=True):
+        if any(os.path.splitext(name)[1].lower() in extensions for name in files):
+            return
+    inside = f" (looked in {split_dir})" if split_dir != folder else ""
+    raise FileNotFoundError(f"{folder} holds no images{inside}: give a folder of class subfolders of images.")
+
+
 def _load(spec: str, config: str | None, split: str, revision: str | None, streaming: bool):
     local = Path(spec.removeprefix("imagefolder:"))
     if spec.startswith("imagefolder:") or local.is_dir():
@@ -45,7 +95,13 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
             raise FileNotFoundError(f"Image folder {local} does not exist.")
         # A folder with one subfolder per split (train/, val/) or with the class folders directly. Files are named
         # explicitly: datasets' split inference from file names misreads e.g. ImageNet's "*_val_*" train images.
-        split_dir = next((local / name for name in _SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), local)
+        split_dir = next((local / name for name in SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), None)
+        if split_dir is None:  # only the train split may be the folder itself (class folders directly in it)
+            if split != "train":
+                raise FileNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
+                                        f"{' or '.join(SPLIT_DIRS.get(split, (split,)))}/ of class folders.")  # fmt: skip
+            split_dir = local
+        _check_has_images(local, split_dir)
         builder = "parquet" if any(split_dir.glob("**/*.parquet")) else "imagefolder"
         pattern = "**/*.parquet" if builder == "parquet" else "**"
         return datasets.load_dataset(builder, data_files={split: str(split_dir / pattern)}, split=split, streaming=streaming)
@@ -57,7 +113,14 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
             f"Dataset {spec!r} is neither an existing folder nor a Hub id: give a Hub id like 'ILSVRC/imagenet-1k', "
             "'imagefolder:PATH' for a folder of class subfolders, or 'parquet:GLOB'."
         )
-    return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
+    try:
+        return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
+    except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise FileNotFoundError(
+            f"no folder {spec} (and no Hub dataset of that name: {reason}): give an existing folder, "
+            "imagefolder:PATH, parquet:GLOB or a Hub dataset id."
+        ) from err
 
 
 def load_images(

@@ -1,8 +1,9 @@
 """The label-set writer: the one place where label sets are written, by generation and by anything that derives a
 label set from another (hard labels for a plain baseline, a cut to fewer crops or classes).
 
-Shards hold consecutive source rows and are written atomically; :meth:`LabelSetWriter.finish` checks that every
-shard is there, then writes the dataset card and, last, ``fkd_labels.json``, whose presence marks a finished set.
+Shards hold consecutive source rows and are written atomically, each with the fields that define its values in its
+parquet metadata; :meth:`LabelSetWriter.finish` checks that every shard is there, then writes the dataset card and,
+last, ``fkd_labels.json`` (with the card's digest), whose presence marks a finished set.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .format import LabelSetMetadata, index_dtype, rows_to_table, shard_path, shard_skipped_rows, write_shard
+from .format import (
+    LabelSetMetadata, card_digest, index_dtype, rows_to_table, shard_path, shard_skipped_rows, write_shard,
+)  # fmt: skip
 
 __all__ = ["LabelSetWriter", "write_label_set"]
 
@@ -40,13 +43,13 @@ class LabelSetWriter:
         columns["topk_values"] = np.asarray(columns["topk_values"]).astype(np.float16)
         columns["crops"] = np.asarray(columns["crops"]).astype(np.float16)
         path = self.shard_path(shard)
-        write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows))
+        write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows), self.metadata)
         return path
 
     def finish(self, num_shards: int) -> LabelSetMetadata:
         """Records the row count, skipped rows and bytes per crop of the ``num_shards`` shards, then writes the
         dataset card and ``fkd_labels.json``. Raises if a shard is missing."""
-        from ..hub.cards import write_label_set_card
+        from ..hub.label_card import write_label_set_card
 
         paths = [self.shard_path(shard) for shard in range(num_shards)]
         missing = [path.name for path in paths if not path.is_file()]
@@ -61,6 +64,7 @@ class LabelSetWriter:
         crops = metadata.num_rows * metadata.stored_crops
         metadata.bytes_per_crop = sum(path.stat().st_size for path in paths) / max(crops, 1)
         write_label_set_card(self.directory, metadata)
+        metadata.card_digest = card_digest(self.directory)
         metadata.save(self.directory)
         return metadata
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,11 +35,11 @@ from transformers import (
 )
 
 from ..hub.ids import is_repo_id
+from ..hub.student_info import timm_architecture
+from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 from .teachers import config_library
 
 __all__ = ["create_student", "student_data_config", "save_student"]
-
-_RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 def _student_library(spec: str) -> str:
@@ -71,9 +72,10 @@ def _timm_student(spec: str, labels: dict, pretrained: bool, model_kwargs: dict)
     else:  # a Hub repo id (timm/<name>, <org>/<name>) needs timm's hf-hub: prefix
         source = f"hf-hub:{spec}" if "/" in spec and not spec.startswith("hf-hub:") else spec
     model = timm.create_model(source, pretrained=pretrained, num_classes=len(labels["id2label"]), **model_kwargs)
-    cfg = model.pretrained_cfg
-    architecture = cfg["architecture"] + (f".{cfg['tag']}" if cfg.get("tag") else "")
-    config = TimmWrapperConfig(architecture=architecture, model_args=model_kwargs or None, **labels)
+    if not pretrained:  # the tag names pretrained weights: a student trained from scratch has none
+        model.pretrained_cfg = model.default_cfg = {k: v for k, v in model.pretrained_cfg.items() if k != "tag"}
+    config = TimmWrapperConfig(architecture=timm_architecture(model.pretrained_cfg), model_args=model_kwargs or None,
+                               **labels)  # fmt: skip
     with torch.device("meta"):  # the wrapper's own copy is replaced at once: build it without memory or init
         wrapper = TimmWrapperForImageClassification(config)
     wrapper.timm_model = model
@@ -121,26 +123,6 @@ def _image_processor(model: PreTrainedModel):
         return None
 
 
-def _processor_data_config(processor) -> dict:
-    """timm-style data config from a transformers image processor (resize + centre-crop semantics)."""
-    size = processor.size if isinstance(processor.size, dict) else {"shortest_edge": processor.size}
-    crop = dict(getattr(processor, "crop_size", None) or {}) if getattr(processor, "do_center_crop", False) else {}
-    edge = size.get("shortest_edge")
-    height = crop.get("height") or size.get("height") or edge
-    width = crop.get("width") or size.get("width") or edge
-    crop_pct = getattr(processor, "crop_pct", None)
-    if crop_pct is None:
-        crop_pct = min(height, width) / edge if crop and edge else 1.0
-    resample = getattr(processor, "resample", None)
-    return {
-        "input_size": (int(height), int(width)),
-        "mean": tuple(processor.image_mean),
-        "std": tuple(processor.image_std),
-        "interpolation": _RESAMPLE_NAMES.get(int(resample), "bilinear") if resample is not None else "bilinear",
-        "crop_pct": float(crop_pct),
-    }
-
-
 def student_data_config(
     model: nn.Module,
     input_size: int | Sequence[int] | None = None,
@@ -167,12 +149,7 @@ def student_data_config(
         cfg["input_size"] = tuple(cfg["input_size"][1:])
         return {key: cfg[key] for key in ("input_size", "mean", "std", "interpolation", "crop_pct")}
     processor = _image_processor(model)
-    cfg = (
-        _processor_data_config(processor)
-        if processor is not None
-        else {"input_size": (224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-              "interpolation": "bilinear", "crop_pct": 0.875}
-    )
+    cfg = processor_data_config(processor) if processor is not None else dict(IMAGENET_DATA_CONFIG)
     given = {"input_size": size, "mean": mean, "std": std, "interpolation": interpolation, "crop_pct": crop_pct}
     cfg.update({key: value for key, value in given.items() if value is not None})
     return cfg
@@ -192,10 +169,22 @@ def _contiguous_weights(model: torch.nn.Module):
             model.to(memory_format=torch.channels_last)
 
 
+def _umask_file_mode(paths) -> None:
+    """Gives ``paths`` the mode the process umask gives new files (the safetensors writer creates them 0600, while
+    the folder's other files follow the umask)."""
+    umask = os.umask(0o022)  # reading the umask means setting it: restore it at once
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~umask)
+
+
 def save_student(model: PreTrainedModel, directory: str | Path, data_config: dict | None = None) -> Path:
-    """Saves ``model`` as a safetensors folder in the format described in the module docstring."""
+    """Saves ``model`` as a safetensors folder in the format described in the module docstring; the weights get
+    the same file mode as the folder's other files."""
     with _contiguous_weights(model):
-        return _save_student(model, Path(directory), data_config)
+        directory = _save_student(model, Path(directory), data_config)
+    _umask_file_mode(directory.glob("*.safetensors"))
+    return directory
 
 
 def _save_student(model: PreTrainedModel, directory: Path, data_config: dict | None) -> Path:

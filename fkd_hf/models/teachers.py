@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..hub.ids import is_repo_id
+from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 
 __all__ = ["Teacher", "load_teacher", "resolve_class_map", "LITE_TEACHERS"]
 
@@ -123,21 +124,11 @@ def _transformers_teacher(source: str, revision: str | None) -> Teacher:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(source, revision=revision, trust_remote_code=False)
-    size, mean, std, interpolation = (224, 224), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear"
     try:
         processor = AutoImageProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
     except (OSError, ValueError):
         processor = None
-    if processor is not None:
-        proc_size = getattr(processor, "size", None) or {}
-        proc_size = dict(proc_size) if not isinstance(proc_size, int) else {"shortest_edge": proc_size}
-        crop = dict(getattr(processor, "crop_size", None) or {})
-        edge = proc_size.get("shortest_edge")
-        size = (crop.get("height") or proc_size.get("height") or edge or 224, crop.get("width") or proc_size.get("width") or edge or 224)
-        mean = tuple(getattr(processor, "image_mean", None) or mean)
-        std = tuple(getattr(processor, "image_std", None) or std)
-        resample = getattr(processor, "resample", None)
-        interpolation = {0: "nearest", 2: "bilinear", 3: "bicubic", 1: "lanczos"}.get(int(resample), interpolation) if resample is not None else interpolation
+    data = processor_data_config(processor) if processor is not None else IMAGENET_DATA_CONFIG
     id2label = model.config.id2label
     class_names = [id2label[i] for i in range(len(id2label))]
     return Teacher(
@@ -145,10 +136,10 @@ def _transformers_teacher(source: str, revision: str | None) -> Teacher:
         name=source,
         revision=revision,
         library="transformers",
-        input_size=(int(size[0]), int(size[1])),
-        mean=mean,
-        std=std,
-        interpolation=interpolation,
+        input_size=tuple(data["input_size"]),
+        mean=tuple(data["mean"]),
+        std=tuple(data["std"]),
+        interpolation=data["interpolation"],
         class_names=class_names,
     )
 

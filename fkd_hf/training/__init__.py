@@ -10,7 +10,10 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "trainer": ["FKDTrainer"],
         "loss": ["mix_crops", "sample_mix", "soft_cross_entropy"],
         "data": ["EvalDataset", "FKDCropDataset", "collate_crops", "select_crops"],
+        "spread": ["SpreadCropDataset", "spread_train_set"],
         "builder": ["FKDSetup", "build_trainer"],
         "runner": ["train"],
+        "card_callback": ["StudentCardCallback"],
+        "timm_adapter": ["SoftTargetLoader"],
     },
 )

@@ -18,10 +18,11 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from ..labels.attach import join_labels, open_label_set
 from ..labels.format import LabelSet, LabelSetMetadata
-from ..labels.images import ImageSource, load_images
+from ..labels.images import ImageSource, load_images, locate_dataset
 from ..models.students import create_student, student_data_config
 from .config import FKDConfig
 from .data import EvalDataset, FKDCropDataset
+from .spread import spread_train_set
 from .trainer import FKDTrainer
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,10 @@ class FKDSetup:
 
 
 def resolve_data_defaults(config: FKDConfig, metadata: LabelSetMetadata) -> None:
-    """Fills the dataset, split, columns and revision that ``config`` leaves unset with the label set's."""
+    """Fills the dataset, split, columns and revision that ``config`` leaves unset with the label set's (its
+    dataset's absolute path when the path it was given by is not found from here)."""
     if config.dataset is None:
-        config.dataset = metadata.dataset
+        config.dataset = locate_dataset(metadata.dataset, metadata.dataset_absolute)
         config.dataset_config = config.dataset_config or metadata.dataset_config
         config.dataset_revision = config.dataset_revision or metadata.dataset_revision
     config.train_split = config.train_split or metadata.dataset_split
@@ -55,10 +57,16 @@ def resolve_data_defaults(config: FKDConfig, metadata: LabelSetMetadata) -> None
     config.label_column = config.label_column or metadata.label_column or "label"
 
 
-def eval_label_map(source: ImageSource, class_names: list[str]) -> list[int] | None:
-    """Eval-split label -> label-set class index, matched by class name; None when the orders agree."""
+def eval_label_map(
+    source: ImageSource, class_names: list[str], dataset_class_names: list[str] | None = None
+) -> list[int] | None:
+    """Eval-split label -> label-set class index, matched by class name; None when the orders agree.
+
+    ``dataset_class_names`` are the label set's classes as the dataset names them (its folder names, when the
+    teacher's readable names replaced them in ``class_names``); they are matched first."""
     names = source.label_names
-    if names is None or list(names) == list(class_names):
+    class_names = list(dataset_class_names or class_names)
+    if names is None or list(names) == class_names:
         return None
     if all(name in class_names for name in names):
         return [class_names.index(name) for name in names]
@@ -99,7 +107,9 @@ def _student(config: FKDConfig, class_names: list[str]) -> tuple[PreTrainedModel
 
 
 def fkd_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, data: dict, config: FKDConfig) -> FKDCropDataset:
-    """FKD's multi-crop training set (the default of :func:`build_trainer`)."""
+    """FKD's multi-crop training set (the default of :func:`build_trainer`), in ``config.crop_layout``."""
+    if config.crop_layout == "spread":
+        return spread_train_set(rows, metadata, data, config)
     seed = config.data_seed if config.data_seed is not None else config.seed
     return FKDCropDataset(rows, metadata, config.num_crops, data["input_size"], config.train_interpolation, seed,
                           config.image_column)  # fmt: skip
@@ -149,7 +159,7 @@ def build_trainer(
     if evaluation is not None:
         eval_dataset = EvalDataset(
             evaluation.dataset, data["input_size"], data["crop_pct"], data["interpolation"],
-            evaluation.image_column, evaluation.label_column, eval_label_map(evaluation, list(metadata.class_names)),
+            evaluation.image_column, evaluation.label_column, eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
         )  # fmt: skip
     trainer = trainer_class(model, config, train_set, eval_dataset=eval_dataset, callbacks=list(callbacks),
                             **trainer_kwargs)  # fmt: skip

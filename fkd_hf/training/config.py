@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import os
 
 from transformers import TrainingArguments
 
 from ..labels.crops import resample_filter
 
-__all__ = ["FKDConfig"]
+__all__ = ["FKDConfig", "default_loader_workers"]
 
 _field = dataclasses.field
+logger = logging.getLogger(__name__)
+NO_EVAL = ("none", "no", "")  # --eval_split values that turn evaluation off (stored as "")
+CROP_LAYOUTS = ("grouped", "spread")  # values of crop_layout
+
+
+def default_loader_workers() -> int:
+    """Loader workers that fit the machine: the cores of each training process on it less one, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # set by torchrun and accelerate launch
+    return max(0, min(4, cores // processes - 1))
 
 
 @dataclasses.dataclass
@@ -24,6 +36,12 @@ class FKDConfig(TrainingArguments):
     ``-b 1024 --num_crops 4`` = 256 images). One pass over the data counts as ``num_crops`` FKD epochs: FKD's
     "300 epochs" with ``num_crops = 4`` are 75 passes. ``num_train_epochs`` counts passes, as the Trainer does;
     ``fkd_epochs`` sets it in FKD epochs. Logs show ``epoch`` (passes) and ``fkd_epoch``.
+
+    ``crop_layout = "spread"`` keeps these numbers (a batch still holds ``per_device_train_batch_size x num_crops``
+    crops) but fills it with crops of that many different photos (:mod:`fkd_hf.training.spread`).
+    ``single_crop_tail`` replays the last pass as ``num_crops`` passes of one crop per photo, each one FKD epoch,
+    with as many crops per step: the pass still counts ``num_crops`` FKD epochs, so ``fkd_epoch`` stays
+    ``epoch x num_crops`` throughout (with ``max_steps``, the tail is the last pass the run reaches, maybe cut).
     """
 
     # Data: the label set, and the images it labels (by default the dataset it was made from).
@@ -39,7 +57,8 @@ class FKDConfig(TrainingArguments):
     )
     train_split: str | None = _field(default=None, metadata={"help": "Training split (default: the label set's)."})
     eval_split: str | None = _field(
-        default=None, metadata={"help": "Labelled split for top-1/top-5 evaluation (e.g. validation); none to skip."}
+        default=None, metadata={"help": "Labelled split for top-1/top-5 evaluation (default: the dataset's "
+                                        "validation split, if it has one); none to skip."}
     )
     image_column: str | None = _field(default=None, metadata={"help": "Image column (default: the label set's)."})
     label_column: str | None = _field(
@@ -87,16 +106,40 @@ class FKDConfig(TrainingArguments):
         default=0.0, metadata={"help": "CutMix Beta(alpha, alpha) on crops and soft targets; 0 = off."}
     )
     mix_prob: float = _field(default=1.0, metadata={"help": "Probability of mixing a batch when Mixup/CutMix is on."})
+    crop_layout: str = _field(
+        default="grouped", metadata={"help": "Where a photo's num_crops crops go: grouped (one batch, FKD's loader) or "
+                                             "spread (num_crops batches of different photos; still one decode per "
+                                             "photo and pass).", "choices": CROP_LAYOUTS}
+    )
+    spread_lanes: int = _field(
+        default=8, metadata={"help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
+                                     "apart. One decode per photo when dataloader_num_workers divides it; memory "
+                                     "spread_lanes x batch crops x (num_crops - 1) crops per process."}
+    )
+    single_crop_tail: bool = _field(
+        default=False, metadata={"help": "Train the last pass (num_crops FKD epochs) on one crop per photo and FKD "
+                                         "epoch, same crops per step (FKD's train_FKD.py)."}
+    )
     # Trainer defaults FKD needs.
     remove_unused_columns: bool = _field(
         default=False, metadata={"help": "Keep the label columns: the FKD collator needs them."}
     )
     lr_scheduler_type: str = _field(default="cosine", metadata={"help": "Learning-rate schedule (FKD: cosine)."})
-    dataloader_num_workers: int = _field(default=4, metadata={"help": "Loader worker processes (decode and crop)."})
+    dataloader_num_workers: int = _field(
+        default_factory=default_loader_workers,
+        metadata={"help": "Loader worker processes (decode and crop); default: this machine's cores per training "
+                          "process less one, at most 4."},
+    )
+    overwrite_output_dir: bool = _field(
+        default=False, metadata={"help": "Write into a non-empty output_dir that holds no fkd-hf training run "
+                                         "(files of the same names are replaced)."}
+    )
     max_grad_norm: float = _field(default=0.0, metadata={"help": "Gradient clipping norm; 0 = none (FKD, timm)."})
 
     def __post_init__(self):
         super().__post_init__()
+        if self.eval_split is not None and self.eval_split.strip().lower() in NO_EVAL:
+            self.eval_split = ""
         if isinstance(self.student_kwargs, str):
             self.student_kwargs = json.loads(self.student_kwargs)
         if self.num_crops < 1:
@@ -112,6 +155,21 @@ class FKDConfig(TrainingArguments):
             if self.fkd_epochs <= 0:
                 raise ValueError(f"fkd_epochs must be positive, got {self.fkd_epochs}.")
             self.num_train_epochs = self.fkd_epochs / self.num_crops
+        self._check_crop_layout()
+
+    def _check_crop_layout(self) -> None:
+        if self.crop_layout not in CROP_LAYOUTS:
+            raise ValueError(f"crop_layout must be one of {', '.join(CROP_LAYOUTS)}, got {self.crop_layout!r}.")
+        if self.spread_lanes < 1:
+            raise ValueError(f"spread_lanes must be at least 1, got {self.spread_lanes}.")
+        workers = self.dataloader_num_workers
+        if self.crop_layout == "spread" and workers > 1 and self.spread_lanes % workers:
+            logger.warning(f"spread_lanes={self.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
+                           "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
+                           "spread_lanes.")
+        if self.single_crop_tail and self.max_steps <= 0 and not float(self.num_train_epochs).is_integer():
+            raise ValueError(f"single_crop_tail replays the last whole pass, but num_train_epochs is "
+                             f"{self.num_train_epochs}: set fkd_epochs to a multiple of num_crops.")
 
     @property
     def crops_per_step(self) -> int:

@@ -1,13 +1,19 @@
 """The multi-crop loader: decode each image once and replay ``num_crops`` of its stored crops with their soft labels.
 
-Batch semantics: a batch of B images (``per_device_train_batch_size`` counts images) holds ``B x num_crops`` crops,
-image-major (the crops of image 0, then of image 1, ...). FKD's ``-b 1024 --num_crops 4`` is 256 images x 4 crops
-per optimizer step over all devices.
+Batch semantics: a batch of B samples (``per_device_train_batch_size`` counts samples) holds ``B x num_crops``
+crops. A sample of :class:`FKDCropDataset` is one image with its crops (image-major: the crops of image 0, then of
+image 1, ...); FKD's ``-b 1024 --num_crops 4`` is 256 images x 4 crops per optimizer step over all devices. The
+spread layout (:mod:`fkd_hf.training.spread`) keeps these numbers and puts each photo's crops in different batches.
 
 Crop selection, without replacement as in FKD: with R stored crops and ``num_crops = m`` per pass, image ``i`` in
 pass ``p`` draws the permutation ``perm = default_rng([seed, i, p // (R // m)]).permutation(R)`` and uses the slice
-``perm[(p % (R // m)) * m : ... + m]``. Every R // m passes see each stored crop once; the crops depend only on
-``(seed, i, p)``, never on worker count or on resuming.
+``perm[(p % (R // m)) * m : ... + m]`` (its *rounds* 0..m-1). Every R // m passes see each stored crop once; the
+crops depend only on ``(seed, i, p)``, never on worker count, layout or resuming.
+
+Single-crop tail (``FKDConfig.single_crop_tail``, FKD's ``train_FKD.py``): the last pass is replayed as m passes of
+one crop per photo, with the same crops per step, so it still counts m FKD epochs. Round t of every photo is used in
+the t-th of them, in the order ``tail_order(seed, p, n, m)[t]``; a sample is m consecutive crops of that sequence.
+Each crop decodes its photo, as in single-crop training.
 
 Pixels stay uint8 (``[N, 3, H, W]`` in channels-last memory) until the device: :func:`normalize` runs there, four
 times less data to move than float32 and no float work on the loader's CPUs.
@@ -16,7 +22,7 @@ times less data to move than float32 and no float work on the loader's CPUs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import datasets
 import numpy as np
@@ -31,12 +37,18 @@ from ..labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
 
 __all__ = [
     "select_crops",
+    "tail_order",
     "PassDataset",
     "FKDCropDataset",
     "EvalDataset",
     "eval_transform",
     "collate_crops",
 ]
+
+TAIL_STREAM = 0x7A11  # keeps the tail's random streams apart from select_crops' ([seed, row, cycle])
+
+# One replayed crop: uint8 pixels [H, W, 3], its stored top-k indices and values.
+Crop = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def select_crops(seed: int, row: int, pass_index: int, num_stored: int, num_crops: int) -> np.ndarray:
@@ -47,21 +59,46 @@ def select_crops(seed: int, row: int, pass_index: int, num_stored: int, num_crop
     return order[slot * num_crops : (slot + 1) * num_crops]
 
 
+def tail_order(
+    seed: int, pass_index: int, num_photos: int, num_crops: int, rank: int = 0, window: int = 0
+) -> np.ndarray:
+    """``[num_crops, num_photos]`` int32: row t is the photo order of the t-th single-crop pass of a tail pass.
+
+    The first ``window`` photos of each row avoid the last ``window`` of the row before (at most half the photos),
+    so any ``window + 1`` consecutive crops of the whole sequence are of different photos."""
+    window = min(window, num_photos // 2)
+    rows = []
+    for t in range(num_crops):
+        row = np.random.default_rng([seed, TAIL_STREAM, pass_index, rank, t]).permutation(num_photos)
+        if t and window:
+            seen = np.isin(row, rows[-1][num_photos - window :])
+            early, free = np.flatnonzero(seen[:window]), np.flatnonzero(~seen[window:]) + window
+            row[early], row[free[: len(early)]] = row[free[: len(early)]], row[early]
+        rows.append(row)
+    return np.stack(rows).astype(np.int32)
+
+
 class PassDataset(torch.utils.data.Dataset):
     """A map-style dataset whose samples depend on the pass over the data: :class:`~fkd_hf.FKDTrainer` calls
     :meth:`set_pass` when a pass begins, and the pass index is shared with (persistent) loader workers.
     Subclasses implement ``__getitems__`` (a batch of indices -> a list of samples) and ``__len__``."""
 
     def __init__(self):
-        self._pass = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._pass = torch.zeros(2, dtype=torch.int64).share_memory_()  # [pass index, single-crop tail]
 
     @property
     def pass_index(self) -> int:
         return int(self._pass[0])
 
-    def set_pass(self, pass_index: int) -> None:
-        """Selects the crops of pass ``pass_index`` for every sample read from now on, in every worker."""
-        self._pass[0] = pass_index
+    @property
+    def in_tail(self) -> bool:
+        """Whether this pass is the single-crop tail."""
+        return bool(self._pass[1])
+
+    def set_pass(self, pass_index: int, tail: bool = False) -> None:
+        """Selects the crops of pass ``pass_index`` (the single-crop tail if ``tail``) for every sample read from
+        now on, in every worker."""
+        self._pass[0], self._pass[1] = pass_index, int(tail)
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]
@@ -75,6 +112,8 @@ class FKDCropDataset(PassDataset):
     randomness). Rows the label set records as skipped are left out. The image key of every row is checked against
     the label set as the row is read. Call :meth:`set_pass` when a pass over the data begins (FKDTrainer does).
     """
+
+    ordered = False  # samples may be read in any order (FKDTrainer shuffles them)
 
     def __init__(
         self,
@@ -102,46 +141,82 @@ class FKDCropDataset(PassDataset):
         self.image_column = image_column
         skipped = np.asarray(metadata.skipped_rows, dtype=np.int64)
         self.row_ids = np.setdiff1d(np.arange(len(rows)), skipped)
+        self._tail: tuple[int, np.ndarray] | None = None  # (pass, tail_order) of the last tail pass read
 
     def __len__(self) -> int:
         return len(self.row_ids)
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-        """Reads a batch of rows with one Arrow take, then decodes each image once and replays its crops."""
-        rows = self.row_ids[np.asarray(indices, dtype=np.int64)]
+    def crop_plan(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The crops that the samples at ``indices`` replay: photos (positions in this dataset) and rounds (indices
+        into the pass's :func:`select_crops`), each ``[len(indices), num_crops]``."""
+        samples = np.asarray(indices, dtype=np.int64)
+        if self.in_tail:
+            return self._tail_plan(samples, np.arange(len(self)))
+        rounds = np.tile(np.arange(self.num_crops), (len(samples), 1))
+        return np.repeat(samples[:, None], self.num_crops, axis=1), rounds
+
+    def _tail_plan(self, samples: np.ndarray, photos: np.ndarray, rank: int = 0, window: int = 0):
+        """:meth:`crop_plan` of a single-crop tail over ``photos``: sample q holds the crops ``q*m .. q*m + m - 1``
+        of the tail's sequence (module doc; ``window`` as in :func:`tail_order`)."""
+        pass_index, m, n = self.pass_index, self.num_crops, len(photos)
+        if self._tail is None or self._tail[0] != pass_index or self._tail[1].shape[1] != n:
+            self._tail = pass_index, tail_order(self.seed, pass_index, n, m, rank, window)
+        rounds, column = np.divmod(samples[:, None] * m + np.arange(m), n)
+        return photos[self._tail[1][rounds, column]], rounds
+
+    def read_crops(self, photos: Sequence[int], rounds: Sequence[Sequence[int]]) -> list[list[Crop]]:
+        """Reads ``photos`` (dataset positions) with one Arrow take, decodes each once and replays its ``rounds``."""
+        rows = self.row_ids[np.asarray(photos, dtype=np.int64)]
         table = self.rows[rows.tolist()]
-        n = len(rows)
-        stored = self.metadata.stored_crops
-        crops = fixed_size_to_numpy(table.column("crops"), (n, stored, 4))
+        n, stored = len(rows), self.metadata.stored_crops
+        boxes_all = fixed_size_to_numpy(table.column("crops"), (n, stored, 4))
         flips = fixed_size_to_numpy(table.column("flips"), (n, stored))
         indices_k = fixed_size_to_numpy(table.column("topk_indices"), (n, stored, -1))
         values_k = fixed_size_to_numpy(table.column("topk_values"), (n, stored, -1))
         keys = table.column("image_key").to_pylist()
         images = table.column(self.image_column).to_pylist()
-        pass_index = self.pass_index
-        samples = []
+        pass_index, out = self.pass_index, []
         for j, row in enumerate(rows.tolist()):
             data = image_bytes(images[j])
             if image_key(data) != keys[j]:
                 raise LabelMismatchError(row, keys[j], image_key(data), self.metadata)
             image = decode_image(data)
-            chosen = select_crops(self.seed, row, pass_index, self.metadata.stored_crops, self.num_crops)
-            boxes = crops_to_pixels(crops[j][chosen], image.height, image.width)
-            pixels = np.stack(
-                [
-                    np.asarray(replay_crop(image, box, bool(flip), self.size, self.interpolation))
-                    for box, flip in zip(boxes, flips[j][chosen])
-                ]
-            )
-            samples.append(
-                {
-                    "pixel_values": torch.from_numpy(pixels),
-                    "topk_indices": torch.from_numpy(indices_k[j][chosen]),
-                    "topk_values": torch.from_numpy(values_k[j][chosen]),
-                    "sample_id": pass_index * len(self.rows) + row,
-                }
-            )
-        return samples
+            chosen = select_crops(self.seed, row, pass_index, stored, self.num_crops)[list(rounds[j])]
+            boxes = crops_to_pixels(boxes_all[j][chosen], image.height, image.width)
+            out.append([
+                (np.asarray(replay_crop(image, box, bool(flip), self.size, self.interpolation)), top_i, top_v)
+                for box, flip, top_i, top_v in zip(boxes, flips[j][chosen], indices_k[j][chosen], values_k[j][chosen])
+            ])  # fmt: skip
+        return out
+
+    def _read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict[int, dict[int, Crop]]:
+        """``{photo: {round: crop}}`` for ``(photo, round)`` pairs; each photo is decoded once."""
+        wanted: dict[int, dict[int, None]] = {}
+        for photo, round_ in pairs:
+            wanted.setdefault(int(photo), {})[int(round_)] = None
+        if not wanted:
+            return {}
+        read = self.read_crops(list(wanted), [list(r) for r in wanted.values()])
+        return {photo: dict(zip(r, crops)) for (photo, r), crops in zip(wanted.items(), read)}
+
+    def _samples(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
+        """Samples of ``indices`` from their ``plan`` (:meth:`crop_plan`) and ``crops`` (``crops[photo][round]``)."""
+        ids = self.pass_index * len(self.rows) + self.row_ids[np.asarray(indices, dtype=np.int64)]
+        out = []
+        for photos, rounds, sample_id in zip(plan[0].tolist(), plan[1].tolist(), ids.tolist()):
+            pixels, top_i, top_v = zip(*(crops[p][r] for p, r in zip(photos, rounds)))
+            out.append({
+                "pixel_values": torch.from_numpy(np.stack(pixels)),
+                "topk_indices": torch.from_numpy(np.stack(top_i)),
+                "topk_values": torch.from_numpy(np.stack(top_v)),
+                "sample_id": sample_id,
+            })  # fmt: skip
+        return out
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """Reads a batch of rows with one Arrow take, then decodes each image once and replays its crops."""
+        plan = self.crop_plan(indices)
+        return self._samples(indices, plan, self._read_plan(zip(plan[0].ravel(), plan[1].ravel())))
 
 
 def eval_transform(image: Image.Image, size: Sequence[int], crop_pct: float, interpolation: str) -> Image.Image:
@@ -198,7 +273,7 @@ class EvalDataset(torch.utils.data.Dataset):
 def collate_crops(samples: list[dict]) -> dict:
     """Stacks samples of :class:`FKDCropDataset` or :class:`EvalDataset` into a batch.
 
-    ``pixel_values`` becomes uint8 ``[N, 3, H, W]`` in channels-last memory (N = images x crops, image-major);
+    ``pixel_values`` becomes uint8 ``[N, 3, H, W]`` in channels-last memory (N = samples x crops, sample-major);
     ``topk_*`` become ``[N, k]``; ``sample_id`` becomes the list ``sample_ids``.
     """
     batch = default_collate(samples)

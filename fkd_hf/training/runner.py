@@ -1,7 +1,9 @@
 """FKD training from a config: label set + images -> student -> FKDTrainer -> evaluation -> dual-loadable save.
 
-    >>> train(FKDConfig(label_set="labels", student="resnet18", eval_split="validation",
-    ...                 output_dir="outputs/student"))  # doctest: +SKIP
+    >>> train(FKDConfig(label_set="labels", student="resnet18", output_dir="outputs/student"))  # doctest: +SKIP
+
+``train`` writes only into a new or empty ``output_dir``, an earlier run's, or the one whose checkpoint it resumes
+(``overwrite_output_dir`` lifts this), and never writes the Hub token to a file.
 """
 
 from __future__ import annotations
@@ -10,20 +12,24 @@ import logging
 import math
 from pathlib import Path
 
+import datasets
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..cli.arguments import save_config
-from ..hub.cards import StudentCardCallback
 from ..hub.push import push_student
+from ..labels.attach import open_label_set
 from ..models.students import save_student
-from .builder import build_trainer
+from .builder import FKDSetup, build_trainer, resolve_data_defaults
+from .card_callback import StudentCardCallback
 from .config import FKDConfig
 
 CONFIG_FILE = "train_config.yaml"
+VALIDATION = "validation"
+_VALIDATION_DIRS = ("validation", "val", "valid")  # the folder names of a validation split that load_images reads
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CONFIG_FILE", "train"]
+__all__ = ["CONFIG_FILE", "check_output_dir", "train"]
 
 
 def _resume_path(config: FKDConfig) -> str | None:
@@ -36,46 +42,116 @@ def _resume_path(config: FKDConfig) -> str | None:
     return last
 
 
-def train(config: FKDConfig) -> dict[str, float]:
-    """Trains ``config.student`` on ``config.label_set``; returns the final metrics (train and, if any, eval).
+def check_output_dir(config: FKDConfig, resume: str | None = None) -> None:
+    """Refuses an ``output_dir`` with files in it, unless it holds an fkd-hf training run (its ``train_config.yaml``),
+    ``resume`` is one of its checkpoints, or ``config.overwrite_output_dir`` is set."""
+    folder = Path(config.output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--output_dir {folder} is a file: give a folder for the student.")
+    if config.overwrite_output_dir or not folder.is_dir() or (folder / CONFIG_FILE).is_file():
+        return
+    if resume is not None and Path(resume).resolve().parent == folder.resolve():
+        return
+    entries = sorted(path.name + "/" * path.is_dir() for path in folder.iterdir())
+    if entries:
+        shown = ", ".join(entries[:6]) + (f", ... ({len(entries)} entries)" if len(entries) > 6 else "")
+        raise FileExistsError(
+            f"--output_dir {folder} is not empty and holds no fkd-hf training run ({shown}): choose a new or empty "
+            "folder, or pass --overwrite_output_dir to write into it (files of the same names are replaced)."
+        )
 
-    The dataset, split, columns and revision default to the ones the label set was made from. The resolved config
-    is written to ``output_dir/train_config.yaml`` (``--config`` reads it back), the student to ``output_dir``.
-    """
-    if not config.label_set or not config.student:
-        raise ValueError("Set both label_set (a folder from `fkd-hf generate` or a Hub id) and student.")
-    # The Trainer's own push would upload its checkpoint format and training_args.bin: the finished student is
-    # pushed once at the end instead, in the format timm and transformers both load, with its card.
-    push_at_end, config.push_to_hub = config.push_to_hub, False
-    card = StudentCardCallback()
-    setup = build_trainer(config, callbacks=[card])
-    trainer, train_set, eval_set, meta = setup.trainer, setup.train_set, setup.eval_set, setup.labels.metadata
-    if trainer.is_world_process_zero():
-        save_config(config, Path(config.output_dir) / CONFIG_FILE)
-    steps_per_pass = math.ceil(len(train_set) / (config.per_device_train_batch_size * config.world_size))
+
+def _has_validation_split(config: FKDConfig) -> bool:
+    spec = config.dataset
+    if not spec:
+        return False
+    folder = Path(spec.removeprefix("imagefolder:")).expanduser()
+    if spec.startswith("imagefolder:") or folder.is_dir():
+        return any((folder / name).is_dir() for name in _VALIDATION_DIRS)
+    if spec.startswith("parquet:") or spec.endswith(".parquet"):
+        return False
+    try:
+        return VALIDATION in datasets.get_dataset_split_names(spec, config.dataset_config,
+                                                              revision=config.dataset_revision)  # fmt: skip
+    except Exception as err:  # offline and not cached, or no such config: train without evaluation and say so
+        logger.warning("Cannot list the splits of %s (%s): no evaluation.", spec, " ".join(str(err).split()))
+        return False
+
+
+def resolve_eval_split(config: FKDConfig) -> str:
+    """Sets an unset ``config.eval_split`` to the dataset's validation split if it has one (else ``""``: none);
+    returns what the start-up line says about evaluation."""
+    if config.eval_split is None:
+        found = config.train_split != VALIDATION and _has_validation_split(config)
+        config.eval_split = VALIDATION if found else ""
+        if not found:
+            return "no evaluation: the dataset has no validation split (--eval_split NAME names one)"
+        return f"evaluating on split {VALIDATION!r} (--eval_split none to skip)"
+    return f"evaluating on split {config.eval_split!r}" if config.eval_split else "no evaluation (--eval_split none)"
+
+
+def _start_line(config: FKDConfig, setup: FKDSetup, evaluation: str) -> str:
+    meta, images = setup.labels.metadata, len(setup.train_set)
+    steps_per_pass = math.ceil(images / (config.per_device_train_batch_size * config.world_size))
     steps_per_pass = math.ceil(steps_per_pass / config.gradient_accumulation_steps)
     passes = config.max_steps / steps_per_pass if config.max_steps > 0 else config.num_train_epochs
-    trainer.accelerator.print(
-        f"FKD: {len(train_set)} images x {config.num_crops} of {meta.stored_crops} stored crops ({meta.kind}, "
-        f"k={meta.k}); {config.crops_per_step} crops per optimizer step; {passes:.4g} passes = "
-        f"{passes * config.num_crops:.4g} FKD epochs."
+    processes = f"{config.world_size} process{'es' if config.world_size > 1 else ''}"
+    tail = " (the last pass: one crop per photo per FKD epoch)" if config.single_crop_tail else ""
+    return (
+        f"FKD on {processes}: {images} images x {config.num_crops} of {meta.stored_crops} stored crops ({meta.kind}, "
+        f"k={meta.k}), {config.crop_layout} crops; {config.crops_per_step} crops per optimizer step; {passes:.4g} "
+        f"passes = {passes * config.num_crops:.4g} FKD epochs{tail}; {evaluation}."
     )
 
-    result = trainer.train(resume_from_checkpoint=_resume_path(config))
-    metrics = dict(result.metrics)
+
+def _fit(setup: FKDSetup, config: FKDConfig, resume: str | None) -> dict[str, float]:
+    trainer = setup.trainer
+    metrics = dict(trainer.train(resume_from_checkpoint=resume).metrics)
     metrics["train_crops_per_second"] = round(metrics["train_samples_per_second"] * config.num_crops, 3)
     trainer.log_metrics("train", metrics)
-    if eval_set is not None:
+    if setup.eval_set is not None:
         eval_metrics = trainer.evaluate()
         trainer.log_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
-    if trainer.is_world_process_zero():
-        trainer.save_metrics("all", metrics)
-        save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, setup.data_config)
-        card.write(config.output_dir)
-        if push_at_end:
-            repo_id = config.hub_model_id or Path(config.output_dir).name
-            url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=config.hub_token,
-                               revision=config.hub_revision)
-            trainer.accelerator.print(f"Student pushed to {url}")
+    return metrics
+
+
+def train(config: FKDConfig) -> dict[str, float]:
+    """Trains ``config.student`` on ``config.label_set``; returns the final metrics (train and, if any, eval).
+
+    The dataset, split, columns and revision default to the ones the label set was made from, evaluation to the
+    dataset's validation split. The resolved config is written to ``output_dir/train_config.yaml`` (``--config``
+    reads it back), the student to ``output_dir``. ``hub_token`` is used for the final push only and is cleared
+    from ``config`` during training, so no checkpoint's ``training_args.bin`` holds it.
+    """
+    if not config.label_set or not config.student:
+        raise ValueError("Set both label_set (a folder from `fkd-hf generate` or a Hub id) and student.")
+    resume = _resume_path(config)
+    check_output_dir(config, resume)
+    labels = open_label_set(config.label_set, config.label_set_revision)
+    resolve_data_defaults(config, labels.metadata)
+    evaluation = resolve_eval_split(config)
+    # The Trainer's own push would upload its checkpoint format and training_args.bin: the finished student is
+    # pushed once at the end instead, in the format timm and transformers both load, with its card.
+    push_at_end, token = config.push_to_hub, config.hub_token
+    config.push_to_hub, config.hub_token = False, None
+    try:
+        card = StudentCardCallback()
+        setup = build_trainer(config, labels=labels, callbacks=[card])
+        trainer = setup.trainer
+        if trainer.is_world_process_zero():
+            save_config(config, Path(config.output_dir) / CONFIG_FILE)
+        trainer.accelerator.print(_start_line(config, setup, evaluation))
+        metrics = _fit(setup, config, resume)
+        if trainer.is_world_process_zero():
+            trainer.save_metrics("all", metrics)
+            save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, setup.data_config)
+            card.write(config.output_dir)
+            if push_at_end:
+                repo_id = config.hub_model_id or Path(config.output_dir).name
+                url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=token,
+                                   revision=config.hub_revision)  # fmt: skip
+                trainer.accelerator.print(f"Student pushed to {url}")
+    finally:
+        config.push_to_hub, config.hub_token = push_at_end, token
     return metrics

@@ -30,13 +30,16 @@ def topk_accuracy(prediction: EvalPrediction) -> dict[str, float]:
 
 
 class PassCallback(TrainerCallback):
-    """Tells the training set which pass over the data begins, so every image replays that pass's crops."""
+    """Tells the training set which pass over the data begins, so every image replays that pass's crops, and
+    whether it is the single-crop tail (``args.single_crop_tail`` and the run's last pass)."""
 
     def __init__(self, dataset: FKDCropDataset):
         self.dataset = dataset
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.dataset.set_pass(int(state.epoch or 0))
+        pass_index = int(state.epoch or 0)
+        tail = args.single_crop_tail and pass_index == state.num_train_epochs - 1
+        self.dataset.set_pass(pass_index, tail)
 
 
 class FKDTrainer(Trainer):
@@ -75,11 +78,27 @@ class FKDTrainer(Trainer):
         self._pixel_stats = torch.tensor([data["mean"], data["std"]], dtype=torch.float32)
         self._device_stats: dict[torch.device, torch.Tensor] = {}
 
-    def _normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _get_train_sampler(self, train_dataset=None):
+        """In order for a dataset that lays out its own order (the spread layout); the Trainer's otherwise."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if getattr(dataset, "ordered", False):
+            return torch.utils.data.SequentialSampler(dataset)
+        return super()._get_train_sampler(train_dataset)
+
+    def normalize_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 crops -> the student's float input, on their device (``args.mean``/``args.std``)."""
         stats = self._device_stats.get(pixels.device)
         if stats is None:
             stats = self._device_stats[pixels.device] = self._pixel_stats.to(pixels.device)
         return normalize(pixels, stats[0], stats[1])
+
+    def is_training_batch(self, inputs: dict) -> bool:
+        """Whether ``inputs`` is a training batch (soft targets) rather than an evaluation batch (hard labels)."""
+        return "topk_indices" in inputs
+
+    def targets(self, inputs: dict) -> torch.Tensor:
+        """The dense soft targets ``[N, classes]`` of a training batch: its stored top-k, reconstructed."""
+        return reconstruct(inputs["topk_indices"], inputs["topk_values"], self.kind, self.num_classes)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """FKD's soft cross-entropy on a training batch; the model's own loss on an evaluation batch.
@@ -87,14 +106,14 @@ class FKDTrainer(Trainer):
         The loss is the mean over the batch's crops, or their sum divided by ``num_items_in_batch`` when the
         Trainer passes a count (then, as upstream, times the process count when counts are averaged across them).
         """
-        inputs = {**inputs, "pixel_values": self._normalize(inputs["pixel_values"])}
-        if "topk_indices" not in inputs:
+        if not self.is_training_batch(inputs):
+            inputs = {**inputs, "pixel_values": self.normalize_pixels(inputs["pixel_values"])}
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        pixels = inputs["pixel_values"]
-        targets = reconstruct(inputs["topk_indices"], inputs["topk_values"], self.kind, self.num_classes)
+        pixels = self.normalize_pixels(inputs["pixel_values"])
+        targets = self.targets(inputs)
         args = self.args
         mix = sample_mix(
-            np.random.default_rng([args.seed, *inputs["sample_ids"]]),
+            np.random.default_rng([args.seed, *inputs.get("sample_ids", ())]),
             args.mixup_alpha, args.cutmix_alpha, args.mix_prob, pixels.shape[-2], pixels.shape[-1],
         )
         if mix is not None:

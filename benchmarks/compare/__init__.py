@@ -1,0 +1,103 @@
+"""FKD against plain training, vanilla KD and ReLabel, on one machine in one run: throughput, label storage, accuracy.
+
+    python -m benchmarks compare --quick                  # about 4 minutes on 2 CPU cores: the whole protocol, small
+    python -m benchmarks compare --publish                # full: all of imagenette-mini, about an hour on 2 cores
+    python -m benchmarks compare --labels DIR             # reuse an FKD label set of these images (any kind)
+    python -m benchmarks compare --render outputs/bench_compare/results.json --publish   # re-render a (partial) run
+
+The four methods share the student (architecture, initial weights), the optimizer and schedule, the crops per
+optimizer step, the seed and data order, the loader workers, the crop pipeline and the evaluation; each is built by
+``fkd_hf.training.build_trainer`` and differs only in what each decoded image yields and in the targets:
+
+1. plain: one RandomResizedCrop + flip per decoded image, hard labels, cross-entropy;
+2. vanilla_kd: the same crops, and the teacher runs on every crop in the training step (timm's online KD);
+3. relabel: the same crops, targets by RoIAlign on a per-image label map from the teacher (ReLabel);
+4. fkd: ``fkd-hf generate`` labels, ``num_crops`` stored crops replayed per decoded image, ``FKDTrainer``.
+
+An epoch is N crops (N = training images) for every method, so E epochs are the same optimizer steps for all;
+FKD's E epochs are E / num_crops passes over the images. Two more runs isolate the label source: plain and ReLabel
+on exactly FKD's batches (same images, same stored crops, same order). The ablation trains FKD again with label
+sets cut from one ``--kind full`` generation: fewer stored crops R and each soft-label kind/k. Outputs go to
+``--output-dir`` (report.md, results.json, compare.png; results.json is rewritten after every run, so an
+interrupted run keeps what it measured); ``--publish`` also writes the report and the plot into benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from .. import _report
+from .plot import plot
+from .report import render_report
+from .settings import DEFAULT_DATA, MAIN_METHODS, SAME_CROP_METHODS, add_protocol_arguments, resolve_settings
+
+__all__ = ["make_parser", "main", "render"]
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="The small preset (a smoke test of the whole protocol).")
+    add("--dataset", default=str(DEFAULT_DATA), help="Folder with train/<class>/ and val/<class>/.")
+    add("--labels", default=None, help="Reuse this FKD label set (any kind; matched by image_key).")
+    add("--relabel-maps", default=None, help="Reuse ReLabel maps written by an earlier run.")
+    add("--work-dir", default=None, help="Where labels, maps and runs go (default: a temporary folder).")
+    add("--output-dir", default="outputs/bench_compare", help="report.md, results.json, compare.png.")
+    add("--publish", action="store_true", help="Also update benchmarks/RESULTS.md and the PNG there.")
+    add("--methods", nargs="+", default=None, help=f"Subset of {MAIN_METHODS + SAME_CROP_METHODS}.")
+    add("--no-ablation", action="store_true", help="Skip the FKD ablation runs.")
+    add("--render", default=None, metavar="RESULTS_JSON",
+        help="Only rewrite report.md and the plot (and with --publish, RESULTS.md) from a results.json, finished or not.")
+    add_protocol_arguments(parser)
+    return parser
+
+
+def finish(results: dict, output: Path, publish: bool) -> str:
+    """report.md and compare.png in ``output`` (and with ``publish``, this mode's block of RESULTS.md)."""
+    report = render_report(results)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "report.md").write_text(report)
+    png = plot(results, output / "compare.png")
+    if publish:
+        mode = results["settings"]["mode"]
+        _report.publish(f"compare:{mode}", report, png, f"compare_{mode}.png", f"accuracy against wall time, {mode} run")
+    print(report)
+    return report
+
+
+def render(path: Path, output: Path, publish: bool) -> dict:
+    """report.md and compare.png (and RESULTS.md with ``publish``) from a saved results.json."""
+    results = json.loads(Path(path).read_text())
+    finish(results, output, publish)
+    return results
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.render:
+        return render(Path(args.render), Path(args.output_dir), args.publish)
+    started = time.perf_counter()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+    import torch
+
+    from .protocol import run_protocol  # torch, transformers: not needed for --help and --render
+
+    datasets.disable_progress_bars()
+    settings = resolve_settings(args)
+    threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="fkd_compare_") as temporary:
+        work = Path(args.work_dir or temporary)
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            results = run_protocol(args, settings, work, Path(args.output_dir), started)
+        finally:
+            torch.set_num_threads(threads)
+    finish(results, Path(args.output_dir), args.publish)
+    return results

@@ -1,0 +1,169 @@
+"""The comparison's markdown report, rendered from a results.json (finished or not), and the issue's targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .settings import MAIN_METHODS, METHOD_NAMES, SAME_CROP_METHODS, Settings
+
+__all__ = ["render_report", "targets_check"]
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _std_error(runs: dict, n_val: int) -> str:
+    """The binomial standard error, in points, of a top-1 measured on ``n_val`` images, at the runs' mean top-1."""
+    if not runs:
+        return "-"
+    p = float(np.mean([run["top1"] for run in runs.values()]))
+    return f"{100 * (p * (1 - p) / max(n_val, 1)) ** 0.5:.1f}"
+
+
+def _speeds(results: dict) -> tuple[dict, dict]:
+    """crops/s per method: steady state (best interleaved round) and over the whole accuracy run."""
+    steady = results.get("throughput", {}).get("best", {})
+    whole = {name: run["crops_per_second"] for name, run in results["runs"].items()}
+    return steady, whole
+
+
+def targets_check(results: dict) -> list[tuple[str, bool, str]]:
+    """The issue's targets: (target, met, the measured figure). Speed targets are judged on the steady-state
+    crops/s (best of the interleaved rounds); the whole-run ratio is shown next to it."""
+    runs = results["runs"]
+    if not all(name in runs for name in MAIN_METHODS):
+        return []
+    steady, whole = _speeds(results)
+    speed = steady if all(name in steady for name in MAIN_METHODS) else whole
+    top1 = {name: runs[name]["top1"] for name in MAIN_METHODS}
+    checks = []
+    for other, label, factor in (("vanilla_kd", "vanilla KD", 3.0), ("relabel", "ReLabel", 1.2), ("plain", "plain", 1.0)):
+        ratio = speed["fkd"] / speed[other]
+        checks.append((f"FKD >= {factor:g}x the crops/s of {label}", ratio >= factor,
+                       f"{ratio:.2f}x (whole run {whole['fkd'] / whole[other]:.2f}x)"))  # fmt: skip
+    checks += [
+        ("FKD top-1 within 1 point of vanilla KD", top1["fkd"] >= top1["vanilla_kd"] - 0.01,
+         f"{_pct(top1['fkd'] - top1['vanilla_kd'])} points"),
+        ("FKD top-1 above ReLabel", top1["fkd"] > top1["relabel"], f"{_pct(top1['fkd'] - top1['relabel'])} points"),
+        ("FKD top-1 above plain", top1["fkd"] > top1["plain"], f"{_pct(top1['fkd'] - top1['plain'])} points"),
+    ]  # fmt: skip
+    return checks
+
+
+def _header(results: dict, s: Settings) -> list[str]:
+    info, runs = results["machine"], results["runs"]
+    n, n_val, relabel = results["train_images"], results["val_images"], results["relabel"]
+    busy = max(results["load"]) > info["cores"]
+    return [
+        f"Command: `{results['command']}`",
+        "",
+        *([] if results.get("finished", True) else
+          ["**Unfinished run**: the run stopped before its end; the tables hold what it had measured.", ""]),
+        f"Machine: {info['cpu']}, {info['cores']} cores; {info['os']}; "
+        f"Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        f"Date: {results['date']}; wall time of the whole run {results['wall_seconds'] / 60:.1f} min; 1-minute load "
+        f"average {results['load'][0]:.1f} at the start, {results['load'][1]:.1f} at the end"
+        + (f" (above {info['cores']}: other jobs were sharing the cores)." if busy else "."),
+        "",
+        f"Protocol: {n} training images ({s.train_per_class or 'all'} per class), {n_val} validation images; student "
+        f"`{s.student}` from scratch at {s.input_size} px; teacher `{s.teacher}` restricted to the "
+        f"{len(results['class_names'])} classes (class_map auto; its val top-1 {_pct(results['teacher_top1'])}%); "
+        f"{s.epochs} epochs of {n} crops = {s.epochs * n // s.batch_crops} optimizer steps of {s.batch_crops} crops "
+        f"for every method; {s.optim}, lr {s.learning_rate:g}, weight decay {s.weight_decay:g}, warmup "
+        f"{s.warmup:g} of the steps, cosine; seed {s.seed}; {s.workers} loader worker(s) and {s.threads} torch "
+        f"thread(s) for every method, {s.prep_threads or s.threads} torch thread(s) to make the labels; initial weights "
+        f"{', '.join(sorted({r['initial_weights'] for r in runs.values()}))} (one digest = one init for all). FKD: "
+        f"R = {s.stored_crops} stored crops, m = {s.num_crops} per decoded image, {s.kind} k = {s.k}, so "
+        f"{s.epochs} epochs = {s.epochs / s.num_crops:g} passes. ReLabel: map from the whole image at "
+        f"{relabel['input_size']} px = {relabel['map_size']}x{relabel['map_size']} "
+        f"positions, top-{relabel['k']} logits per position.",
+        "",
+        f"Steady crops/s: best of {s.throughput_rounds} interleaved rounds of {s.throughput_steps} steps per method "
+        "(the ratios and speed targets use it); whole run: all the steps of the accuracy run, loader start-up "
+        f"included, evaluation excluded. Top-1 on {n_val} images has a binomial standard error of about "
+        f"{_std_error(runs, n_val)} points; one seed.",
+        "",
+    ]  # fmt: skip
+
+
+def _methods_table(results: dict) -> list[str]:
+    runs, prep, storage = results["runs"], results["label_prep"], results["storage"]
+    steady, whole = _speeds(results)
+    lines = ["| method | crops per decoded image | steady crops/s | FKD / method | whole-run crops/s (train s) | top-1 % "
+             "| top-5 % | label prep s | label bytes per image |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in MAIN_METHODS + SAME_CROP_METHODS:
+        if name not in runs:
+            continue
+        r, speed = runs[name], steady.get(name)
+        ratio = f"{steady['fkd'] / speed:.2f}x" if speed and "fkd" in steady else "-"
+        prep_key = {"fkd": "fkd_seconds", "relabel": "relabel_seconds"}.get(name)
+        prep_text = "-" if prep_key is None else ("reused" if prep.get(prep_key) is None else f"{prep[prep_key]:.0f}")
+        size = {"fkd": storage.get("fkd_main"), "relabel": storage.get("relabel")}.get(name)
+        size_text = "-" if size is None else f"{size:,.0f}"
+        note = f", teacher {r['teacher_seconds']:.0f} s" if "teacher_seconds" in r else ""
+        lines.append(
+            f"| {METHOD_NAMES[name]} | {r['crops_per_image']} | {'-' if speed is None else f'{speed:.1f}'} | {ratio} "
+            f"| {whole[name]:.1f} ({r['train_seconds']:.0f} s{note}) | {_pct(r['top1'])} | {_pct(r['top5'])} "
+            f"| {prep_text} | {size_text} |"
+        )
+    return lines
+
+
+def _storage_tables(results: dict, s: Settings) -> list[str]:
+    storage, relabel = results["storage"], results["relabel"]
+    lines = ["", "Label storage on disk (zstd parquet, one file), per training image:", "",
+             "| labels | per image | bytes per image |", "|---|---|---|"]  # fmt: skip
+    if storage.get("relabel") is not None:
+        lines.append(f"| ReLabel map | {relabel['map_size']}x{relabel['map_size']} positions x top-{relabel['k']} "
+                     f"| {storage['relabel']:,.0f} |")  # fmt: skip
+    for row in storage.get("fkd", []):
+        lines.append(f"| FKD {row['kind']} k={row['k']} | R = {row['R']} crops | {row['bytes_per_image']:,.0f} |")
+    if results.get("target_cost"):
+        side = f"{relabel['map_size']}x{relabel['map_size']}"
+        lines += ["", f"Building one batch's targets ({s.batch_crops} crops) from stored labels, ms (median): ReLabel "
+                      f"expands {s.batch_crops} {side} top-{relabel['k']} maps to dense C-channel maps, RoIAligns and "
+                      "softmaxes them; FKD expands top-k to C:", "", "| classes C | ReLabel | FKD |", "|---|---|---|"]
+        lines += [f"| {row['num_classes']} | {row['relabel_ms']:.2f} | {row['fkd_ms']:.2f} |"
+                  for row in results["target_cost"]]  # fmt: skip
+    return lines
+
+
+def _ablation_table(results: dict, s: Settings) -> list[str]:
+    ablation, main = results.get("ablation", []), results["runs"].get("fkd")
+    if not ablation:
+        return []
+    lines = ["", f"FKD ablation (same protocol; labels cut from one generation; R stored crops, m replayed per decoded "
+                 f"image; {s.epochs} epochs = {s.epochs} x {results['train_images']} crops):", "",
+             "| R | m | kind | k | crops/s | top-1 % | top-5 % |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [dict(R=s.stored_crops, m=s.num_crops, kind=s.kind, k=s.k, **main, main=True)] if main else []
+    for row in rows + ablation:
+        if "skipped" in row:
+            lines.append(f"| {row['R']} | {row['m']} | {row['kind']} | {row['k']} | skipped: {row['skipped']} | | |")
+            continue
+        mark = " (main run)" if row.get("main") else ""
+        lines.append(f"| {row['R']} | {row['m']} | {row['kind']}{mark} | {row['k']} | "
+                     f"{row['crops_per_second']:.1f} | {_pct(row['top1'])} | {_pct(row['top5'])} |")  # fmt: skip
+    return lines
+
+
+def _checks_and_curves(results: dict) -> list[str]:
+    lines, runs = [], results["runs"]
+    checks = targets_check(results)
+    if checks:
+        lines += ["", "Targets (this run):", "", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {target} | {figure} | {'yes' if met else 'no'} |" for target, met, figure in checks]
+    lines += ["", "Top-1 % after each epoch (training seconds so far):", ""]
+    for name in MAIN_METHODS + SAME_CROP_METHODS:
+        if name in runs and runs[name]["curve"]:
+            points = ", ".join(f"{_pct(p['top1'])} ({p['train_seconds']:.0f} s)" for p in runs[name]["curve"])
+            lines.append(f"- {METHOD_NAMES[name]}: {points}")
+    return lines
+
+
+def render_report(results: dict) -> str:
+    """The markdown report of a results.json: protocol, the methods, storage, ablation, targets, curves."""
+    s = Settings.from_results(results)
+    lines = _header(results, s) + _methods_table(results) + _storage_tables(results, s)
+    lines += _ablation_table(results, s) + _checks_and_curves(results)
+    return "\n".join(lines) + "\n"

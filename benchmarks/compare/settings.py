@@ -1,0 +1,151 @@
+"""The comparison's protocol: the methods, the two presets (quick and full), their flags and the resolved settings."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from fkd_hf.labels.kinds import DEFAULT_K
+
+__all__ = ["DEFAULT_DATA", "MAIN_METHODS", "SAME_CROP_METHODS", "METHOD_NAMES", "PRESETS", "COMMON", "Settings",
+           "add_protocol_arguments", "resolve_settings", "parse_ablation"]  # fmt: skip
+
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenette-mini"
+MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd")
+SAME_CROP_METHODS = ("plain_fkd_crops", "relabel_fkd_crops")
+METHOD_NAMES = {  # how the report names each method
+    "plain": "plain",
+    "vanilla_kd": "vanilla KD",
+    "relabel": "ReLabel",
+    "fkd": "FKD",
+    "plain_fkd_crops": "plain, FKD's crops",
+    "relabel_fkd_crops": "ReLabel, FKD's crops",
+}
+
+# Settings of the two modes; every one can be overridden by its flag.
+PRESETS = {
+    "quick": dict(
+        train_per_class=20, val_per_class=20, epochs=8, stored_crops=4, num_crops=4, batch_crops=20,
+        eval_batch_size=100, throughput_rounds=2, throughput_steps=5,
+        ablation=["kind=hard", "kind=full", "R=2"],
+    ),
+    "full": dict(
+        train_per_class=None, val_per_class=None, epochs=8, stored_crops=8, num_crops=4, batch_crops=120,
+        eval_batch_size=200, throughput_rounds=3, throughput_steps=8,
+        ablation=["kind=hard", "kind=smoothing", "k=2", "kind=marginal_renorm", "kind=full", "R=4", "R=2", "m=2", "m=1"],
+    ),
+}  # fmt: skip
+COMMON = dict(
+    student="mobilenetv3_small_050", input_size=112, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
+    kind="marginal_smoothing", k=5, optim="adamw_torch", learning_rate=0.002, weight_decay=0.05, warmup=0.05,
+    workers=1, threads=None, prep_threads=None, seed=0,
+)  # fmt: skip
+
+
+@dataclasses.dataclass
+class Settings:
+    """The resolved protocol of one run (a preset plus any flags); saved in results.json."""
+
+    mode: str
+    dataset: str
+    train_per_class: int | None
+    val_per_class: int | None
+    epochs: int
+    stored_crops: int
+    num_crops: int
+    batch_crops: int
+    eval_batch_size: int
+    throughput_rounds: int
+    throughput_steps: int
+    ablation: list[str]
+    student: str
+    input_size: int
+    teacher: str
+    relabel_size: int | None
+    relabel_k: int
+    kind: str
+    k: int
+    optim: str
+    learning_rate: float
+    weight_decay: float
+    warmup: float
+    workers: int
+    threads: int | None
+    prep_threads: int | None
+    seed: int
+
+    @classmethod
+    def from_results(cls, results: dict) -> Settings:
+        """The settings saved in a results.json (fields it lacks are None)."""
+        return cls(**{field.name: results["settings"].get(field.name) for field in dataclasses.fields(cls)})
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that override the preset, one per :class:`Settings` field."""
+    preset = parser.add_argument_group("protocol (defaults from the preset; see the docstring)")
+    add = preset.add_argument
+    add("--train-per-class", type=int, help="Training images per class (default: quick 20, full all).")
+    add("--val-per-class", type=int, help="Validation images per class (default: quick 20, full all).")
+    add("--epochs", type=int, help="Epochs of N crops each, for every method (quick 8, full 8).")
+    add("--stored-crops", type=int, help="R: crops stored per image by fkd-hf generate (quick 4, full 8).")
+    add("--num-crops", type=int, help="m: crops FKD replays per decoded image and pass (4).")
+    add("--batch-crops", type=int, help="Crops per optimizer step, every method (quick 20, full 120).")
+    add("--eval-batch-size", type=int, help="Images per evaluation batch.")
+    add("--throughput-rounds", type=int, help="Interleaved timing rounds per method (quick 2, full 3).")
+    add("--throughput-steps", type=int, help="Timed steps per round (quick 5, full 8).")
+    add("--ablation", nargs="*", help="FKD ablation runs: 'R=4', 'kind=hard', 'k=2', 'kind=full,R=4'.")
+    add("--student", help="timm student, trained from scratch (mobilenetv3_small_050).")
+    add("--input-size", type=int, help="Student input size (112).")
+    add("--teacher", help="Teacher (efficientnet-lite0), restricted to the dataset's classes.")
+    add("--relabel-size", type=int, help="ReLabel map input size (default: the teacher's, 224).")
+    add("--relabel-k", type=int, help="Classes stored per ReLabel map position (5).")
+    add("--kind", help="FKD's soft-label kind (marginal_smoothing).")
+    add("--k", type=int, help="FKD's stored classes per crop (5).")
+    add("--optim", help="Optimizer, every method (adamw_torch).")
+    add("--learning-rate", type=float, help="Peak learning rate (0.002), cosine schedule.")
+    add("--weight-decay", type=float, help="Weight decay (0.05).")
+    add("--warmup", type=float, help="Warmup, a fraction of the steps (0.05).")
+    add("--workers", type=int, help="DataLoader workers, every method (1).")
+    add("--threads", type=int, help="torch threads of the main process during training, for the student and "
+        "vanilla KD's teacher alike (default: the cores less the loader workers, >= 1).")
+    add("--prep-threads", type=int, help="torch threads while FKD labels and ReLabel maps are made (no loader "
+        "workers run then; default: every core).")
+    add("--seed", type=int, help="Seed of the student init, data order and crops (0).")
+
+
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    """The preset of ``--quick`` (or full) with the flags given on top; checks that the crop counts fit."""
+    mode = "quick" if args.quick else "full"
+    values = {**COMMON, **PRESETS[mode]}
+    for field in dataclasses.fields(Settings):
+        given = getattr(args, field.name, None)
+        if given is not None and field.name not in ("mode", "dataset"):
+            values[field.name] = given
+    settings = Settings(mode=mode, dataset=str(Path(args.dataset).resolve()), **values)
+    if settings.threads is None:  # one core per loader worker, the rest for compute: no oversubscription
+        settings.threads = max(1, (os.cpu_count() or 1) - settings.workers)
+    if settings.prep_threads is None:
+        settings.prep_threads = os.cpu_count() or 1
+    if settings.batch_crops % settings.num_crops:
+        raise ValueError(f"batch_crops ({settings.batch_crops}) must be a multiple of num_crops ({settings.num_crops}).")
+    if settings.num_crops > settings.stored_crops:
+        raise ValueError(f"num_crops ({settings.num_crops}) cannot exceed the stored crops R ({settings.stored_crops}).")
+    return settings
+
+
+def parse_ablation(spec: str, settings: Settings) -> dict:
+    """``'R=4'``, ``'kind=hard'``, ``'k=2'``, ``'m=2'`` or a combination (``'kind=full,R=4'``) -> one FKD run's labels.
+
+    Unset values are the main run's; a kind alone gets its default k (full: every class); m is at most R."""
+    given: dict = {}
+    for part in filter(None, spec.split(",")):
+        key, _, value = part.partition("=")
+        if key not in ("R", "kind", "k", "m"):
+            raise ValueError(f"Unknown ablation setting {part!r}: use R=, kind=, k= or m=.")
+        given[key] = value if key == "kind" else int(value)
+    kind = given.get("kind", settings.kind)
+    k = given.get("k", settings.k if kind == settings.kind else DEFAULT_K.get(kind))
+    stored = given.get("R", settings.stored_crops)
+    return {"R": stored, "m": given.get("m", min(settings.num_crops, stored)), "kind": kind, "k": k}

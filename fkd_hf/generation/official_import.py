@@ -1,0 +1,245 @@
+"""``fkd-hf import-fkd``: convert the official FKD label files of an image dataset into an fkd-hf label set.
+
+Row i of the label set holds the file whose stem is that of image i (see :mod:`fkd_hf.labels.official`), with the
+``image_key`` computed from image i's bytes, so the set joins the dataset like one made by ``fkd-hf generate``. The
+crops are the official ones, stored as float16; nothing is regenerated and no teacher runs. Shards, resuming and
+``accelerate launch`` work as in ``generate``: process p converts shards p, p + P, ...; finished shards are kept and a
+rerun of the same command converts only the missing ones; ``fkd_labels.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from accelerate import PartialState
+from tqdm.auto import tqdm
+
+from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
+from ..labels.images import BadImageError, ImageSource, absolute_dataset_spec, image_bytes, image_key, load_images
+from ..labels.official import (
+    GENERATOR,
+    GENERATOR_URL,
+    OfficialFileError,
+    file_stem,
+    index_label_files,
+    infer_kind,
+    label_type_name,
+    load_label_file,
+    match_label_files,
+    resolve_kind,
+    to_label_columns,
+)
+from ..labels.writer import LabelSetWriter
+from ..version import __version__
+from .generator import GenerateSummary, _rows_of_shards, _shard_layout, _ShardRows
+from .import_config import ImportFKDConfig
+from .output import prepare_output
+from .prefetch import prefetch_map
+from .verify import verify_output
+
+__all__ = ["ImportFKDConfig", "import_fkd"]
+
+
+@dataclasses.dataclass
+class _Layout:
+    """What every file must agree on, read from the first one."""
+
+    kind: str
+    k: int
+    stored_crops: int
+    num_classes: int
+    label_type: str
+    label_dtype: str
+    coords_dtype: str
+
+
+def _image_paths(source: ImageSource) -> list[str]:
+    """The file path of every image row (the official files are named after them)."""
+    column = source.dataset.select_columns([source.image_column]).with_format("arrow")[:][source.image_column]
+    paths = [path for chunk in column.chunks for path in chunk.field("path").to_pylist()]
+    missing = next((row for row, path in enumerate(paths) if not path), None)
+    if missing is not None:
+        raise ValueError(
+            f"Row {missing} of {source.spec} has no file path, and official label files are matched by image file "
+            "name: give the images as a folder (imagefolder:PATH)."
+        )
+    return paths
+
+
+def _describe_mismatch(config: ImportFKDConfig, images: list[str], files: list[Path]) -> str:
+    parts = []
+    if images:
+        parts.append(f"{len(images)} images have no label file (first: {images[0]}, expected "
+                     f"{file_stem(Path(images[0]).name)}.tar under {config.label_dir})")  # fmt: skip
+    if files:
+        parts.append(f"{len(files)} label files have no image in {config.dataset} (first: {files[0]})")
+    return " and ".join(parts)
+
+
+def _label_files(config: ImportFKDConfig, source: ImageSource) -> tuple[list[Path | None], list[str], list[Path]]:
+    """Each row's label file (None: none), the images without one, and the label files without an image."""
+    paths = _image_paths(source)
+    files, orphans = match_label_files(paths, index_label_files(config.label_dir))
+    missing = [path for path, file in zip(paths, files) if file is None]
+    if len(missing) == len(paths):
+        raise FileNotFoundError(
+            f"No image of {config.dataset} has a label file in {config.label_dir}: files are matched by name "
+            "(image n01440764_10026.JPEG -> label file n01440764_10026.tar)."
+        )
+    if (missing or orphans) and not config.skip_missing:
+        raise FileNotFoundError(f"{_describe_mismatch(config, missing, orphans)}. Fix the folders, or rerun with "
+                                "--skip_missing to record such images as skipped rows and leave such files out.")
+    return files, missing, orphans
+
+
+def _layout(config: ImportFKDConfig, source: ImageSource, files: list[Path | None]) -> _Layout:
+    """Kind, k and R from the first label file (and ``--kind``), and the class count."""
+    first = next(path for path in files if path is not None)
+    state = load_label_file(first)
+    coords, _, labels = state
+    try:
+        kind, k = resolve_kind(config.kind) if config.kind else infer_kind(labels)
+    except ValueError as err:
+        raise OfficialFileError(f"{first}: {err}.") from err
+    if k is None:  # --kind marginal_smoothing / marginal_renorm: k is the files'
+        if labels.ndim != 3:
+            raise OfficialFileError(f"{first}: labels of shape {labels.shape} are not R x 2 x k ({kind}).")
+        k = int(labels.shape[2])
+    num_classes = config.num_classes or len(source.label_names or [])
+    if not num_classes:
+        raise ValueError(f"{config.dataset} has no class-label column to count the classes: pass --num_classes.")
+    to_label_columns(state, first, kind, k, len(coords), num_classes)  # the first file's errors before any work
+    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype))
+
+
+def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
+    names = source.label_names
+    class_names = list(names) if names and len(names) == layout.num_classes else \
+        [f"class_{index}" for index in range(layout.num_classes)]  # fmt: skip
+    provenance = dict(
+        method="converted", generator=GENERATOR, generator_url=GENERATOR_URL, label_type=layout.label_type,
+        label_dtype=layout.label_dtype, coords_dtype=layout.coords_dtype, label_dir=config.label_dir, **counts,
+    )  # fmt: skip
+    return LabelSetMetadata(
+        kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
+        temperature=float(config.temperature), stored_crops=layout.stored_crops, seed=-1,
+        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher=config.teacher,
+        teacher_revision=None, teacher_library="official FKD generator",
+        teacher_input_size=[config.input_size, config.input_size], teacher_mean=list(config.mean),
+        teacher_std=list(config.std), teacher_interpolation=config.interpolation, teacher_class_indices=None,
+        precision="fp32", dataset=source.spec, dataset_config=source.config, dataset_split=source.split,
+        dataset_revision=source.revision, image_column=source.image_column, label_column=source.label_column,
+        num_rows=source.num_rows, rows_per_shard=_shard_layout(config, source.num_rows), fkd_hf_version=__version__,
+        max_rows=config.max_rows, dataset_absolute=absolute_dataset_spec(source.spec), provenance=provenance,
+    )  # fmt: skip
+
+
+def _fingerprint(config: ImportFKDConfig, metadata: LabelSetMetadata) -> dict:
+    """What must match for a rerun to resume an existing output folder: the options (not --skip_missing, which a
+    resume may add for the shards left), with the values they resolved to where the metadata records them."""
+    keep = {key: value for key, value in dataclasses.asdict(config).items()
+            if key not in ("num_workers", "overwrite", "num_shards", "skip_missing")}  # fmt: skip
+    values = metadata.to_dict()
+    resolved = [*keep, "num_rows", "rows_per_shard", "k", "stored_crops"]
+    keep.update({key: values[key] for key in resolved if key in values})
+    return keep
+
+
+class _RowConverter:
+    """Per-row work, run in reading threads: the image's key, then its label file as label-set columns."""
+
+    def __init__(self, files: list[Path | None], metadata: LabelSetMetadata):
+        self.files, self.metadata = files, metadata
+
+    def __call__(self, item) -> dict:
+        row, value = item
+        result = {"row": row, "key": "", "error": None}
+        meta, path = self.metadata, self.files[row]
+        try:
+            result["key"] = image_key(image_bytes(value))
+            if path is None:
+                raise OfficialFileError(f"Image {value.get('path')} (row {row}) has no label file.")
+            columns = to_label_columns(load_label_file(path), path, meta.kind, meta.k, meta.stored_crops,
+                                       meta.num_classes)  # fmt: skip
+        except (BadImageError, OfficialFileError) as err:
+            result["error"] = str(err)
+            return result
+        result.update(columns)
+        return result
+
+
+def _convert_shards(config, source, metadata, state, files, num_shards) -> None:
+    """Converts this process's unfinished shards."""
+    output_dir, rows_per_shard = Path(config.output_dir), metadata.rows_per_shard
+    mine = [s for s in range(num_shards) if s % state.num_processes == state.process_index
+            and not shard_path(output_dir, s).is_file()]  # fmt: skip
+    total = sum(min((s + 1) * rows_per_shard, source.num_rows) - s * rows_per_shard for s in mine)
+    rows = prefetch_map(_RowConverter(files, metadata), _rows_of_shards(source, mine, rows_per_shard),
+                        config.num_workers, ahead=4 * max(config.num_workers, 1))  # fmt: skip
+    writer, shard_rows = LabelSetWriter(output_dir, metadata), None
+    progress = tqdm(total=total, unit="img", desc=f"import-fkd [{state.process_index}/{state.num_processes}]",
+                    disable=not state.is_local_main_process, dynamic_ncols=True)  # fmt: skip
+    with progress:  # closed also when a bad file stops the run
+        for row in rows:
+            if row["error"] is not None and not config.skip_missing:
+                raise OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows "
+                                        "as skipped (finished shards are kept).")  # fmt: skip
+            shard = row["row"] // rows_per_shard
+            if shard_rows is None or shard_rows.shard != shard:
+                if shard_rows is not None:
+                    shard_rows.write()
+                shard_rows = _ShardRows(writer, shard)
+            shard_rows.add(row)
+            progress.update(1)
+        if shard_rows is not None:
+            shard_rows.write()
+
+
+def _summary(output_dir: Path, seconds: float, repaired: list[str]) -> GenerateSummary:
+    final = read_metadata(output_dir)
+    return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
+                           len(final.skipped_rows), final.bytes_per_crop or 0.0, seconds, repaired)  # fmt: skip
+
+
+def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
+    """Converts ``config.label_dir`` into a label set in ``config.output_dir`` (see the module docstring).
+
+    >>> import_fkd(ImportFKDConfig(label_dir="FKD_soft_label/imagenet/train", dataset="imagefolder:imagenet/train",
+    ...                            output_dir="labels/imagenet-fkd"))  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    state = PartialState(cpu=True, timeout=timedelta(hours=24))
+    with state.main_process_first():
+        source = load_images(config.dataset, config.dataset_config, config.split, config.revision, False,
+                             config.image_column, config.label_column, config.max_rows)  # fmt: skip
+    files, missing, orphans = _label_files(config, source)
+    counts = dict(label_files=len(files) - len(missing), images_without_label_file=len(missing),
+                  label_files_without_image=len(orphans))  # fmt: skip
+    metadata = _build_metadata(config, source, _layout(config, source, files), counts)
+    output_dir = Path(config.output_dir)
+    fingerprint = _fingerprint(config, metadata)
+    num_shards = math.ceil(source.num_rows / metadata.rows_per_shard)
+    repaired = []
+    if state.is_main_process and prepare_output(output_dir, fingerprint, config.overwrite):
+        # a rerun: the others wait while the shards on disk are checked (the bad ones deleted, to be redone)
+        repaired = verify_output(output_dir, metadata, fingerprint, source, "sample", num_shards,
+                                 config.num_workers).problems  # fmt: skip
+    state.wait_for_everyone()
+    if (output_dir / METADATA_FILE).is_file():  # finished, and verified
+        state.print(f"{output_dir} already holds this label set; nothing to do.")
+        return _summary(output_dir, 0.0, [])
+    if missing or orphans:
+        state.print(f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, "
+                    "such files left out (--skip_missing).")  # fmt: skip
+    _convert_shards(config, source, metadata, state, files, num_shards)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        LabelSetWriter(output_dir, metadata).finish(num_shards)
+    state.wait_for_everyone()
+    summary = _summary(output_dir, time.perf_counter() - start, repaired)
+    state.print(summary)
+    return summary

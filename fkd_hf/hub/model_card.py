@@ -1,0 +1,143 @@
+"""A student's model card (``README.md``), rendered from a :class:`~fkd_hf.hub.student_info.StudentInfo` and
+``hub_cards/student_card.md`` with one ``ModelCard.from_template`` call.
+
+The YAML names the library, licence, tags, the label set and datasets (Hub ids only), the initial weights and the
+evaluation results as a model-index, so the Hub shows them. The card never holds a token: it is built from the info's
+fields only.
+
+    >>> write_student_card("outputs/student")  # from its fkd_student.json and config.json  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .ids import hub_repo_id
+from .student_info import StudentInfo
+from .templates import FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, hub_link, templates_dir
+
+__all__ = ["CARD_TAGS", "student_card", "write_student_card"]
+
+CARD_TAGS = ["fkd", "knowledge-distillation", "image-classification"]
+
+# Fields of the FKD hyperparameter table, in order, with their display names.
+_HYPERPARAMETERS = {
+    "num_crops": "crops per image and pass (m)",
+    "passes": "passes over the data",
+    "fkd_epochs": "FKD epochs (passes x m)",
+    "learning_rate": "learning rate",
+    "lr_scheduler": "learning-rate schedule",
+    "warmup": "warmup",
+    "optimizer": "optimizer",
+    "weight_decay": "weight decay",
+    "per_device_batch_size": "images per device and step",
+    "total_batch_size": "images per optimizer step",
+    "crops_per_step": "crops per optimizer step",
+    "temperature": "loss temperature",
+    "mixup_alpha": "Mixup alpha",
+    "cutmix_alpha": "CutMix alpha",
+    "input_size": "input size",
+    "precision": "precision",
+    "seed": "seed",
+}
+
+
+def _title(info: StudentInfo) -> str:
+    if info.model_name:
+        return info.model_name
+    if info.model_id:
+        return info.model_id.split("/")[-1]
+    return f"{info.architecture or 'student'}-fkd"
+
+
+def _hyperparameters(info: StudentInfo) -> dict[str, Any]:
+    """The FKD hyperparameters that are set, as display name -> value, in a fixed order."""
+    table = {name: getattr(info, key) for key, name in _HYPERPARAMETERS.items() if getattr(info, key) is not None}
+    table.update(info.extra_hyperparameters)
+    return table
+
+
+def _eval_config(info: StudentInfo) -> str | None:
+    """The eval dataset's config: its own, or the training dataset's when both are the same dataset."""
+    same = info.eval_dataset in (None, info.dataset)
+    return info.eval_dataset_config or (info.dataset_config if same else None)
+
+
+def _eval_results(info: StudentInfo) -> list[EvalResult]:
+    dataset = info.eval_dataset or info.dataset
+    if dataset is None:
+        return []
+    repo = hub_repo_id(dataset)
+    common = dict(
+        task_type="image-classification",
+        task_name="Image Classification",
+        dataset_type=repo or "imagefolder",
+        dataset_name=repo or Path(str(dataset).split(":", 1)[-1]).name or str(dataset),
+        dataset_config=_eval_config(info),
+        dataset_split=info.eval_split,
+    )
+    metrics = [("accuracy", "top-1 accuracy", info.top1), ("top_5_accuracy", "top-5 accuracy", info.top5)]
+    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 6))
+            for kind, name, value in metrics if value is not None]  # fmt: skip
+
+
+def _card_data(info: StudentInfo) -> ModelCardData:
+    """The card's YAML metadata (a model-index from the evaluation results)."""
+    linked = [hub_repo_id(info.label_set), hub_repo_id(info.dataset), hub_repo_id(info.eval_dataset)]
+    datasets = list(dict.fromkeys(repo for repo in linked if repo))
+    results = _eval_results(info)
+    return ModelCardData(
+        license=info.license or "other",
+        library_name=info.library_name,
+        pipeline_tag="image-classification",
+        tags=list(dict.fromkeys([*CARD_TAGS, info.library_name, *info.tags])),
+        datasets=datasets or None,
+        base_model=hub_repo_id(info.base_model),
+        metrics=["accuracy"] if results else None,
+        eval_results=results or None,
+        model_name=_title(info) if results else None,
+    )
+
+
+def _template_values(info: StudentInfo) -> dict[str, Any]:
+    """Every field of ``info`` plus what the template derives from them."""
+    label_repo = hub_repo_id(info.label_set)
+    return {
+        **info.to_json_dict(),
+        "title": _title(info),
+        "repo_id": info.model_id or "<user>/<model>",
+        "hyperparameter_table": _hyperparameters(info),
+        "label_set_repo": label_repo,
+        "label_set_link": hub_link(label_repo, "dataset"),
+        "teacher_link": hub_link(hub_repo_id(info.teacher)),
+        "dataset_link": hub_link(hub_repo_id(info.dataset), "dataset"),
+        "eval_dataset_name": info.eval_dataset or info.dataset,
+        "eval_config": _eval_config(info),
+        "top1_percent": f"{100 * info.top1:.2f}" if info.top1 is not None else None,
+        "top5_percent": f"{100 * info.top5:.2f}" if info.top5 is not None else None,
+        "citation": FKD_CITATION,
+        "paper_url": FKD_PAPER_URL,
+    }
+
+
+def student_card(info: StudentInfo) -> ModelCard:
+    """The student's model card."""
+    template = str(templates_dir() / STUDENT_TEMPLATE)
+    return ModelCard.from_template(_card_data(info), template_path=template, **_template_values(info))
+
+
+def write_student_card(student_dir: str | os.PathLike, info: StudentInfo | None = None) -> Path:
+    """Writes ``fkd_student.json`` and ``README.md`` into ``student_dir``; returns the README path.
+
+    ``info`` defaults to the folder's ``fkd_student.json``; fields it lacks come from the folder's ``config.json``.
+    """
+    student_dir = Path(student_dir)
+    info = StudentInfo.from_folder(student_dir) if info is None else info.update_from_folder(student_dir)
+    info.save(student_dir)
+    path = student_dir / "README.md"
+    student_card(info).save(path)
+    return path

@@ -1,0 +1,180 @@
+"""Label sets that share crops: ensembles of teachers.
+
+- ``fkd-hf generate --crops_from A --teacher B`` labels the crops and flips that label set A stores, read by
+  :class:`SharedCrops` (each image checked by its ``image_key``): the new set differs from A in its labels only.
+- :func:`merge_label_sets` (``fkd-hf merge-labels``) merges label sets that share crops into one: each set's targets
+  are reconstructed, averaged with optional weights, and quantized again to the kind and k asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .attach import LabelMismatchError
+from .format import LABEL_COLUMNS, LabelSet, LabelSetMetadata, fixed_size_to_numpy, load_label_set
+from .kinds import quantize, reconstruct, resolve_k
+from .writer import LabelSetWriter
+
+__all__ = ["SharedCrops", "merge_label_sets"]
+
+_DENSE_VALUES_PER_BATCH = 1 << 22  # dense float32 targets held at once per label set (16 MiB)
+
+
+class SharedCrops:
+    """The stored crops and flips of the label set ``source``, row by row, to label them with another teacher."""
+
+    def __init__(self, source: str | os.PathLike):
+        labels = load_label_set(source)
+        self.source, self.metadata = str(source), labels.metadata
+        self.rows = labels.dataset.select_columns(["image_key", "crops", "flips"]).with_format("arrow")
+        self.skipped = set(labels.metadata.skipped_rows)
+
+    def crop_options(self) -> dict:
+        """The crop options of ``fkd-hf generate`` that the shared crops fix: R, seed and the crop ranges."""
+        meta = self.metadata
+        return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=list(meta.crop_scale),
+                    crop_ratio=list(meta.crop_ratio))  # fmt: skip
+
+    def row(self, row: int, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(crops, flips)`` stored for source row ``row``, after checking that its image has ``key``; None for a
+        row the label set records as skipped."""
+        if row >= len(self.rows):
+            raise ValueError(
+                f"Row {row} is past the {len(self.rows)} rows of {self.source} (--crops_from): label the dataset it "
+                "was made from, or generate without --crops_from."
+            )
+        if row in self.skipped:
+            return None
+        table = self.rows[row : row + 1]
+        stored = table.column("image_key")[0].as_py()
+        if stored != key:
+            raise LabelMismatchError(row, stored, key, self.metadata)
+        r = self.metadata.stored_crops
+        return fixed_size_to_numpy(table.column("crops"), (r, 4)), fixed_size_to_numpy(table.column("flips"), (r,))
+
+
+def _check_compatible(sources: Sequence[str], sets: Sequence[LabelSet]) -> None:
+    first = sets[0].metadata
+    for source, labels in zip(sources[1:], sets[1:]):
+        for name in ("num_rows", "stored_crops", "num_classes", "class_names", "temperature"):
+            if getattr(labels.metadata, name) != getattr(first, name):
+                raise ValueError(
+                    f"{source} and {sources[0]} differ in {name} ({getattr(labels.metadata, name)!r:.60} vs "
+                    f"{getattr(first, name)!r:.60}): merge label sets made with `fkd-hf generate --crops_from "
+                    f"{sources[0]}` at one temperature."
+                )
+
+
+def _columns(table, metadata: LabelSetMetadata) -> dict:
+    n, r = table.num_rows, metadata.stored_crops
+    columns = {name: fixed_size_to_numpy(table.column(name), (n, r, -1)) for name in LABEL_COLUMNS[1:]}
+    columns["flips"] = columns["flips"].reshape(n, r)
+    columns["image_key"] = table.column("image_key").to_pylist()
+    return columns
+
+
+def _check_shared_crops(sources, parts: list[dict], start: int, keep: np.ndarray) -> None:
+    """Raises unless every set stores the same image keys, crops (bit for bit) and flips on the rows ``keep``."""
+    first = parts[0]
+    for source, part in zip(sources[1:], parts[1:]):
+        for name in ("image_key", "crops", "flips"):
+            a, b = np.asarray(first[name])[keep], np.asarray(part[name])[keep]
+            same = (a.view(np.uint16) == b.view(np.uint16)) if name == "crops" else (a == b)
+            rows = np.flatnonzero(~same.reshape(len(a), -1).all(axis=1)) if a.size else []
+            if len(rows):
+                row = start + int(np.flatnonzero(keep)[rows[0]])
+                raise ValueError(
+                    f"{source} stores other {name} than {sources[0]} at row {row}: merge only label sets that share "
+                    f"crops (made with `fkd-hf generate --crops_from {sources[0]} --teacher ...`)."
+                )
+
+
+def _merged_targets(parts, metas, weights, kind: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The weighted mean of the sets' reconstructed targets, quantized to ``kind``/``k``, in row batches."""
+    n, r = parts[0]["crops"].shape[:2]
+    num_classes = metas[0].num_classes
+    batch = max(1, _DENSE_VALUES_PER_BATCH // (r * num_classes))
+    out_indices, out_values = [], []
+    for start in range(0, n, batch):
+        dense = torch.zeros(min(batch, n - start), r, num_classes)
+        for part, meta, weight in zip(parts, metas, weights):
+            indices = torch.from_numpy(part["topk_indices"][start : start + batch].astype(np.int64))
+            values = torch.from_numpy(part["topk_values"][start : start + batch].astype(np.float32))
+            dense += weight * reconstruct(indices, values, meta.kind, num_classes)
+        indices, values = quantize(dense, kind, k)
+        out_indices.append(indices.numpy())
+        out_values.append(values.numpy())
+    return np.concatenate(out_indices), np.concatenate(out_values)
+
+
+def _merged_metadata(sources, sets, weights, kind: str, k: int) -> LabelSetMetadata:
+    metas = [labels.metadata for labels in sets]
+    parts = [dict(source=source, teacher=meta.teacher, teacher_revision=meta.teacher_revision, kind=meta.kind,
+                  k=meta.k, weight=float(weight)) for source, meta, weight in zip(sources, metas, weights)]  # fmt: skip
+    values = metas[0].to_dict()
+    values.update(
+        kind=kind, k=k, teacher=" + ".join(meta.teacher for meta in metas), teacher_revision=None,
+        teacher_class_indices=None, skipped_rows=sorted({row for meta in metas for row in meta.skipped_rows}),
+        provenance=dict(method="merged", label_sets=parts),
+    )  # fmt: skip
+    return LabelSetMetadata.from_dict(values)
+
+
+def merge_label_sets(
+    sources: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    weights: Sequence[float] | None = None,
+    kind: str | None = None,
+    k: int | None = None,
+) -> LabelSetMetadata:
+    """Merges label sets that share crops into one in ``output_dir`` (a new or empty folder).
+
+    Targets are averaged with ``weights`` (default equal; normalised to sum 1), then stored as ``kind`` (default:
+    the first set's) with ``k`` classes (default: the first set's k when the kind is the same, else the kind's).
+
+    >>> merge_label_sets(["labels/teacher-a", "labels/teacher-b"], "labels/ensemble", kind="full")  # doctest: +SKIP
+    """
+    sources = [str(source) for source in sources]
+    if len(sources) < 2:
+        raise ValueError("Give at least two label sets to merge.")
+    output = Path(output_dir)
+    if output.exists() and any(output.iterdir()):
+        raise FileExistsError(f"{output} is not empty: choose a new or empty folder for the merged label set.")
+    weights = np.ones(len(sources)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if len(weights) != len(sources) or not (weights > 0).all():
+        raise ValueError(f"Give one positive weight per label set ({len(sources)}), got {list(weights)}.")
+    weights = weights / weights.sum()
+    sets = [load_label_set(source) for source in sources]
+    _check_compatible(sources, sets)
+    first = sets[0].metadata
+    kind = kind or first.kind
+    k = resolve_k(kind, k if k is not None or kind != first.kind else first.k, first.num_classes)
+    metadata = _merged_metadata(sources, sets, weights, kind, k)
+    metadata.rows_per_shard = first.rows_per_shard or max(first.num_rows, 1)
+    return _write_merged(sources, sets, weights, metadata, output)
+
+
+def _write_merged(sources, sets, weights, metadata: LabelSetMetadata, output: Path) -> LabelSetMetadata:
+    """Writes the merged rows shard by shard (the first set's shard layout), checking the shared crops as it goes."""
+    writer = LabelSetWriter(output, metadata)
+    metas = [labels.metadata for labels in sets]
+    tables = [labels.dataset.with_format("arrow") for labels in sets]
+    skipped = np.asarray(metadata.skipped_rows, dtype=np.int64)
+    n, step = metadata.num_rows, metadata.rows_per_shard
+    for shard, start in enumerate(range(0, n, step)):
+        stop = min(start + step, n)
+        parts = [_columns(table[start:stop], meta) for table, meta in zip(tables, metas)]
+        keep = ~np.isin(np.arange(start, stop), skipped)
+        _check_shared_crops(sources, parts, start, keep)
+        columns = {name: parts[0][name] for name in ("image_key", "crops", "flips")}
+        indices, values = _merged_targets(parts, metas, weights, metadata.kind, metadata.k)
+        indices[~keep], values[~keep] = 0, 0.0  # placeholders of skipped rows, as generate writes them
+        columns.update(topk_indices=indices, topk_values=values)
+        writer.write_shard(shard, columns, [start + int(row) for row in np.flatnonzero(~keep)])
+    return writer.finish(math.ceil(n / step))

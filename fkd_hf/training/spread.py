@@ -1,0 +1,230 @@
+"""The spread crop layout: each photo is still decoded once per pass, but its ``num_crops`` crops go to different
+batches, so a batch of B crops holds B different photos, as in single-crop training.
+
+Batch semantics are those of the grouped layout: ``per_device_train_batch_size`` = b counts samples of
+``num_crops`` = m crops, a step holds ``B = b x m`` crops per device, a pass holds ``len(dataset)`` samples (one
+per photo) and counts m FKD epochs. A spread sample is m crops of m different photos.
+
+Layout of one pass on one process (a pure function of ``(seed, pass, rank, world_size, b, m, lanes, n)``):
+
+* Photos: the pass's permutation of all photos, cut into chunks of b; chunk g belongs to rank ``g % world_size``,
+  which is the rank that Accelerate hands global batch g (``BatchSamplerShard``), so each rank decodes only its own
+  photos. Its local step s (global batch ``s * world_size + rank``) holds its samples ``s*b .. s*b + b - 1``.
+* Superblocks of ``lanes x m`` steps and ``lanes x B`` photos: lane l of a superblock is a block of B photos; in
+  round j (j = 0..m-1) step ``start + j*lanes + l`` holds crop j (the j-th of :func:`select_crops`) of each of the
+  block's B photos, in a random order. A photo's crops are thus ``lanes`` steps apart and all in steps that are
+  equal modulo ``lanes``. The last photos of a rank fill a superblock with fewer lanes; the final r < B photos
+  (the rest) go round-major: all r with round 0, then all with round 1, ..., so their steps hold r photos each.
+* Decoding: the first time a loader worker needs a photo it decodes it once and replays all the crops it will serve
+  itself (DataLoader workers serve batches in turn: worker w gets the steps ``w, w + W, ...``); it keeps them until
+  they are served. With ``dataloader_num_workers`` (W) dividing ``lanes``, each photo is decoded once per pass;
+  otherwise photos are decoded up to ``W / gcd(W, lanes)`` times (same batches). The rest, and a last superblock
+  whose lanes W does not divide, are spread over consecutive steps: their photos may be decoded by several workers.
+* Resuming: the Trainer skips batches in the sampler, so skipped batches are not read; the first batches after the
+  skip decode the photos they need and replay exactly the same crops.
+
+Memory: the crops waiting in a process's workers peak at ``lanes x B x (m - 1)`` crops, after the first round of a
+superblock. At ImageNet size (224 px, 147 KiB a crop) with the default 8 lanes and m = 4: 441 MiB per process at
+B = 128 (FKD's ``-b 1024`` on 8 GPUs: 32 photos x 4 per device), 882 MiB at B = 256; half that with 4 lanes. Each
+worker also holds the pass's photo order of its rank (8 bytes a photo: 10 MiB for ImageNet on one process), and
+in a single-crop tail pass its m single-crop orders (4 bytes a photo each) instead of waiting crops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+import torch
+
+from ..labels.format import LabelSetMetadata
+from .data import Crop, FKDCropDataset
+
+__all__ = ["SPREAD_STREAM", "rank_photos", "SpreadLayout", "SpreadCropDataset", "spread_train_set"]
+
+SPREAD_STREAM = 0x5B2EAD  # keeps the layout's random streams apart from select_crops' and the tail's
+
+
+def rank_photos(seed: int, pass_index: int, num_photos: int, batch_size: int, rank: int, world_size: int) -> np.ndarray:
+    """The photos (dataset positions) that process ``rank`` trains on in pass ``pass_index``, in pass order."""
+    order = np.random.default_rng([seed, SPREAD_STREAM, pass_index]).permutation(num_photos)
+    return order[(np.arange(num_photos) // batch_size) % world_size == rank]
+
+
+class SpreadLayout:
+    """Where the crops of ``num_photos`` photos go, step by step (module doc); photos are local indices."""
+
+    def __init__(self, num_photos: int, batch_size: int, num_crops: int, lanes: int, seed: int = 0,
+                 pass_index: int = 0, rank: int = 0):  # fmt: skip
+        self.num_photos, self.batch_size, self.num_crops = num_photos, batch_size, num_crops
+        self.seed, self.pass_index, self.rank = seed, pass_index, rank
+        self.block = batch_size * num_crops  # B: photos of a lane's block, crops of a step
+        self.lanes = min(lanes, num_photos // self.block)
+        self.superblocks = num_photos // (self.lanes * self.block) if self.lanes else 0
+        spread = self.superblocks * self.lanes
+        self.tail_lanes = (num_photos - spread * self.block) // self.block
+        self.rest_step = (spread + self.tail_lanes) * num_crops  # the first step of the rest, fewer than B photos
+        self.rest_photo = (spread + self.tail_lanes) * self.block
+        self.rest = num_photos - self.rest_photo
+
+    @property
+    def max_cached_crops(self) -> int:
+        """The most crops waiting to be served at once, in one process (reached after a superblock's first round)."""
+        return max(self.lanes * self.block, self.rest) * (self.num_crops - 1)
+
+    def step(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Step ``step``'s crops: photos and rounds, ``[B]`` (fewer in the last step)."""
+        m, crops = self.num_crops, self.block
+        if step >= self.rest_step:  # round-major: every photo of the rest, then again with the next round
+            position = (step - self.rest_step) * crops + np.arange(crops)
+            rounds, photos = np.divmod(position[position < self.rest * m], self.rest)
+            return self.rest_photo + photos, rounds
+        superblock, rel = divmod(step, self.lanes * m)
+        round_, lane = divmod(rel, self.lanes if superblock < self.superblocks else self.tail_lanes)
+        order = np.random.default_rng([self.seed, SPREAD_STREAM, self.pass_index, self.rank, step])
+        return (superblock * self.lanes + lane) * crops + order.permutation(crops), np.full(crops, round_)
+
+    def round_steps(self, photos: np.ndarray) -> np.ndarray:
+        """``[len(photos), m]``: the step that serves each round of each photo."""
+        photos, rounds = np.asarray(photos, dtype=np.int64), np.arange(self.num_crops)
+        steps = np.empty((len(photos), self.num_crops), dtype=np.int64)
+        rest = photos >= self.rest_photo
+        steps[rest] = self.rest_step + (photos[rest, None] - self.rest_photo + rounds * self.rest) // self.block
+        if not rest.all():
+            spread = photos[~rest]
+            superblock, offset = np.divmod(spread, self.lanes * self.block)
+            lanes = np.where(superblock < self.superblocks, self.lanes, self.tail_lanes)
+            first = superblock * self.lanes * self.num_crops + offset // self.block
+            steps[~rest] = first[:, None] + rounds * lanes[:, None]
+        return steps
+
+
+@dataclasses.dataclass
+class _Waiting:
+    """Crops of one photo that this worker replayed and will serve later."""
+
+    last_step: int
+    crops: dict[int, Crop]
+
+
+class SpreadCropDataset(FKDCropDataset):
+    """:class:`FKDCropDataset` in the spread layout (module doc): samples are read in order (FKDTrainer uses a
+    sequential sampler) and a sample holds ``num_crops`` crops of different photos.
+
+    ``batch_size`` is the loader's batch (samples per device step); ``rank`` and ``world_size`` are the process's.
+    The single-crop tail works as in :class:`FKDCropDataset`, on this process's photos.
+    """
+
+    ordered = True
+
+    def __init__(
+        self,
+        rows: datasets.Dataset,
+        metadata: LabelSetMetadata,
+        num_crops: int,
+        size: Sequence[int],
+        interpolation: str = "bilinear",
+        seed: int = 0,
+        image_column: str = "image",
+        *,
+        batch_size: int,
+        lanes: int = 8,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__(rows, metadata, num_crops, size, interpolation, seed, image_column)
+        if batch_size < 1 or lanes < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"Need batch_size >= 1, lanes >= 1 and 0 <= rank < world_size, got {batch_size}, "
+                             f"{lanes}, {rank}, {world_size}.")  # fmt: skip
+        self.batch_size, self.lanes, self.rank, self.world_size = batch_size, lanes, rank, world_size
+        self._layout: SpreadLayout | None = None
+        self._photos = np.zeros(0, dtype=np.int64)
+        self._waiting: dict[int, _Waiting] = {}
+
+    @property
+    def layout(self) -> SpreadLayout:
+        """The layout of the current pass on this process (built, with the pass's photos, when a pass begins)."""
+        if self._layout is None or self._layout.pass_index != self.pass_index:
+            pass_index = self.pass_index
+            self._photos = rank_photos(self.seed, pass_index, len(self), self.batch_size, self.rank, self.world_size)
+            self._layout = SpreadLayout(len(self._photos), self.batch_size, self.num_crops, self.lanes, self.seed,
+                                        pass_index, self.rank)  # fmt: skip
+            self._waiting.clear()
+        return self._layout
+
+    @property
+    def cached_crops(self) -> int:
+        """Crops this process (worker) holds for later batches."""
+        return sum(len(waiting.crops) for waiting in self._waiting.values())
+
+    def _local_samples(self, indices: Sequence[int]) -> np.ndarray:
+        """This process's sample positions of sampler indices (global batch g = index // b is local step
+        g // world_size); indices past its photos wrap around, as Accelerate's ``even_batches`` padding does."""
+        indices = np.asarray(indices, dtype=np.int64)
+        batch, offset = np.divmod(indices, self.batch_size)
+        return ((batch // self.world_size) * self.batch_size + offset) % max(1, self.layout.num_photos)
+
+    def _plan_steps(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Local photos and rounds ``[len(indices), m]`` of the samples at ``indices``, and the steps they are in."""
+        local = self._local_samples(indices)
+        if self.in_tail:
+            window = self.batch_size * self.num_crops - 1  # a step's crops are of different photos
+            return (*self._tail_plan(local, np.arange(len(self._photos)), self.rank, window), [])
+        m, steps = self.num_crops, {}
+        photos, rounds = np.empty((len(local), m), np.int64), np.empty((len(local), m), np.int64)
+        for i, (step, offset) in enumerate(zip(*np.divmod(local, self.batch_size))):
+            if step not in steps:
+                steps[step] = self.layout.step(int(step))
+            photos[i], rounds[i] = (a[offset * m : (offset + 1) * m] for a in steps[step])
+        return photos, rounds, sorted(steps)
+
+    def crop_plan(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        local, rounds, _ = self._plan_steps(indices)
+        return self._photos[local], rounds
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """Serves a batch from the crops waiting in this worker, decoding only the photos it has not seen."""
+        local, rounds, steps = self._plan_steps(indices)
+        photos = self._photos[local]
+        if self.in_tail:
+            return self._samples(indices, (photos, rounds), self._read_plan(zip(photos.ravel(), rounds.ravel())))
+        self._replay_missing(local, rounds, steps[0])
+        crops = {}
+        for photo, round_ in zip(photos.ravel().tolist(), rounds.ravel().tolist()):
+            crops.setdefault(photo, {})[round_] = self._waiting[photo].crops.pop(round_)
+        self._waiting = {p: w for p, w in self._waiting.items() if w.crops and w.last_step > steps[-1]}
+        return self._samples(indices, (photos, rounds), crops)
+
+    def _replay_missing(self, local: np.ndarray, rounds: np.ndarray, step: int) -> None:
+        """Decodes the photos of this batch whose crops are not waiting; on a photo's first sight, also replays its
+        later crops in the steps this worker serves (``step``, ``step + W``, ...), and keeps them."""
+        info = torch.utils.data.get_worker_info()
+        workers = 1 if info is None else info.num_workers
+        wanted: dict[int, set[int]] = {}
+        for photo, round_ in zip(local.ravel().tolist(), rounds.ravel().tolist()):
+            waiting = self._waiting.get(int(self._photos[photo]))
+            if waiting is None or round_ not in waiting.crops:
+                wanted.setdefault(photo, set()).add(round_)
+        new = [photo for photo in wanted if int(self._photos[photo]) not in self._waiting]
+        last = {}
+        for photo, steps in zip(new, self.layout.round_steps(np.asarray(new, dtype=np.int64))):
+            wanted[photo].update(np.flatnonzero((steps >= step) & ((steps - step) % workers == 0)).tolist())
+            last[int(self._photos[photo])] = int(steps[-1])
+        pairs = [(self._photos[photo], round_) for photo, rs in wanted.items() for round_ in sorted(rs)]
+        for photo, crops in self._read_plan(pairs).items():
+            self._waiting.setdefault(photo, _Waiting(last.get(photo, step), {})).crops.update(crops)
+
+
+def spread_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, data: dict, config) -> SpreadCropDataset:
+    """The training set of ``config.crop_layout = "spread"`` (a ``train_set_factory`` of ``build_trainer``)."""
+    if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
+        raise ValueError("crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
+                         "options split_batches and dispatch_batches.")  # fmt: skip
+    seed = config.data_seed if config.data_seed is not None else config.seed
+    return SpreadCropDataset(
+        rows, metadata, config.num_crops, data["input_size"], config.train_interpolation, seed, config.image_column,
+        batch_size=config.train_batch_size, lanes=config.spread_lanes, rank=config.process_index,
+        world_size=config.world_size,
+    )  # fmt: skip

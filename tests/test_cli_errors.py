@@ -1,0 +1,178 @@
+"""Every fkd-hf command reports an error as one line (exit 2 for usage, 1 otherwise), without a token; --debug adds
+the traceback; config-file values are converted or refused by field type before anything is written."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import yaml
+
+from fkd_hf.cli import COMMANDS, main, run_command, take_debug_flag
+from fkd_hf.cli.arguments import UsageError
+
+SECRET = "hf_runnerTestSecretToken123"
+
+
+def _command(error: BaseException) -> types.SimpleNamespace:
+    """A command module whose main raises ``error``."""
+
+    def failing_main(argv):
+        raise error
+
+    return types.SimpleNamespace(PROG="fkd-hf fake", main=failing_main)
+
+
+def _error_lines(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_an_unknown_option_is_one_line_with_exit_status_two(command, capsys):
+    assert main([command, "--no-such-option", "x"]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"fkd-hf {command}: error: ")
+    assert lines[0].endswith(f"(run `fkd-hf {command} --help` for the options)")
+
+
+@pytest.mark.parametrize(
+    "error, status, expected",
+    [
+        (UsageError("bad value for --x"), 2, "fkd-hf fake: error: bad value for --x"),
+        (FileNotFoundError("labels/ is not a label set:\n  give a folder"), 1,
+         "fkd-hf fake: error: labels/ is not a label set: give a folder"),
+        (KeyError("Dataset 'd' has no image column 'img'"), 1, "fkd-hf fake: error: Dataset 'd' has no image column"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_line_with_their_exit_status(error, status, expected, capsys):
+    assert run_command(_command(error), []) == status
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(expected)
+
+
+def test_an_unexpected_error_is_named_and_points_to_debug(capsys):
+    assert run_command(_command(ZeroDivisionError("division by zero")), []) == 1
+    lines = _error_lines(capsys)
+    assert lines == ["fkd-hf fake: error: ZeroDivisionError: division by zero",
+                     "fkd-hf fake: rerun with --debug for the traceback."]  # fmt: skip
+
+
+def test_debug_flag_or_variable_adds_the_traceback(capsys, monkeypatch):
+    assert run_command(_command(ValueError("broken")), [], debug=True) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and err.rstrip().endswith("error: broken")
+    monkeypatch.setenv("FKD_HF_DEBUG", "1")
+    assert main(["push-labels", "/no/such/folder", "--repo-id", "user/never"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("FKD_HF_DEBUG", "0")
+    assert main(["push-labels", "/no/such/folder", "--repo-id", "user/never", "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["push-labels", "/no/such/folder", "--repo-id", "user/never"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_debug_is_taken_out_of_the_arguments_except_as_the_trainers_option(monkeypatch):
+    monkeypatch.delenv("FKD_HF_DEBUG", raising=False)
+    assert take_debug_flag(["--debug", "train", "--x", "1"]) == (True, ["train", "--x", "1"])
+    assert take_debug_flag(["train", "--x", "1", "--debug"]) == (True, ["train", "--x", "1"])
+    trainer_debug = ["train", "--debug", "underflow_overflow", "--x", "1"]
+    assert take_debug_flag(trainer_debug) == (False, trainer_debug)
+
+
+def test_no_token_is_printed_even_with_the_traceback(capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    assert run_command(_command(OSError(f"request with {SECRET} failed")), [], debug=True) == 1
+    err = capsys.readouterr().err
+    assert SECRET not in err and "request with *** failed" in err
+
+
+def test_a_hub_authentication_failure_says_how_to_log_in(capsys):
+    from huggingface_hub.errors import LocalTokenNotFoundError
+
+    assert run_command(_command(LocalTokenNotFoundError("Token is required")), []) == 1
+    lines = _error_lines(capsys)
+    assert lines[0] == "fkd-hf fake: error: LocalTokenNotFoundError: Token is required"
+    assert len(lines) == 2 and "hf auth login" in lines[1]
+
+
+def test_ctrl_c_exits_with_130_and_one_line(capsys):
+    assert run_command(_command(KeyboardInterrupt()), []) == 130
+    assert _error_lines(capsys) == ["fkd-hf fake: interrupted."]
+
+
+# --- values of the wrong type, before any work ------------------------------------------------------------------------
+
+COMMAND_CONFIGS = {
+    "generate": {"dataset": "imagefolder:photos", "stored_crops": 2},
+    "train": {"label_set": "labels", "student": "resnet18", "num_crops": 2},
+    "demo": {"num_crops": 2},
+}
+BAD_VALUES = [
+    ("num_crops", 2.7, "invalid int value: '2.7'"),
+    ("temperature", "warm", "invalid float value: 'warm'"),
+    ("seed", True, "invalid int value: 'True'"),
+    ("seed", None, "seed takes int, got None"),
+    ("seed", [2, 3], "seed takes int, got [2, 3]"),
+    ("seed", {"a": 1}, "seed takes int, got {'a': 1}"),
+]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Makes the work behind generate, train and demo fail the test if a command gets that far."""
+    import fkd_hf.demo
+    import fkd_hf.generation
+    import fkd_hf.training
+
+    def never(*args, **kwargs):
+        raise AssertionError("the command started its work")
+
+    for module, name in ((fkd_hf.generation, "generate"), (fkd_hf.training, "train"), (fkd_hf.demo, "run_demo")):
+        monkeypatch.setattr(module, name, never)
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+@pytest.mark.parametrize("key, value, message", BAD_VALUES)
+def test_a_config_value_of_the_wrong_type_is_refused_before_any_file(command, key, value, message, tmp_path, capsys,
+                                                                      no_work):  # fmt: skip
+    values = dict(COMMAND_CONFIGS[command])
+    if command == "generate" and key == "num_crops":
+        key = "stored_crops"  # generate's R
+        message = message.replace("num_crops", "stored_crops")
+    values.update({key: value, "output_dir": str(tmp_path / "out")})
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(values))
+    assert main([command, "--config", str(recipe)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith(f"fkd-hf {command}: error: ") and message in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_a_flag_of_the_wrong_type_is_refused_before_any_file(command, tmp_path, capsys, no_work):
+    argv = [f"--{key}={value}" for key, value in COMMAND_CONFIGS[command].items()]
+    assert main([command, *argv, "--output_dir", str(tmp_path / "out"), "--seed", "1.5"]) == 2
+    assert "invalid int value: '1.5'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_a_config_file_value_of_a_convertible_type_is_converted(tmp_path):
+    from fkd_hf.cli.arguments import parse_config
+    from fkd_hf.training import FKDConfig
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("output_dir: out\nnum_crops: '3'\ntemperature: 2\nstudent_pretrained: 'yes'\nmean: null\n")
+    (config,) = parse_config([FKDConfig], ["--config", str(recipe)], "fkd-hf train", "")
+    assert (config.num_crops, config.temperature, config.student_pretrained, config.mean) == (3, 2.0, True, None)
+
+
+def test_train_help_lists_fkd_options_before_the_trainers(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    body = out[out.index("\n\n", out.index("usage:")):]  # after the usage line, which lists every flag
+    own, trainer = body.index("\nFKDConfig options:\n"), body.index("\nTrainingArguments options:\n")
+    for name in ("label_set", "student", "num_crops", "fkd_epochs", "temperature", "overwrite_output_dir"):
+        assert own < body.index(f"\n  --{name} ") < trainer, name
+    for name in ("learning_rate", "per_device_train_batch_size", "seed", "dataloader_num_workers"):
+        assert trainer < body.index(f"\n  --{name} "), name
