@@ -25,7 +25,7 @@ BENCHMARKS = {
     "demo_time": ("benchmarks.demo_time", "wall time of `fkd-hf demo` from cold caches, default and imagenette-mini"),
     "generate_soak": ("benchmarks.generate_soak", "generation survives SIGKILL: killed at random moments, resumed, "
                       "compared with an uninterrupted run"),
-    "pipeline": ("benchmarks.pipeline", "input-pipeline CPU-seconds per crop: plain, ReLabel, FKD, generation; cores per A100"),
+    "pipeline": ("benchmarks.pipeline", "input-pipeline CPU-seconds per crop: plain, ReLabel, FKD; cores per A100"),
     "startup": ("benchmarks.startup", "start-up time of `import fkd_hf` and `fkd-hf ... --help`, and their heavy imports"),
 }
 

@@ -3,20 +3,18 @@
     python -m benchmarks pipeline                     # about 2 minutes on 2 cores; --publish: into RESULTS.md
     python -m benchmarks pipeline --device cuda       # the device-crop op on the GPU
 
-Process CPU time on one thread (no loader workers, no model) of reading the encoded bytes (an Arrow take),
-decoding, cropping, resizing, flipping, collating uint8 batches and building the targets, per method: plain
-(torchvision's ImageFolder pipeline: PIL decode, ``RandomResizedCrop`` + ``RandomHorizontalFlip`` on the PIL image);
-plain_fast (one crop per decode with ``decode_pixels`` and the ``tensor`` replay); relabel / relabel_pil (those
-crops + ReLabel's 15 x 15 top-5 map targets by RoIAlign); fkd (``FKDCropDataset``, m of R stored crops per decode,
-with its label sets' replay) and fkd_tensor (that layout, ``tensor`` replay); fkd_spread (``SpreadCropDataset``);
-generation / generation_pil (per stored crop: key, decode, R crops at the teacher's 224 px, bicubic). fkd_device is
-a bound: FKD's layout with the crops resized on the device (``device_crops``), the CPU decoding.
-
-Photos: --photos train photos of --dataset re-encoded at 500x375, JPEG q90, as train_throughput does. Each figure is
-the best of --rounds interleaved rounds. Derived: CPU cores to feed one A100 at 2,470 crops/s (NVIDIA's ResNet-50
-AMP reference) and the bound m / (D + m C) crops per CPU-second of a layout that decodes a photo once (D ms) and
-crops it m times (C ms each) with its ops. The teacher rates (one A100, AMP, 224 px: efficientnet-lite0 3,000,
-ResNet-50 2,500 crops/s) are assumptions. Writes benchmarks/results/pipeline.json.
+Process CPU time, one thread, no workers, no model, of reading the encoded bytes (an Arrow take), decoding, cropping,
+resizing, flipping, collating uint8 batches and building the targets: plain (torchvision's ImageFolder pipeline: PIL
+decode, ``RandomResizedCrop`` + ``RandomHorizontalFlip`` on the PIL image); plain_fast (one crop per decode,
+``decode_pixels`` + the ``tensor`` replay); relabel / relabel_pil (those crops + ReLabel's 15 x 15 top-5 map targets);
+fkd (``FKDCropDataset``: m of R stored crops per decode, its label sets' replay); fkd_tensor (with the ``tensor``
+replay); fkd_spread (``SpreadCropDataset``); fkd_device (a bound: crops resized on --device by ``device_crops``);
+generation / generation_pil (per stored crop: key, decode, R crops at 224 px bicubic, a timm teacher's input).
+Photos: --photos train photos of --dataset re-encoded at 500x375, JPEG q90, as train_throughput does; each figure is
+the best of --rounds interleaved rounds. Derived: CPU cores to feed one A100 at 2,470 crops/s (NVIDIA's ResNet-50 AMP
+reference) and the bound n / (D + n C) crops per CPU-second of n crops per decode (D: decode ms, C: crop ms, of the
+method's ops). Teacher rates on one A100 (AMP, 224 px: efficientnet-lite0 3,000, ResNet-50 2,500 crops/s) are
+assumed. Writes benchmarks/results/pipeline.json.
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ from fkd_hf.labels.images import decode_image, image_bytes, image_key, load_imag
 from fkd_hf.labels.kinds import reconstruct, resolve_k
 from fkd_hf.training import FKDCropDataset, collate_crops, select_crops
 
-from ._report import RESULTS_DIR, machine_info, publish, write_json
+from ._report import BENCH_DIR, RESULTS_DIR, machine_info, publish, write_json
 from .relabel import relabel_targets
 
 try:  # the spread crop layout, in an fkd_hf that has it
@@ -52,7 +50,7 @@ try:  # the spread crop layout, in an fkd_hf that has it
 except ImportError:
     SpreadCropDataset = None
 
-DEFAULT_DATA = RESULTS_DIR.parent.parent.parent / "shared" / "data" / "imagenette-mini"
+DEFAULT_DATA = BENCH_DIR.parent.parent / "shared" / "data" / "imagenette-mini"
 A100_CROPS_PER_S = 2470  # NVIDIA's ResNet-50 training reference, one A100-80GB, AMP
 TEACHER_CROPS_PER_S = {"efficientnet-lite0": 3000, "resnet50": 2500}  # assumed: one A100, 224 px, AMP
 PHOTO_SIZE, TEACHER = (500, 375), (224, "bicubic")  # ImageNet's typical photo; a timm teacher's input and resize
@@ -76,7 +74,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stored-crops", type=int, default=8, help="R: crops stored (and generated) per photo.")
     parser.add_argument("--classes", type=int, default=1000, help="Classes of the labels (ImageNet-1k: 1,000).")
     parser.add_argument("--batch-crops", type=int, default=128, help="Crops per batch.")
-    parser.add_argument("--crops", type=int, default=768, help="Timed crops per method and round.")
+    parser.add_argument("--crops", type=int, default=512, help="Timed crops per method and round.")
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds; each figure keeps its best.")
     parser.add_argument("--device", default="cpu", help="Where device_crops crops and resizes (cpu, cuda, ...).")
     parser.add_argument("--output", default=str(RESULTS_DIR / "pipeline.json"), help="Where the JSON results go.")
@@ -166,34 +164,27 @@ class SingleCrops(torch.utils.data.Dataset):
         return samples
 
 
-class TensorReplayFKD(torch.utils.data.Dataset):
-    """FKDCropDataset's paper layout (a photo's m stored crops of pass 0, its image key checked) with the ``tensor``
-    replay, for an fkd_hf whose label sets do not record their replay method."""
+class TensorReplayFKD(FKDCropDataset):
+    """FKDCropDataset with the ``tensor`` replay, for an fkd_hf whose label sets do not record their replay method:
+    :meth:`read_crops` is FKDCropDataset's with ``decode_pixels`` and ``replay_crops``."""
 
-    def __init__(self, rows: datasets.Dataset, metadata: LabelSetMetadata, num_crops: int, size: tuple[int, int]):
-        self.rows = rows.select_columns(["image", *LABEL_COLUMNS]).with_format("arrow")
-        self.metadata, self.num_crops, self.size = metadata, num_crops, size
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitems__(self, indices) -> list[dict]:
-        table, n, stored = self.rows[list(indices)], len(indices), self.metadata.stored_crops
-        crops, flips = (fixed_size_to_numpy(table.column(name), shape) for name, shape in
-                        (("crops", (n, stored, 4)), ("flips", (n, stored))))  # fmt: skip
+    def read_crops(self, photos, rounds):
+        rows = self.row_ids[np.asarray(photos, dtype=np.int64)]
+        table, n, stored = self.rows[rows.tolist()], len(rows), self.metadata.stored_crops
+        crops, flips = (fixed_size_to_numpy(table.column(name), (n, stored, *shape)) for name, shape in
+                        (("crops", (4,)), ("flips", ())))  # fmt: skip
         top_i, top_v = (fixed_size_to_numpy(table.column(name), (n, stored, -1)) for name in LABEL_COLUMNS[3:])
-        samples = []
-        for j, (row, value) in enumerate(zip(indices, table.column("image").to_pylist())):
+        keys, out = table.column("image_key").to_pylist(), []
+        for j, (row, value) in enumerate(zip(rows.tolist(), table.column(self.image_column).to_pylist())):
             data = image_bytes(value)
-            if image_key(data) != table.column("image_key")[j].as_py():
+            if image_key(data) != keys[j]:
                 raise ValueError(f"row {row}: the image does not match its labels")
-            image = decode_for_replay(data, "tensor")
-            chosen = select_crops(0, row, 0, stored, self.num_crops)
+            image = decode_pixels(data)
+            chosen = select_crops(self.seed, row, self.pass_index, stored, self.num_crops)[list(rounds[j])]
             boxes = crops_to_pixels(crops[j][chosen], *decoded_size(image))
-            pixels = replay_crops(image, boxes, flips[j][chosen], self.size, "bilinear", "tensor")
-            samples.append({"pixel_values": torch.from_numpy(pixels), "topk_indices": torch.from_numpy(top_i[j][chosen]),
-                            "topk_values": torch.from_numpy(top_v[j][chosen]), "sample_id": row})  # fmt: skip
-        return samples
+            pixels = replay_crops(image, boxes, flips[j][chosen], self.size, self.interpolation, "tensor")
+            out.append(list(zip(pixels, top_i[j][chosen], top_v[j][chosen])))
+        return out
 
 
 def device_crops(images: list[torch.Tensor], boxes: list[np.ndarray], flips: list[np.ndarray], size: tuple[int, int],
@@ -285,11 +276,6 @@ def run(arm: tuple, crops: int) -> tuple[float, float]:
     return (time.process_time() - start) / done * 1e3, in_targets / done * 1e3
 
 
-def best(a: dict | None, b: dict) -> dict:
-    """The element-wise minimum of two nested dicts of timings (``a`` None: ``b``)."""
-    return b if a is None else {k: best(a[k], v) if isinstance(v, dict) else min(a[k], v) for k, v in b.items()}
-
-
 def _ms(fn, items, sync: bool = False) -> float:
     """CPU milliseconds per item of ``fn`` over ``items`` (``sync``: waiting for the accelerator at the end)."""
     start = time.process_time()
@@ -308,33 +294,52 @@ def draft_decode(data: bytes) -> Image.Image:
     return image
 
 
-def op_times(photos: list[bytes], sizes: list[int], args) -> dict:
-    """``decode_ms``: D, ms per photo of each decoder. ``photo_ms[key][n][ops]``: T, ms per photo to decode it and
-    crop it n times (n = 1 and m at each size, bilinear; R at the teacher's size and interpolation), a crop being
-    crop + resize + flip into uint8, with ops pil, tensor, torchvision (plain's) and device (:func:`device_crops` on
-    --device); so the crop cost C = (T - D) / n is met as a loader meets it, the photo just decoded."""
-    decoders = {"pil": decode_image, "tensor": decode_pixels, "torchvision": pil_loader, "pil_draft_half": draft_decode}
-    ops = {"decode_ms": {name: _ms(fn, photos) for name, fn in decoders.items()}, "photo_ms": {}}
+DECODERS = {"pil": decode_image, "tensor": decode_pixels, "torchvision": pil_loader, "pil_draft_half": draft_decode}
+CROPS = {  # ops -> (decoded photo, pixel boxes, flips, size, interpolation, device) -> its crops
+    "pil": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "pil"),
+    "tensor": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "tensor"),
+    "torchvision": lambda image, boxes, flips, size, mode, device: [torchvision_crop(image, size) for _ in boxes],
+    "device": lambda image, boxes, flips, size, mode, device: device_crops([image], [boxes], [flips], size, device),
+}
+
+
+def photo_ms(photos: list[bytes], boxes: list, op: str, size: int, mode: str, n: int, count: int, device: str) -> float:
+    """T: CPU ms per photo to decode it with ``op``'s decoder and crop it ``n`` times with ``op`` (crop, resize, flip
+    into uint8), over ``count`` photos; C = (T - D) / n is then the crop cost met as a loader meets it."""
+    decode, crop = DECODERS[DECODER[op]], CROPS[op]
+
+    def photo(i):
+        image, (crops, flips) = decode(photos[i % len(photos)]), boxes[i % len(boxes)]
+        crop(image, crops_to_pixels(crops[:n], *decoded_size(image)), flips[:n], (size, size), mode, device)
+
+    return _ms(photo, range(count), sync=op == "device" and device != "cpu")
+
+
+def measure(photos: list[bytes], arms: dict, args) -> tuple[dict, dict]:
+    """Best-of-rounds D per decoder and, per arm group and method, ``(CPU ms per crop, of it targets, T)``: each
+    arm timed over >= --crops crops, right after it T of its ops over as many photos, so both see the same load."""
     boxes = [sample_crops(*Image.open(io.BytesIO(data)).size[::-1], args.stored_crops, crop_rng(0, row))
              for row, data in enumerate(photos)]  # fmt: skip
-    crop = {
-        "pil": lambda image, b, f, out, mode: replay_crops(image, b, f, out, mode, "pil"),
-        "tensor": lambda image, b, f, out, mode: replay_crops(image, b, f, out, mode, "tensor"),
-        "torchvision": lambda image, b, f, out, mode: [torchvision_crop(image, out) for _ in b],
-        "device": lambda image, b, f, out, mode: device_crops([image], [b], [f], out, args.device),
-    }
-    plans = [(size, "bilinear", n) for size in sizes for n in (1, args.num_crops)] + [(*TEACHER, args.stored_crops)]
-    for size, mode, n in plans:
-        times = ops["photo_ms"].setdefault(f"{size}_{mode}", {}).setdefault(str(n), {})
-        for op, fn in crop.items() if mode == "bilinear" else [(op, crop[op]) for op in ("pil", "tensor")]:
-            decode = decoders[DECODER[op]]
+    for arm in (arm for group in arms.values() for arm in group.values() if arm is not None):
+        run(arm, 1)  # warm-up: one unit (first batches, kernels, allocator)
+    decode, costs = {}, {}
+    for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits every figure alike
+        for name, fn in DECODERS.items():
+            decode[name] = min(decode.get(name, float("inf")), _ms(fn, photos))
+        for (size, mode), group in arms.items():
+            for name, arm in group.items():
+                n, op = layout(name, args)
+                cost = (0.0, 0.0) if arm is None else run(arm, args.crops)
+                t = photo_ms(photos, boxes, op, size, mode, n, max(8, args.crops // n), args.device)
+                old = costs.setdefault((size, mode), {}).get(name, (float("inf"), 0.0, float("inf")))
+                costs[size, mode][name] = (*min(old[:2], cost), min(old[2], t))
+    return decode, costs
 
-            def photo(i):
-                image = decode(photos[i])
-                fn(image, crops_to_pixels(boxes[i][0][:n], *decoded_size(image)), boxes[i][1][:n], (size, size), mode)
 
-            times[op] = _ms(photo, range(len(photos)), sync=op == "device" and args.device != "cpu")
-    return ops
+def layout(method: str, args) -> tuple[int, str]:
+    """(crops per decode, ops) of a method."""
+    count, op = LAYOUT[method]
+    return {"1": 1, "m": args.num_crops, "R": args.stored_crops}[count], op
 
 
 def draft_shares(photos: list[bytes], stored: int, sizes: list[int]) -> dict:
@@ -349,33 +354,30 @@ def draft_shares(photos: list[bytes], stored: int, sizes: list[int]) -> dict:
     return {str(size): {"fkd": float(ok.all(1).mean()), "single": float(ok[:, 0].mean())} for size, ok in fit.items()}
 
 
-def derive(cost: dict[str, tuple[float, float]], ops: dict, key: str, args) -> dict:
+def derive(costs: dict, decode: dict, args) -> dict:
     """Per method: CPU-s per 1k crops (all, and of it the targets), D and C of its ops, the bound n / T = n / (D + n C)
     of its layout (n crops per decode) in crops per CPU-second, its share of that bound (targets left out: the
-    bound has none) and the cores that feed one A100; ``fkd_device`` is the bound alone. ``key``: size and resize."""
+    bound has none) and the cores that feed one A100; ``fkd_device`` is the bound alone (no loader measured)."""
     out = {}
-    for method, (value, targets) in {**cost, **({} if "generation" in cost else {"fkd_device": (None, 0.0)})}.items():
-        count, op = LAYOUT[method]
-        n = {"1": 1, "m": args.num_crops, "R": args.stored_crops}[count]
-        photo, decode = ops["photo_ms"][key][str(n)][op], ops["decode_ms"][DECODER[op]]
-        value = photo / n if value is None else value
+    for method, (value, targets, photo) in costs.items():
+        n, op = layout(method, args)
+        value = photo / n if method == "fkd_device" else value
         out[method] = {"cpu_s_per_1k_crops": value, "targets_cpu_s_per_1k_crops": targets, "crops_per_decode": n,
-                       "ops": op, "decode_ms": decode, "crop_ms": (photo - decode) / n, "bound_crops_per_cpu_s":
-                       1e3 * n / photo, "share_of_bound": photo / n / (value - targets),
+                       "ops": op, "decode_ms": decode[DECODER[op]], "crop_ms": (photo - decode[DECODER[op]]) / n,
+                       "bound_crops_per_cpu_s": 1e3 * n / photo, "share_of_bound": photo / n / (value - targets),
                        "a100_cores": A100_CROPS_PER_S * value / 1e3}  # fmt: skip
     return out
 
 
 def report(results: dict, args) -> str:
     """The markdown section: settings and load, D and C, one table per crop size and for generation, alternatives."""
-    ops, load, machine = results["ops"], results["load_average"], results["machine"]
+    decode, load, machine = results["decode_ms_by_decoder"], results["load_average"], results["machine"]
     targets = results["methods"][str(results["crop_size"])]["fkd"]["targets_cpu_s_per_1k_crops"]
     lines = [f"{results['photos']} photos at 500x375 (JPEG q90); one thread, process CPU time, best of {args.rounds} "
              f"rounds of >= {args.crops} crops; load average {load['start']:.1f} at the start, {load['end']:.1f} at the "
              f"end ({machine['cores']} cores, {machine['cpu']}, torch {machine['versions']['torch']}); m = "
-             f"{args.num_crops} of R = {args.stored_crops} stored crops, {args.classes} classes.", "",
-             "D, ms per photo: " + ", ".join(f"{k} {v:.3f}" for k, v in ops["decode_ms"].items()) + f" (device ops on "
-             f"{args.device}).", ""]  # fmt: skip
+             f"{args.num_crops} of R = {args.stored_crops} stored crops, {args.classes} classes; device ops on "
+             f"{args.device}.", ""]  # fmt: skip
     tables = {f"{size} px crops": rows for size, rows in results["methods"].items()}
     for title, rows in {**tables, "generation's CPU side per stored crop, 224 px bicubic": results["generation"]}.items():
         lines += [f"**{title}**", "", "| method | crops per decode (n) | ops | CPU-s per 1k crops | of it targets | D ms "
@@ -388,10 +390,17 @@ def report(results: dict, args) -> str:
     lines += [f"Cores to feed one A100 teacher, {name} at {rate} crops/s (assumed): " + ", ".join(
         f"{method} {rate * r['cpu_s_per_1k_crops'] / 1e3:.2f}" for method, r in results["generation"].items()) + "."
         for name, rate in TEACHER_CROPS_PER_S.items()]  # fmt: skip
-    lines += ["", "PIL half-size decoding (Image.draft) allowed (every crop >= 2x the output both ways): " + "; ".join(
+    lines += ["", f"PIL half-size decoding (Image.draft): {decode['pil_draft_half']:.3f} ms per photo (full: "
+              f"{decode['pil']:.3f}), allowed where every crop is >= 2x the output both ways: " + "; ".join(
         f"{size} px: {d['fkd']:.1%} of photos for FKD (all R crops), {d['single']:.1%} for one crop"
         for size, d in results["draft"].items()) + ".", f"FKD's label reconstruction at {args.classes} classes on the "
         f"CPU: {targets:.4f} ms per crop, {targets * A100_CROPS_PER_S / 1e3:.2%} of an A100's time per crop."]  # fmt: skip
+    c = {name: r["cpu_s_per_1k_crops"] for name, r in results["methods"][str(results["crop_size"])].items()}
+    share = {name: r["share_of_bound"] for name, r in results["methods"][str(results["crop_size"])].items()}
+    lines += [f"Targets at {results['crop_size']} px: plain / fkd_tensor {c['plain'] / c['fkd_tensor']:.2f}x and plain / fkd "
+              f"{c['plain'] / c['fkd']:.2f}x (>= 3x); relabel / fkd_tensor {c['relabel'] / c['fkd_tensor']:.2f}x and "
+              f"relabel_pil / fkd {c['relabel_pil'] / c['fkd']:.2f}x (>= 1.2x); fkd_tensor at {share['fkd_tensor']:.0%} "
+              f"and fkd at {share['fkd']:.0%} of their bounds (>= 85%)."]  # fmt: skip
     return "\n".join(lines + [f"Note: {note}" for note in results["notes"]]) + "\n"
 
 
@@ -400,19 +409,13 @@ def main(args: argparse.Namespace) -> dict:
     start_load, sizes = os.getloadavg()[0], [int(size) for size in args.sizes.split(",")]
     photos = reencoded_photos(args.dataset, args.photos, PHOTO_SIZE)
     rows, metadata, maps = training_rows(photos, args.stored_crops, args.classes)
-    arms = {str(size): training_arms(rows, metadata, maps, (size, size), args) for size in sizes}
-    arms["generation"] = {f"generation{'_pil' * (replay == 'pil')}": (generation_batches(
+    arms = {(size, "bilinear"): training_arms(rows, metadata, maps, (size, size), args) | {"fkd_device": None}
+            for size in sizes}  # fmt: skip
+    arms[TEACHER] = {f"generation{'_pil' * (replay == 'pil')}": (generation_batches(
         photos, args.stored_crops, replay, args.batch_crops), 1, None) for replay in ("tensor", "pil")}  # fmt: skip
-    for arm in (arm for group in arms.values() for arm in group.values()):
-        run(arm, 1)  # warm-up: one unit (first batches, kernels, allocator)
-    ops = costs = None
-    for _ in range(args.rounds):  # interleaved, so that load from elsewhere hits every figure alike
-        ops = best(ops, op_times(photos, sizes, args))
-        costs = best(costs, {key: {name: run(arm, args.crops) for name, arm in group.items()}
-                             for key, group in arms.items()})  # fmt: skip
-    methods = {str(size): derive(costs[str(size)], ops, f"{size}_bilinear", args) for size in sizes}
-    gen = derive(costs["generation"], ops, "_".join(map(str, TEACHER)), args)
-    headline = methods[str(sizes[0])]
+    decode, costs = measure(photos, arms, args)
+    methods = {str(size): derive(costs[size, "bilinear"], decode, args) for size in sizes}
+    gen, headline = derive(costs[TEACHER], decode, args), methods[str(sizes[0])]
     notes = [] if "fkd_spread" in headline else ["fkd_spread skipped: fkd_hf.training has no spread layout yet."]
     notes += [f"fkd_device: a bound from D and the CPU time of the device op on {args.device}" + (
         " (on a CPU the whole float op, not a GPU's cost)." if args.device == "cpu" else ".")]  # fmt: skip
@@ -420,8 +423,8 @@ def main(args: argparse.Namespace) -> dict:
     cost.update({name: r["cpu_s_per_1k_crops"] for name, r in {**headline, **gen}.items()})
     results = {
         "cpu_s_per_1k_crops": cost, "crop_size": sizes[0], "decode_ms": headline["fkd_tensor"]["decode_ms"],
-        "crop_ms": headline["fkd_tensor"]["crop_ms"], "ops": ops, "methods": methods, "generation": gen,
-        "a100_crops_per_s": A100_CROPS_PER_S, "teacher_crops_per_s_assumed": TEACHER_CROPS_PER_S,
+        "crop_ms": headline["fkd_tensor"]["crop_ms"], "decode_ms_by_decoder": decode, "methods": methods,
+        "generation": gen, "a100_crops_per_s": A100_CROPS_PER_S, "teacher_crops_per_s_assumed": TEACHER_CROPS_PER_S,
         "draft": draft_shares(photos, args.stored_crops, sizes), "photos": len(photos), "notes": notes,
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "publish")},
         "load_average": {"start": start_load, "end": os.getloadavg()[0]}, "machine": machine_info(),

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from fkd_hf import FKDConfig, FKDTrainer, train
 from fkd_hf.cli.arguments import parse_config
 
@@ -25,6 +27,7 @@ def main(argv: list[str]) -> None:
     metrics = train(config)
     record = {"world_size": config.world_size, "seen": seen, "eval_top1": metrics.get("eval_top1")}
     Path(config.output_dir, f"rank{config.process_index}.json").write_text(json.dumps(record))
+    torch.distributed.destroy_process_group()  # as `fkd-hf` does: an open group can abort the interpreter's exit
 
 
 if __name__ == "__main__":

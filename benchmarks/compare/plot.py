@@ -38,7 +38,7 @@ def plot(results: dict, path: Path) -> Path | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("[compare] matplotlib is not installed: no plot (pip install matplotlib, or pip install -e '.[plot]').")
+        print("[compare] matplotlib is not installed: no plot (pip install matplotlib, or pip install -e '.[demo]').")
         return None
     runs, prep = results["runs"], results["label_prep"]
     offsets = {"fkd": prep.get("fkd_seconds"), "relabel": prep.get("relabel_seconds")}

@@ -101,6 +101,16 @@ def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int
         if not debug and not isinstance(err, USER_ERRORS):
             print(f"{prog}: rerun with {DEBUG_FLAG} for the traceback.", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 1
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """Closes the process group a distributed command opened (torchrun, ``accelerate launch``): left open, its
+    communication threads can abort the interpreter's exit, and the launcher then reports a failed run."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
