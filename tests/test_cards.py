@@ -374,3 +374,12 @@ def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
     data = ModelCard.load(out / "README.md").data
     assert [r.metric_value for r in data.eval_results] == [0.5, 0.75]
     assert data.datasets == ["user/tiny-labels", "user/tiny-photos"] and data.model_name == "cb-student"
+
+
+def test_label_set_card_lists_the_dataset_s_own_class_names_beside_the_teacher_s():
+    metadata = make_metadata(class_names=["tench", "goldfish", "great white shark"],
+                             dataset_class_names=["n01440764", "n01443537", "n01484850"])  # fmt: skip
+    text = label_set_card(metadata).text
+    assert "| 0 | tench | `n01440764` |" in text and "| 2 | great white shark | `n01484850` |" in text
+    plain = label_set_card(make_metadata(class_names=["cat", "dog", "fox"])).text
+    assert "0 cat\n1 dog\n2 fox" in plain and "in the dataset |" not in plain
