@@ -97,10 +97,11 @@ def test_version_one_metadata_reads_with_r_under_its_old_name():
     fields = {name: None for name in LabelSetMetadata.__dataclass_fields__}
     fields.update(kind="hard", k=1, num_classes=2, class_names=["a", "b"], temperature=1.0, seed=0,
                   crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.33], skipped_rows=[])  # fmt: skip
-    version_one = {key: value for key, value in fields.items() if key != "stored_crops"}
+    version_one = {key: value for key, value in fields.items() if key not in ("stored_crops", "replay")}
     version_one.update(num_crops=6, format_version=1)
     metadata = LabelSetMetadata.from_dict(version_one)
     assert metadata.stored_crops == 6 and metadata.format_version == FORMAT_VERSION
+    assert metadata.replay == "pil"  # every set made before replays were named
 
 
 def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name():

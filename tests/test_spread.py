@@ -61,12 +61,14 @@ def decodes(monkeypatch):
     """Counts image decodes per loader worker (forked workers share the counts; the last slot is this process)."""
     counts = torch.zeros(8, dtype=torch.int64).share_memory_()
 
-    def counting_decode(data):
+    real_decode = data_module.decode_for_replay
+
+    def counting_decode(data, replay):
         info = torch.utils.data.get_worker_info()
         counts[-1 if info is None else info.id] += 1
-        return decode_image(data)
+        return real_decode(data, replay)
 
-    monkeypatch.setattr(data_module, "decode_image", counting_decode)
+    monkeypatch.setattr(data_module, "decode_for_replay", counting_decode)
     return counts
 
 

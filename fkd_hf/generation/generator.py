@@ -22,9 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..version import __version__
-from ..labels.crops import crop_rng, crops_to_pixels, replay_crop, resample_filter, sample_crops
+from ..labels.crops import check_replay_interpolation, crop_rng, crops_to_pixels, replay_crops, sample_crops
+from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.images import (
-    BadImageError, ImageSource, absolute_dataset_spec, decode_image, image_bytes, image_key, load_images,
+    BadImageError, ImageSource, absolute_dataset_spec, image_bytes, image_key, load_images,
 )  # fmt: skip
 from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
 from ..labels.kinds import quantize, resolve_k
@@ -111,6 +112,7 @@ def _build_metadata(config, source: ImageSource, teacher: Teacher, class_indices
         teacher_interpolation=teacher.interpolation,
         teacher_class_indices=class_indices,
         precision=config.precision,
+        replay=config.replay,
         dataset=source.spec,
         dataset_config=source.config,
         dataset_split=source.split,
@@ -144,7 +146,8 @@ class _RowLabeler:
         self.config = config
         self.size = teacher.input_size
         self.interpolation = teacher.interpolation
-        resample_filter(self.interpolation)  # fail early on an unknown name
+        self.replay = config.replay
+        check_replay_interpolation(self.replay, self.interpolation)  # fail early
         self.shared = SharedCrops(config.crops_from) if config.crops_from else None
 
     def __call__(self, item):
@@ -153,7 +156,7 @@ class _RowLabeler:
         try:
             data = image_bytes(value)
             result["key"] = image_key(data)
-            image = decode_image(data)
+            image = decode_for_replay(data, self.replay)
         except BadImageError as err:
             result["error"] = f"{err} (file: {value.get('path') or 'embedded bytes'})"
             return result
@@ -165,10 +168,11 @@ class _RowLabeler:
             crops, flips = stored
         else:
             rng = crop_rng(self.config.seed, row)
-            crops, flips = sample_crops(image.height, image.width, self.config.stored_crops, rng, self.config.crop_scale, self.config.crop_ratio)
-        boxes = crops_to_pixels(crops, image.height, image.width)
-        pixels = [np.asarray(replay_crop(image, box, flip, self.size, self.interpolation)) for box, flip in zip(boxes, flips)]
-        result.update(crops=crops, flips=flips, pixels=np.stack(pixels))
+            crops, flips = sample_crops(*decoded_size(image), self.config.stored_crops, rng, self.config.crop_scale,
+                                        self.config.crop_ratio)  # fmt: skip
+        boxes = crops_to_pixels(crops, *decoded_size(image))
+        pixels = replay_crops(image, boxes, flips, self.size, self.interpolation, self.replay)
+        result.update(crops=crops, flips=flips, pixels=pixels)
         return result
 
 

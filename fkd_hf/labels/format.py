@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from datasets import Features, List, Value
 
 from ..hub.ids import is_repo_id
+from .crops import check_replay
 from .kinds import check_kind
 
 METADATA_FILE = "fkd_labels.json"
@@ -55,7 +56,7 @@ SKIPPED_ROWS_KEY = b"fkd_skipped_rows"
 LABEL_SET_KEY = b"fkd_label_set"  # the fields that define a shard's values, as JSON
 DEFINING_FIELDS = ("kind", "k", "num_classes", "class_names", "temperature", "stored_crops", "seed", "crop_scale",
                    "crop_ratio", "teacher", "teacher_revision", "teacher_input_size", "teacher_mean", "teacher_std",
-                   "teacher_interpolation", "teacher_class_indices", "precision")  # fmt: skip
+                   "teacher_interpolation", "teacher_class_indices", "precision", "replay")  # fmt: skip
 DIGESTED_FIELDS = ("class_names", "teacher_class_indices")  # stored as a digest: they can be long
 
 __all__ = [
@@ -113,9 +114,11 @@ class LabelSetMetadata:
     dataset_class_names: list[str] | None = None  # the dataset's own class names where class_names are the teacher's
     provenance: dict | None = None  # how the set was derived from other labels (converted, merged), for the card
     card_digest: str | None = None  # BLAKE2b-128 of the README.md fkd-hf wrote beside it
+    replay: str = "pil"  # how stored crops become pixels (fkd_hf.labels.crops.REPLAYS); sets before 0.2: pil
 
     def __post_init__(self):
         check_kind(self.kind)
+        check_replay(self.replay)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -30,7 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import default_collate
 
-from ..labels.crops import crops_to_pixels, replay_crop, resample_filter
+from ..labels.crops import check_replay_interpolation, crops_to_pixels, replay_crops, resample_filter
+from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.images import decode_image, image_bytes, image_key
 from ..labels.attach import LabelMismatchError
 from ..labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
@@ -111,6 +112,7 @@ class FKDCropDataset(PassDataset):
     ``[num_crops, k]`` as stored, and ``sample_id`` (``pass * len(rows) + row``, a stable id for batch-level
     randomness). Rows the label set records as skipped are left out. The image key of every row is checked against
     the label set as the row is read. Call :meth:`set_pass` when a pass over the data begins (FKDTrainer does).
+    Crops are replayed the way the label set records (``metadata.replay``), so they are the teacher's pixels.
     """
 
     ordered = False  # samples may be read in any order (FKDTrainer shuffles them)
@@ -130,7 +132,7 @@ class FKDCropDataset(PassDataset):
                 f"num_crops must be between 1 and the {metadata.stored_crops} crops the label set stores per image, got "
                 f"{num_crops}: lower num_crops, or generate labels with `fkd-hf generate --stored_crops {num_crops}`."
             )
-        resample_filter(interpolation)  # fail early on an unknown name
+        check_replay_interpolation(metadata.replay, interpolation)  # fail early
         super().__init__()
         self.rows = rows.select_columns([image_column, *LABEL_COLUMNS]).with_format("arrow")
         self.metadata = metadata
@@ -180,13 +182,11 @@ class FKDCropDataset(PassDataset):
             data = image_bytes(images[j])
             if image_key(data) != keys[j]:
                 raise LabelMismatchError(row, keys[j], image_key(data), self.metadata)
-            image = decode_image(data)
+            image = decode_for_replay(data, self.metadata.replay)
             chosen = select_crops(self.seed, row, pass_index, stored, self.num_crops)[list(rounds[j])]
-            boxes = crops_to_pixels(boxes_all[j][chosen], image.height, image.width)
-            out.append([
-                (np.asarray(replay_crop(image, box, bool(flip), self.size, self.interpolation)), top_i, top_v)
-                for box, flip, top_i, top_v in zip(boxes, flips[j][chosen], indices_k[j][chosen], values_k[j][chosen])
-            ])  # fmt: skip
+            boxes = crops_to_pixels(boxes_all[j][chosen], *decoded_size(image))
+            pixels = replay_crops(image, boxes, flips[j][chosen], self.size, self.interpolation, self.metadata.replay)
+            out.append(list(zip(pixels, indices_k[j][chosen], values_k[j][chosen])))
         return out
 
     def _read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict[int, dict[int, Crop]]:
