@@ -37,18 +37,14 @@ from torchvision.transforms import functional as TF
 
 from fkd_hf.labels.crops import DEFAULT_RATIO, DEFAULT_SCALE, crop_rng, crops_to_pixels, replay_crops, sample_crops
 from fkd_hf.labels.decode import decode_for_replay, decode_pixels, decoded_size
-from fkd_hf.labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy, label_features, rows_to_table
+from fkd_hf.labels.format import LabelSetMetadata, label_features, rows_to_table
 from fkd_hf.labels.images import decode_image, image_bytes, image_key, load_images
 from fkd_hf.labels.kinds import reconstruct, resolve_k
-from fkd_hf.training import FKDCropDataset, collate_crops, select_crops
+from fkd_hf.training import FKDCropDataset, SpreadCropDataset, collate_crops
 
 from ._report import BENCH_DIR, RESULTS_DIR, machine_info, publish, write_json
 from .relabel import relabel_targets
 
-try:  # the spread crop layout, in an fkd_hf that has it
-    from fkd_hf.training.spread import SpreadCropDataset
-except ImportError:
-    SpreadCropDataset = None
 
 DEFAULT_DATA = BENCH_DIR.parent.parent / "shared" / "data" / "imagenette-mini"
 A100_CROPS_PER_S = 2470  # NVIDIA's ResNet-50 training reference, one A100-80GB, AMP
@@ -56,7 +52,6 @@ TEACHER_CROPS_PER_S = {"efficientnet-lite0": 3000, "resnet50": 2500}  # assumed:
 PHOTO_SIZE, TEACHER = (500, 375), (224, "bicubic")  # ImageNet's typical photo; a timm teacher's input and resize
 MAP_SIZE, MAP_K = 15, 5  # ReLabel's released ImageNet maps
 KIND = "marginal_smoothing"  # generation's default kind
-RECORDS_REPLAY = "replay" in {field.name for field in dataclasses.fields(LabelSetMetadata)}  # label sets name theirs
 # method -> (crops per decode: "m", "1" or "R"; its ops, which give D and C)
 LAYOUT = {"plain": ("1", "torchvision"), "plain_fast": ("1", "tensor"), "relabel": ("1", "tensor"),
           "relabel_pil": ("1", "torchvision"), "fkd": ("m", "pil"), "fkd_tensor": ("m", "tensor"),
@@ -164,29 +159,6 @@ class SingleCrops(torch.utils.data.Dataset):
         return samples
 
 
-class TensorReplayFKD(FKDCropDataset):
-    """FKDCropDataset with the ``tensor`` replay, for an fkd_hf whose label sets do not record their replay method:
-    :meth:`read_crops` is FKDCropDataset's with ``decode_pixels`` and ``replay_crops``."""
-
-    def read_crops(self, photos, rounds):
-        rows = self.row_ids[np.asarray(photos, dtype=np.int64)]
-        table, n, stored = self.rows[rows.tolist()], len(rows), self.metadata.stored_crops
-        crops, flips = (fixed_size_to_numpy(table.column(name), (n, stored, *shape)) for name, shape in
-                        (("crops", (4,)), ("flips", ())))  # fmt: skip
-        top_i, top_v = (fixed_size_to_numpy(table.column(name), (n, stored, -1)) for name in LABEL_COLUMNS[3:])
-        keys, out = table.column("image_key").to_pylist(), []
-        for j, (row, value) in enumerate(zip(rows.tolist(), table.column(self.image_column).to_pylist())):
-            data = image_bytes(value)
-            if image_key(data) != keys[j]:
-                raise ValueError(f"row {row}: the image does not match its labels")
-            image = decode_pixels(data)
-            chosen = select_crops(self.seed, row, self.pass_index, stored, self.num_crops)[list(rounds[j])]
-            boxes = crops_to_pixels(crops[j][chosen], *decoded_size(image))
-            pixels = replay_crops(image, boxes, flips[j][chosen], self.size, self.interpolation, "tensor")
-            out.append(list(zip(pixels, top_i[j][chosen], top_v[j][chosen])))
-        return out
-
-
 def device_crops(images: list[torch.Tensor], boxes: list[np.ndarray], flips: list[np.ndarray], size: tuple[int, int],
                  device: str | torch.device) -> torch.Tensor:  # fmt: skip
     """Decoded uint8 ``[3, H, W]`` photos cropped at pixel ``boxes`` and resized to ``size`` on ``device`` in one
@@ -227,8 +199,7 @@ def training_arms(rows, metadata: LabelSetMetadata, maps, size: tuple[int, int],
     def fkd(batch):
         return reconstruct(batch["topk_indices"], batch["topk_values"], metadata.kind, classes)
 
-    tensor_set = (FKDCropDataset(rows, dataclasses.replace(metadata, replay="tensor"), m, size) if RECORDS_REPLAY
-                  else TensorReplayFKD(rows, metadata, m, size))  # fmt: skip
+    tensor_set = FKDCropDataset(rows, dataclasses.replace(metadata, replay="tensor"), m, size)
     arms = {
         "plain": (*loader(SingleCrops(rows, size, "torchvision"), args.batch_crops), None),
         "plain_fast": (*loader(SingleCrops(rows, size, "tensor"), args.batch_crops), None),
@@ -237,9 +208,8 @@ def training_arms(rows, metadata: LabelSetMetadata, maps, size: tuple[int, int],
         "fkd": (*loader(FKDCropDataset(rows, metadata, m, size), images), fkd),
         "fkd_tensor": (*loader(tensor_set, images), fkd),
     }
-    if SpreadCropDataset is not None:
-        spread = SpreadCropDataset(rows, metadata, m, size, batch_size=images)
-        arms["fkd_spread"] = (*loader(spread, images, shuffle=False), fkd)
+    spread = SpreadCropDataset(rows, metadata, m, size, batch_size=images)
+    arms["fkd_spread"] = (*loader(spread, images, shuffle=False), fkd)
     return arms
 
 
@@ -416,8 +386,7 @@ def main(args: argparse.Namespace) -> dict:
     decode, costs = measure(photos, arms, args)
     methods = {str(size): derive(costs[size, "bilinear"], decode, args) for size in sizes}
     gen, headline = derive(costs[TEACHER], decode, args), methods[str(sizes[0])]
-    notes = [] if "fkd_spread" in headline else ["fkd_spread skipped: fkd_hf.training has no spread layout yet."]
-    notes += [f"fkd_device: a bound from D and the CPU time of the device op on {args.device}" + (
+    notes = [f"fkd_device: a bound from D and the CPU time of the device op on {args.device}" + (
         " (on a CPU the whole float op, not a GPU's cost)." if args.device == "cpu" else ".")]  # fmt: skip
     cost = {name: None for name in ("plain", "plain_fast", "relabel", "fkd", "fkd_spread")}
     cost.update({name: r["cpu_s_per_1k_crops"] for name, r in {**headline, **gen}.items()})
