@@ -3,7 +3,8 @@
 Every method trains through :func:`fkd_hf.training.build_trainer`: a baseline swaps only its training set (the
 ``train_set_factory`` :func:`crop_set_factory` makes) and its targets (a :class:`BaselineTrainer` subclass, an
 :class:`~fkd_hf.FKDTrainer` whose training batches get other targets). The crops are made by fkd_hf's replay rule
-(:func:`~fkd_hf.labels.crops_to_pixels` + :func:`~fkd_hf.labels.replay_crop`), normalised on the device, and the
+(:func:`~fkd_hf.labels.crops_to_pixels` + :func:`~fkd_hf.labels.replay_crops` with the label set's replay method,
+so FKD and the baselines decode and cut with the same ops), normalised on the device, and the
 loss is FKD's soft cross-entropy (:func:`~fkd_hf.soft_cross_entropy`); evaluation batches and metrics are
 FKDTrainer's own. Only the targets differ:
 
@@ -31,9 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate
 
-from fkd_hf.labels.crops import crops_to_pixels, replay_crop, resample_filter, sample_crops
+from fkd_hf.labels.crops import (
+    DEFAULT_REPLAY, check_replay_interpolation, crops_to_pixels, replay_crops, sample_crops,
+)  # fmt: skip
+from fkd_hf.labels.decode import decode_for_replay, decoded_size
 from fkd_hf.labels.format import LabelSetMetadata, fixed_size_to_numpy
-from fkd_hf.labels.images import decode_image, image_bytes
+from fkd_hf.labels.images import image_bytes
 from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.models.teachers import Teacher
 from fkd_hf.training.config import FKDConfig
@@ -66,8 +70,9 @@ class CropDataset(PassDataset):
 
     ``metadata`` is the label set joined to ``rows`` (its classes are the trainer's). Crops: with ``replay``, its
     stored crops, chosen as :class:`~fkd_hf.FKDCropDataset` chooses them; otherwise fresh RandomResizedCrop boxes
-    and flips (in the label set's scale and ratio ranges) from ``default_rng([seed, row, pass, 7])``. Call
-    :meth:`set_pass` when a pass begins (a callback does).
+    and flips (in the label set's scale and ratio ranges) from ``default_rng([seed, row, pass, 7])``. Both are
+    decoded and cut by the label set's replay (``metadata.replay``), as FKD's crops. Call :meth:`set_pass` when a
+    pass begins (a callback does).
     """
 
     def __init__(
@@ -85,7 +90,10 @@ class CropDataset(PassDataset):
         teacher_interpolation: str = "bicubic",
         map_size: int | None = None,
     ):
-        resample_filter(interpolation)
+        self.ops = DEFAULT_REPLAY if metadata is None else metadata.replay  # decoding and cropping: the set's replay
+        check_replay_interpolation(self.ops, interpolation)
+        if teacher_size is not None:
+            check_replay_interpolation(self.ops, teacher_interpolation)
         super().__init__()
         if replay and (metadata is None or not 1 <= num_crops <= metadata.stored_crops):
             raise ValueError("Replaying crops needs the label set's metadata and 1 <= num_crops <= its stored crops.")
@@ -125,8 +133,7 @@ class CropDataset(PassDataset):
         return crops_to_pixels(crops, height, width), flips
 
     def _crops(self, image, boxes, flips, size, interpolation) -> torch.Tensor:
-        crops = [np.asarray(replay_crop(image, box, bool(flip), size, interpolation)) for box, flip in zip(boxes, flips)]
-        return torch.from_numpy(np.stack(crops))
+        return torch.from_numpy(replay_crops(image, boxes, flips, size, interpolation, self.ops))
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
         rows = np.asarray(indices, dtype=np.int64)
@@ -145,9 +152,10 @@ class CropDataset(PassDataset):
         pass_index = self.pass_index
         samples = []
         for j, row in enumerate(rows.tolist()):
-            image = decode_image(image_bytes(images[j]))
-            boxes, flips = self._boxes(j, row, pass_index, stored, image.height, image.width)
-            fractions = boxes / np.array([image.height, image.width, image.height, image.width], dtype=np.float64)
+            image = decode_for_replay(image_bytes(images[j]), self.ops)
+            height, width = decoded_size(image)
+            boxes, flips = self._boxes(j, row, pass_index, stored, height, width)
+            fractions = boxes / np.array([height, width, height, width], dtype=np.float64)
             sample = {
                 "pixel_values": self._crops(image, boxes, flips, self.size, self.interpolation),
                 "labels": torch.full((self.num_crops,), int(labels[j]), dtype=torch.int64),

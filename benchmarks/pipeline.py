@@ -7,8 +7,8 @@ Process CPU time, one thread, no workers, no model, of reading the encoded bytes
 resizing, flipping, collating uint8 batches and building the targets: plain (torchvision's ImageFolder pipeline: PIL
 decode, ``RandomResizedCrop`` + ``RandomHorizontalFlip`` on the PIL image); plain_fast (one crop per decode,
 ``decode_pixels`` + the ``tensor`` replay); relabel / relabel_pil (those crops + ReLabel's 15 x 15 top-5 map targets);
-fkd (``FKDCropDataset``: m of R stored crops per decode, its label sets' replay); fkd_tensor (with the ``tensor``
-replay); fkd_spread (``SpreadCropDataset``); fkd_device (a bound: crops resized on --device by ``device_crops``);
+fkd / fkd_pil (``FKDCropDataset``: m of R stored crops per decode, a label set of replay ``tensor``, the default, or
+``pil``); fkd_spread (``SpreadCropDataset``); fkd_device (a bound: crops resized on --device by ``device_crops``);
 generation / generation_pil (per stored crop: key, decode, R crops at 224 px bicubic, a timm teacher's input).
 Photos: --photos train photos of --dataset re-encoded at 500x375, JPEG q90, as train_throughput does; each figure is
 the best of --rounds interleaved rounds. Derived: CPU cores to feed one A100 at 2,470 crops/s (NVIDIA's ResNet-50 AMP
@@ -54,10 +54,10 @@ MAP_SIZE, MAP_K = 15, 5  # ReLabel's released ImageNet maps
 KIND = "marginal_smoothing"  # generation's default kind
 # method -> (crops per decode: "m", "1" or "R"; its ops, which give D and C)
 LAYOUT = {"plain": ("1", "torchvision"), "plain_fast": ("1", "tensor"), "relabel": ("1", "tensor"),
-          "relabel_pil": ("1", "torchvision"), "fkd": ("m", "pil"), "fkd_tensor": ("m", "tensor"),
-          "fkd_spread": ("m", "pil"), "fkd_device": ("m", "device"), "generation": ("R", "tensor"),
+          "relabel_pil": ("1", "torchvision"), "fkd": ("m", "tensor"), "fkd_pil": ("m", "pil"),
+          "fkd_spread": ("m", "tensor"), "fkd_device": ("m", "device"), "generation": ("R", "tensor"),
           "generation_pil": ("R", "pil")}  # fmt: skip
-DECODER = {"torchvision": "torchvision", "pil": "pil", "tensor": "tensor", "device": "tensor"}  # ops -> D's decoder
+DECODER = {"device": "tensor"}  # ops -> D's decoder, where not the ops' own name
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -91,7 +91,7 @@ def reencoded_photos(dataset: str, count: int, size: tuple[int, int]) -> list[by
 
 def training_rows(photos: list[bytes], stored: int, classes: int):
     """(joined FKD rows of ``photos``, their LabelSetMetadata, ReLabel maps): R crops per photo sampled as generation
-    samples them, random top-k labels and maps; the metadata's replay is the default (pil)."""
+    samples them, random top-k labels and maps; the metadata's replay is the default (tensor)."""
     rng, n, k = np.random.default_rng(0), len(photos), resolve_k(KIND, None, classes)
     crops, flips = zip(*(sample_crops(*Image.open(io.BytesIO(data)).size[::-1], stored, crop_rng(0, row))
                          for row, data in enumerate(photos)))  # fmt: skip
@@ -124,11 +124,6 @@ def torchvision_crop(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndar
     return np.array(out), (top / image.height, left / image.width, h / image.height, w / image.width)
 
 
-def pil_loader(data: bytes) -> Image.Image:
-    """torchvision's ImageFolder decoding."""
-    return Image.open(io.BytesIO(data)).convert("RGB")
-
-
 class SingleCrops(torch.utils.data.Dataset):
     """Single-crop training samples (one fresh crop per decoded photo) with ``ops`` "torchvision" or "tensor"; with
     ``maps``, the photo's ReLabel map and the crop's box (fractions of the photo)."""
@@ -145,7 +140,7 @@ class SingleCrops(torch.utils.data.Dataset):
         for i, value in zip(indices, self.images[list(indices)].column("image").to_pylist()):
             data = image_bytes(value)
             if self.ops == "torchvision":
-                pixels, box = torchvision_crop(pil_loader(data), self.size)
+                pixels, box = torchvision_crop(DECODERS["torchvision"](data), self.size)
             else:  # decode_pixels, one RandomResizedCrop box + flip, the tensor replay
                 image = decode_pixels(data)
                 crops, flips = sample_crops(*decoded_size(image), 1, self.rng)
@@ -199,14 +194,13 @@ def training_arms(rows, metadata: LabelSetMetadata, maps, size: tuple[int, int],
     def fkd(batch):
         return reconstruct(batch["topk_indices"], batch["topk_values"], metadata.kind, classes)
 
-    tensor_set = FKDCropDataset(rows, dataclasses.replace(metadata, replay="tensor"), m, size)
     arms = {
         "plain": (*loader(SingleCrops(rows, size, "torchvision"), args.batch_crops), None),
         "plain_fast": (*loader(SingleCrops(rows, size, "tensor"), args.batch_crops), None),
         "relabel": (*loader(SingleCrops(rows, size, "tensor", maps), args.batch_crops), relabel),
         "relabel_pil": (*loader(SingleCrops(rows, size, "torchvision", maps), args.batch_crops), relabel),
         "fkd": (*loader(FKDCropDataset(rows, metadata, m, size), images), fkd),
-        "fkd_tensor": (*loader(tensor_set, images), fkd),
+        "fkd_pil": (*loader(FKDCropDataset(rows, dataclasses.replace(metadata, replay="pil"), m, size), images), fkd),
     }
     spread = SpreadCropDataset(rows, metadata, m, size, batch_size=images)
     arms["fkd_spread"] = (*loader(spread, images, shuffle=False), fkd)
@@ -264,7 +258,8 @@ def draft_decode(data: bytes) -> Image.Image:
     return image
 
 
-DECODERS = {"pil": decode_image, "tensor": decode_pixels, "torchvision": pil_loader, "pil_draft_half": draft_decode}
+DECODERS = {"pil": decode_image, "tensor": decode_pixels, "pil_draft_half": draft_decode,
+            "torchvision": lambda data: Image.open(io.BytesIO(data)).convert("RGB")}  # ImageFolder's decoding
 CROPS = {  # ops -> (decoded photo, pixel boxes, flips, size, interpolation, device) -> its crops
     "pil": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "pil"),
     "tensor": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "tensor"),
@@ -276,7 +271,7 @@ CROPS = {  # ops -> (decoded photo, pixel boxes, flips, size, interpolation, dev
 def photo_ms(photos: list[bytes], boxes: list, op: str, size: int, mode: str, n: int, count: int, device: str) -> float:
     """T: CPU ms per photo to decode it with ``op``'s decoder and crop it ``n`` times with ``op`` (crop, resize, flip
     into uint8), over ``count`` photos; C = (T - D) / n is then the crop cost met as a loader meets it."""
-    decode, crop = DECODERS[DECODER[op]], CROPS[op]
+    decode, crop = DECODERS[DECODER.get(op, op)], CROPS[op]
 
     def photo(i):
         image, (crops, flips) = decode(photos[i % len(photos)]), boxes[i % len(boxes)]
@@ -331,9 +326,9 @@ def derive(costs: dict, decode: dict, args) -> dict:
     out = {}
     for method, (value, targets, photo) in costs.items():
         n, op = layout(method, args)
-        value = photo / n if method == "fkd_device" else value
+        value, d = (photo / n if method == "fkd_device" else value), decode[DECODER.get(op, op)]
         out[method] = {"cpu_s_per_1k_crops": value, "targets_cpu_s_per_1k_crops": targets, "crops_per_decode": n,
-                       "ops": op, "decode_ms": decode[DECODER[op]], "crop_ms": (photo - decode[DECODER[op]]) / n,
+                       "ops": op, "decode_ms": d, "crop_ms": (photo - d) / n,
                        "bound_crops_per_cpu_s": 1e3 * n / photo, "share_of_bound": photo / n / (value - targets),
                        "a100_cores": A100_CROPS_PER_S * value / 1e3}  # fmt: skip
     return out
@@ -367,10 +362,10 @@ def report(results: dict, args) -> str:
         f"CPU: {targets:.4f} ms per crop, {targets * A100_CROPS_PER_S / 1e3:.2%} of an A100's time per crop."]  # fmt: skip
     c = {name: r["cpu_s_per_1k_crops"] for name, r in results["methods"][str(results["crop_size"])].items()}
     share = {name: r["share_of_bound"] for name, r in results["methods"][str(results["crop_size"])].items()}
-    lines += [f"Targets at {results['crop_size']} px: plain / fkd_tensor {c['plain'] / c['fkd_tensor']:.2f}x and plain / fkd "
-              f"{c['plain'] / c['fkd']:.2f}x (>= 3x); relabel / fkd_tensor {c['relabel'] / c['fkd_tensor']:.2f}x and "
-              f"relabel_pil / fkd {c['relabel_pil'] / c['fkd']:.2f}x (>= 1.2x); fkd_tensor at {share['fkd_tensor']:.0%} "
-              f"and fkd at {share['fkd']:.0%} of their bounds (>= 85%)."]  # fmt: skip
+    lines += [f"Targets at {results['crop_size']} px: plain / fkd {c['plain'] / c['fkd']:.2f}x (>= 3x; plain / fkd_pil "
+              f"{c['plain'] / c['fkd_pil']:.2f}x); relabel / fkd {c['relabel'] / c['fkd']:.2f}x and relabel_pil / "
+              f"fkd_pil {c['relabel_pil'] / c['fkd_pil']:.2f}x (>= 1.2x); fkd at {share['fkd']:.0%} and fkd_pil at "
+              f"{share['fkd_pil']:.0%} of their bounds (>= 85%)."]  # fmt: skip
     return "\n".join(lines + [f"Note: {note}" for note in results["notes"]]) + "\n"
 
 
@@ -391,8 +386,8 @@ def main(args: argparse.Namespace) -> dict:
     cost = {name: None for name in ("plain", "plain_fast", "relabel", "fkd", "fkd_spread")}
     cost.update({name: r["cpu_s_per_1k_crops"] for name, r in {**headline, **gen}.items()})
     results = {
-        "cpu_s_per_1k_crops": cost, "crop_size": sizes[0], "decode_ms": headline["fkd_tensor"]["decode_ms"],
-        "crop_ms": headline["fkd_tensor"]["crop_ms"], "decode_ms_by_decoder": decode, "methods": methods,
+        "cpu_s_per_1k_crops": cost, "crop_size": sizes[0], "decode_ms": headline["fkd"]["decode_ms"],
+        "crop_ms": headline["fkd"]["crop_ms"], "decode_ms_by_decoder": decode, "methods": methods,
         "generation": gen, "a100_crops_per_s": A100_CROPS_PER_S, "teacher_crops_per_s_assumed": TEACHER_CROPS_PER_S,
         "draft": draft_shares(photos, args.stored_crops, sizes), "photos": len(photos), "notes": notes,
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "publish")},

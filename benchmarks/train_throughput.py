@@ -4,7 +4,8 @@
     python -m benchmarks.train_throughput --photos original --label-set outputs/labels/imagenette-lite0-r8
 
 Measured in one run, on the same machine, student, input size, optimizer, crops per step and loader workers:
-1. plain: decode every image, one RandomResizedCrop + flip each, hard labels, cross-entropy;
+1. plain: decode every image, one RandomResizedCrop + flip each (the label set's replay ops), hard labels,
+   cross-entropy;
 2. FKD: decode every image once, replay ``num_crops`` of its stored crops, reconstruct the soft labels on the
    device, soft cross-entropy (fkd_hf's loader, reconstruction and loss);
 3. the two loaders alone, without the model: wall time with the workers, and CPU time read in this process (which
@@ -34,7 +35,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fkd_hf import FKDCropDataset, GenerateConfig, create_student, generate, join_labels, load_label_set
-from fkd_hf.labels.crops import crops_to_pixels, replay_crop, sample_crops
+from fkd_hf.labels.crops import crops_to_pixels, replay_crops, sample_crops
+from fkd_hf.labels.decode import decode_for_replay, decoded_size
 from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.models.pixels import normalize
 from fkd_hf.training.data import collate_crops
@@ -68,11 +70,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 class SingleCropDataset(torch.utils.data.Dataset):
-    """Plain training data: each sample decodes its image and takes one fresh RandomResizedCrop + flip."""
+    """Plain training data: each sample decodes its image and takes one fresh RandomResizedCrop + flip, with the ops
+    of replay method ``replay`` (the label set's, so that both loaders decode and crop alike)."""
 
-    def __init__(self, rows, size: tuple[int, int], interpolation: str, seed: int = 0):
+    def __init__(self, rows, size: tuple[int, int], interpolation: str, replay: str, seed: int = 0):
         self.rows = rows.select_columns(["image", "label"])
-        self.size, self.interpolation, self.seed = size, interpolation, seed
+        self.size, self.interpolation, self.replay, self.seed = size, interpolation, replay, seed
         self.draws = itertools.count()
 
     def __len__(self) -> int:
@@ -83,11 +86,11 @@ class SingleCropDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, os.getpid(), next(self.draws)])
         samples = []
         for value, label in zip(batch["image"], batch["label"]):
-            image = decode_image(image_bytes(value))
-            crops, flips = sample_crops(image.height, image.width, 1, rng)
-            box = crops_to_pixels(crops, image.height, image.width)[0]
-            pixels = np.asarray(replay_crop(image, box, bool(flips[0]), self.size, self.interpolation))
-            samples.append({"pixel_values": torch.from_numpy(pixels.copy()), "labels": label})
+            image = decode_for_replay(image_bytes(value), self.replay)
+            crops, flips = sample_crops(*decoded_size(image), 1, rng)
+            boxes = crops_to_pixels(crops, *decoded_size(image))
+            pixels = replay_crops(image, boxes, flips, self.size, self.interpolation, self.replay)[0]
+            samples.append({"pixel_values": torch.from_numpy(pixels), "labels": label})
         return samples
 
 
@@ -173,7 +176,7 @@ def measure(args: argparse.Namespace, dataset: str, label_set: Path) -> dict:
     data = student_data_config(model, input_size=args.input_size)
     size, stats = data["input_size"], torch.tensor([data["mean"], data["std"]])
     fkd_set = FKDCropDataset(rows, meta, args.num_crops, size, "bilinear")
-    plain_set = SingleCropDataset(rows, size, "bilinear")
+    plain_set = SingleCropDataset(rows, size, "bilinear", meta.replay)
     fkd_batches, plain_batches = args.batch_images, args.batch_images * args.num_crops
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()

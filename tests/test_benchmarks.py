@@ -189,7 +189,7 @@ def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_d
 def test_ablation_specs_default_to_the_main_run():
     settings = compare_settings.resolve_settings(compare_parser().parse_args(["--quick"]))
     assert compare_settings.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5}
-    assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 4, "m": 4, "kind": "hard", "k": 1}
+    assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 8, "m": 4, "kind": "hard", "k": 1}
     assert compare_settings.parse_ablation("kind=full,R=4", settings)["k"] is None  # every class
     with pytest.raises(ValueError, match="Unknown ablation"):
         compare_settings.parse_ablation("T=2", settings)
@@ -203,7 +203,7 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
             "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "2",
             "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
-            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9",
+            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9", "--controls", "--eval-every", "1",
             "--output-dir", str(tmp_path / "out"), "--publish"]
     threads = torch.get_num_threads()
     assert bench_main(argv) == 0
@@ -213,9 +213,23 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     assert set(runs) == set(MAIN_METHODS + SAME_CROP_METHODS)
     assert len({run["initial_weights"] for run in runs.values()}) == 1  # one student init for every method
     assert {run["steps"] for run in runs.values()} == {6}  # 2 epochs x 12 images / 4 crops per step
-    assert [run["decoded_images"] for run in (runs["plain"], runs["fkd"])] == [24, 12]
+    decoded = {name: run["decoded_images"] for name, run in runs.items()}
+    # m = 2 decodes a photo per 2 crops; m = 1 and the tail (2 epochs = its one pass, single-crop) one per crop
+    assert decoded == dict(plain=24, vanilla_kd=24, relabel=24, fkd=12, fkd_spread=12, fkd_m1=24, fkd_tail=24,
+                           plain_fkd_crops=12, relabel_fkd_crops=12)
     assert all(len(run["curve"]) == 2 and 0 <= run["top1"] <= 1 for run in runs.values())
-    assert runs["vanilla_kd"]["teacher_seconds"] > 0
+    assert all(len(run["correct"]) == 6 and run["correct"].count("1") == round(6 * run["top1"]) for run in runs.values())
+    # R = epochs of kind full: vanilla KD trains as FKD at m = 1 on those labels; the labels were reused, so its
+    # teacher time is unknown; its steady crops/s come from the online teacher
+    assert results["vanilla_kd"] == "stored" and runs["vanilla_kd"]["teacher_seconds"] is None
+    assert results["throughput"]["best"]["vanilla_kd"] > 0 and "fkd_tail" not in results["throughput"]["best"]
+    summary = json.loads((tmp_path / "results" / "compare_full.json").read_text())
+    assert set(summary["methods"]) == set(runs) and summary["methods"]["fkd"]["decodes_per_crop"] == 0.5
+    spread = summary["methods"]["fkd_spread"]
+    assert spread["fkd_spread_minus_this"] is None and spread["top1"] == runs["fkd_spread"]["top1"]
+    plain = summary["methods"]["plain"]
+    assert plain["top1_se"] == pytest.approx((plain["top1"] * (1 - plain["top1"]) / 6) ** 0.5)
+    assert plain["crops_per_s"] > 0 and plain["fkd_spread_minus_this"]["paired_se"] >= 0
     hard, too_many = results["ablation"]
     assert (hard["kind"], hard["k"], hard["R"]) == ("hard", 1, 2) and "skipped" in too_many
     assert results["label_prep"].get("fkd_seconds") is None and results["label_prep"]["relabel_seconds"] > 0

@@ -111,6 +111,8 @@ LABEL_CARD_PATTERN = re.compile(
     r"\| label kind \| `marginal_smoothing`, k = 2, temperature 1\.5 \|\n"
     r"\| classes \| 3 \|\n"
     r"\| crop scale / ratio \| \[0\.08, 1\.0\] / \[0\.75, 1\.3333\] \|\n.*"
+    r"\| crop replay \| `tensor`: torchvision's JPEG decoding and torch's antialiased uint8 resize; training cuts "
+    r"the crops the same way \|\n.*"
     r"\| bytes per crop on disk \| 17\.2 \|\n.*"
     r'labels = load_label_set\("user/tiny-labels"\).*\n'
     r'images = datasets\.load_dataset\("user/tiny-photos", "small", split="train", revision="b{40}"\)\n'

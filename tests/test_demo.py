@@ -104,6 +104,7 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
     assert set(result["runs"]) == {"fkd", "plain"}
     assert result["runs"]["fkd"]["steps"] == result["runs"]["plain"]["steps"] > 0
     assert result["runs"]["fkd"]["crops"] == result["runs"]["plain"]["crops"]
+    assert "one decoded photo per crop" in result["plain_source"]  # plain training as usual: 12 photos per step
     assert 0 <= result["teacher_top1"] <= 1 and 0 <= result["runs"]["fkd"]["agreement"] <= 1
     difference = result["runs"]["fkd"]["top1"] - result["runs"]["plain"]["top1"]
     assert result["fkd_minus_plain"] == pytest.approx(difference) and result["fkd_minus_plain_se"] >= 0
@@ -155,6 +156,16 @@ def test_a_folder_without_a_validation_split_holds_out_every_tenth_image(teacher
 
     assert load_label_set(tmp_path / "out" / "labels").dataset.num_rows == 21  # the label set covers every image
     assert result.metrics["runs"]["fkd"]["crops"] == 2 * 19  # 2 FKD epochs (1 pass x 2 crops) of 19 images
+
+
+def test_the_plain_student_decodes_a_photo_per_crop_when_a_batch_of_photos_fits():
+    from fkd_hf.demo.config import DemoConfig
+    from fkd_hf.demo.run import plain_config
+
+    config = DemoConfig(dataset="imagefolder:x", batch_size=64, num_crops=4).resolved()
+    plain = plain_config(config, 3000)
+    assert (plain.num_crops, plain.batch_size, plain.fkd_epochs) == (1, 256, config.fkd_epochs)  # same crops per step
+    assert plain_config(config, 255) == config  # fewer photos than a batch has crops: FKD's m crops of each
 
 
 def test_sample_photo_mode_scores_agreement_on_held_out_crops(image_folder, teacher_dir, tmp_path, monkeypatch):

@@ -31,8 +31,9 @@ def ensemble(image_folder, teacher_dir, second_teacher, tmp_path_factory):
     """Label sets of two teachers on the same crops, ``full`` (every class stored)."""
     root = tmp_path_factory.mktemp("ensemble")
     options = dict(dataset=f"imagefolder:{image_folder}", stored_crops=3, kind="full", batch_size=8, num_workers=1)
-    generate(GenerateConfig(output_dir=str(root / "a"), teacher=str(teacher_dir), num_shards=2, **options))
-    # R, seed and crop ranges come from --crops_from, whatever else is asked for
+    generate(GenerateConfig(output_dir=str(root / "a"), teacher=str(teacher_dir), num_shards=2, replay="pil",
+                            **options))  # pil: the tests compare with replay_crop
+    # R, seed, crop ranges and replay come from --crops_from, whatever else is asked for
     options.update(stored_crops=5, seed=7, num_shards=3, crops_from=str(root / "a"))
     generate(GenerateConfig(output_dir=str(root / "b"), teacher=str(second_teacher), **options))
     return root / "a", root / "b"
@@ -69,6 +70,7 @@ def _dense(labels) -> np.ndarray:
 def test_crops_from_labels_the_same_crops_with_another_teacher(ensemble):
     a, b = (load_label_set(path) for path in ensemble)
     assert (b.metadata.stored_crops, b.metadata.seed, b.metadata.num_shards) == (3, 0, 3)
+    assert a.metadata.replay == b.metadata.replay == "pil"  # the replay of --crops_from, not the default
     assert a.dataset["image_key"] == b.dataset["image_key"]
     assert _stored(a, "crops").dtype == np.float16
     np.testing.assert_array_equal(_stored(a, "crops").view(np.uint16), _stored(b, "crops").view(np.uint16))  # bits
@@ -120,15 +122,26 @@ def test_merge_requantizes_to_the_kind_and_k_asked_for(ensemble, tmp_path):
 
 
 def test_merge_refuses_sets_that_do_not_share_crops(generate_config, ensemble, tmp_path):
-    reseeded = generate_config(output_dir=str(tmp_path / "reseeded"), kind="full", k=None, seed=1, num_shards=2)
+    reseeded = generate_config(output_dir=str(tmp_path / "reseeded"), kind="full", k=None, seed=1, num_shards=2,
+                               replay="pil")  # fmt: skip
     generate(reseeded)
     with pytest.raises(ValueError, match=r"stores other crops than .* at row 0: .*--crops_from"):
         merge_label_sets([str(ensemble[0]), reseeded.output_dir], tmp_path / "merged")
     assert not (tmp_path / "merged" / METADATA_FILE).exists()
-    hard = generate_config(output_dir=str(tmp_path / "t2"), temperature=2.0, kind="full", k=None)
+    hard = generate_config(output_dir=str(tmp_path / "t2"), temperature=2.0, kind="full", k=None, replay="pil")
     generate(hard)
     with pytest.raises(ValueError, match=r"differ in temperature"):
         merge_label_sets([str(ensemble[0]), hard.output_dir], tmp_path / "merged2")
+
+
+def test_sets_that_share_crops_keep_one_replay(generate_config, ensemble, tmp_path):
+    """--crops_from refuses another replay than its set's; merge-labels refuses sets of two replays."""
+    with pytest.raises(ValueError, match=r"--replay tensor differs from the replay 'pil' of .*: drop --replay"):
+        generate(generate_config(output_dir=str(tmp_path / "c"), crops_from=str(ensemble[0]), replay="tensor"))
+    tensor = generate_config(output_dir=str(tmp_path / "tensor"), kind="full", k=None)  # a's crops, the default replay
+    generate(tensor)
+    with pytest.raises(ValueError, match=r"differ in replay \('pil' vs 'tensor'\)"):
+        merge_label_sets([tensor.output_dir, str(ensemble[0])], tmp_path / "merged")
 
 
 def test_cli_takes_the_label_sets_first(ensemble, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """`fkd-hf generate` never loses or misstates a user's data: --overwrite, reruns that verify and repair, resumes,
 bad dataset paths, Ctrl-C."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def test_rerun_relabels_a_missing_or_truncated_shard(generate_config, tmp_path, 
     assert "Redone: data/shard-00001.parquet" in capsys.readouterr().out
     assert _shards(config.output_dir) == original  # the same bytes an uninterrupted run wrote
     assert load_label_set(config.output_dir).metadata.num_rows == 18
+
+
+def test_a_rerun_without_replay_resumes_a_run_made_with_the_other_replay(generate_config, capsys):
+    """An unfinished run started while pil was the default resumes when the same command (no --replay) is rerun."""
+    config = generate_config(num_shards=3, replay="pil")
+    generate(config)
+    Path(config.output_dir, "data", "shard-00001.parquet").unlink()
+    Path(config.output_dir, "fkd_labels.json").unlink()  # unfinished
+    original = _shards(config.output_dir)
+    summary = generate(dataclasses.replace(config, replay=None))
+    assert load_label_set(config.output_dir).metadata.replay == "pil" and summary.rows == 18
+    resumed = _shards(config.output_dir)
+    assert all(resumed[name] == data for name, data in original.items())  # the finished shards were kept
+    fresh = generate(generate_config(output_dir=str(Path(config.output_dir).parent / "fresh"), num_shards=3))
+    assert load_label_set(fresh.output_dir).metadata.replay == "tensor"  # a new set gets the default
 
 
 def test_rerun_relabels_the_shard_of_a_changed_image(generate_config, photos):

@@ -126,6 +126,7 @@ def test_training_data_of_an_imported_set_holds_the_official_crops_and_targets(
     labels = load_label_set(tmp_path / "labels")
     meta = json.loads((tmp_path / "labels" / METADATA_FILE).read_text())
     assert meta["provenance"]["label_type"] == label_type and meta["provenance"]["method"] == "converted"
+    assert meta["replay"] == "pil"  # the official generator cut its crops with PIL; new sets default to tensor
     assert (labels.metadata.stored_crops, labels.metadata.num_classes, labels.metadata.num_shards) == (R, 12, 2)
     images = load_images(f"imagefolder:{image_folder}")
     paths = [Path(value["path"]) for value in images.dataset["image"]]

@@ -1,6 +1,8 @@
 """Joining labels to images, and the multi-crop loader: crop replay, selection, batches, workers, eval transform."""
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ STORED = 4  # crops per image in the label set
 def data(tmp_path_factory, teacher_dir):
     root = tmp_path_factory.mktemp("loader")
     images = make_splits(root / "images")
-    labels = make_label_set(images, teacher_dir, root / "labels", num_crops=STORED)
+    labels = make_label_set(images, teacher_dir, root / "labels", num_crops=STORED, replay="pil")  # vs replay_crop
     return load_images(f"imagefolder:{images}", split="train"), load_label_set(labels)
 
 
@@ -80,6 +82,33 @@ def test_batches_are_image_major_uint8_channels_last(data):
     assert batch["topk_indices"].shape == (6, 2)
     assert torch.equal(batch["topk_indices"][3], samples[1]["topk_indices"][1])
     assert batch["sample_ids"] == [0, 1, 2]
+
+
+def test_a_batch_holds_the_samples_read_one_by_one_in_one_array(data):
+    """A batch's crops are replayed into one array, which collate_crops hands on without a copy."""
+    dataset = _dataset(data)
+    dataset.set_pass(1)
+    samples = dataset.__getitems__([5, 0, 9])
+    batch = collate_crops(samples)
+    assert batch["pixel_values"].data_ptr() == samples[0]["pixel_values"].data_ptr()  # not copied
+    alone = [dataset[i] for i in (5, 0, 9)]
+    for key in ("pixel_values", "topk_indices", "topk_values"):
+        expected = torch.cat([sample[key] for sample in alone])
+        assert torch.equal(batch[key], expected.permute(0, 3, 1, 2) if key == "pixel_values" else expected)
+    assert batch["sample_ids"] == [12 + 5, 12, 12 + 9]
+
+
+def test_a_photo_changed_after_its_first_read_is_caught_at_every_read(data, tmp_path):
+    images, labels = data
+    shutil.copytree(Path(images.dataset[0]["image"]["path"]).parents[2], tmp_path / "images")
+    copied = load_images(f"imagefolder:{tmp_path / 'images'}", split="train")
+    dataset = FKDCropDataset(join_labels(copied, labels), labels.metadata, 2, (24, 24))
+    dataset[0]  # its key checked
+    first, other = (Path(copied.dataset[row]["image"]["path"]) for row in (0, 1))
+    first.write_bytes(other.read_bytes())
+    for _ in range(2):
+        with pytest.raises(LabelMismatchError, match="Row 0 "):
+            dataset[0]
 
 
 def test_worker_count_and_persistent_workers_do_not_change_the_batches(data):

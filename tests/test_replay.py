@@ -1,6 +1,8 @@
 """Replay methods: decoding for replay, and each method exact to itself (generation's crops = training's crops)."""
 
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from fkd_hf.labels.crops import (
 )  # fmt: skip
 from fkd_hf.labels.decode import decode_for_replay, decode_pixels, decoded_size
 from fkd_hf import generate, load_label_set
+from fkd_hf.labels.format import METADATA_FILE
 from fkd_hf.labels.attach import join_labels
 from fkd_hf.labels.images import BadImageError, decode_image, load_images
 from fkd_hf.models.teacher_runner import TeacherRunner
@@ -106,18 +109,30 @@ def test_replay_methods_refuse_what_they_cannot_do():
         replay_crops(decode_for_replay(data, "pil"), np.array([[0, 0, 10, 10]]), [False], (8, 8), replay="tensor")
 
 
-@pytest.mark.parametrize("replay", REPLAYS)
+@pytest.mark.parametrize("replay", [None, *REPLAYS])
 def test_a_generated_set_replays_the_pixels_its_teacher_saw(replay, generate_config, image_folder, monkeypatch):
-    """End to end: the teacher's input during ``generate`` equals FKDCropDataset's crops at the teacher's size."""
+    """End to end: the teacher's input during ``generate`` equals FKDCropDataset's crops at the teacher's size; a
+    set made without --replay records and replays ``tensor``."""
     seen, probs = [], TeacherRunner.probs
     monkeypatch.setattr(TeacherRunner, "probs", lambda self, pixels: seen.append(np.array(pixels)) or probs(self, pixels))
     config = generate_config(stored_crops=4, num_workers=0, replay=replay)
     generate(config)
     taught, labels = np.concatenate(seen), load_label_set(config.output_dir)
     meta = labels.metadata
-    assert meta.replay == replay
+    recorded = json.loads((Path(config.output_dir) / METADATA_FILE).read_text())["replay"]
+    assert meta.replay == recorded == (replay or "tensor")
     rows = join_labels(load_images(f"imagefolder:{image_folder}"), labels)
     dataset = FKDCropDataset(rows, meta, 4, meta.teacher_input_size, meta.teacher_interpolation)
     for row in range(len(rows)):
         order = select_crops(0, row, 0, 4, 4)
         np.testing.assert_array_equal(dataset[row]["pixel_values"].numpy(), taught[row * 4 + order])
+
+
+def test_the_default_replay_depends_on_what_the_teacher_resizes_with(generate_config):
+    """tensor for a bilinear or bicubic teacher, pil for one whose interpolation torch's uint8 resize lacks."""
+    config = generate_config(stored_crops=1, max_rows=2, interpolation="lanczos")
+    generate(config)
+    assert load_label_set(config.output_dir).metadata.replay == "pil"
+    with pytest.raises(ValueError, match="Replay 'tensor' resizes with bilinear or bicubic, not 'lanczos'"):
+        generate(generate_config(stored_crops=1, max_rows=2, interpolation="lanczos", replay="tensor",
+                                 output_dir=config.output_dir + "-tensor"))  # fmt: skip

@@ -33,7 +33,7 @@ PHOTOS = 12
 def data(tmp_path_factory, teacher_dir):
     root = tmp_path_factory.mktemp("spread")
     images = make_splits(root / "images")
-    labels = make_label_set(images, teacher_dir, root / "labels", num_crops=STORED)
+    labels = make_label_set(images, teacher_dir, root / "labels", num_crops=STORED, replay="pil")  # vs replay_crop
     return load_images(f"imagefolder:{images}", split="train"), load_label_set(labels), labels
 
 

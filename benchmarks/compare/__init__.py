@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .. import _report
 from .plot import plot
-from .report import render_report
+from .report import render_report, summary_json
 from .settings import DEFAULT_DATA, MAIN_METHODS, SAME_CROP_METHODS, add_protocol_arguments, resolve_settings
 
 __all__ = ["make_parser", "main", "render"]
@@ -65,9 +65,12 @@ def finish(results: dict, output: Path, publish: bool) -> str:
     output.mkdir(parents=True, exist_ok=True)
     (output / "report.md").write_text(report)
     png = plot(results, output / "compare.png")
+    summary = summary_json(results)
+    _report.write_json(output / "summary.json", summary)
     if publish:
         mode = results["settings"]["mode"]
         _report.publish(f"compare:{mode}", report, png, f"compare_{mode}.png", f"accuracy against wall time, {mode} run")
+        _report.write_json(_report.RESULTS_MD.parent / "results" / f"compare_{mode}.json", summary)  # beside RESULTS.md
     print(report)
     return report
 

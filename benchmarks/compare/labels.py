@@ -113,6 +113,7 @@ class PreparedLabels:
     maps_dir: Path
     maps_info: LabelMapsInfo
     prep_seconds: dict  # fkd_seconds, relabel_seconds; absent when reused
+    vanilla: Path | None = None  # kind full, R = epochs: vanilla KD's targets (None: the source cannot give them)
 
 
 def _storage_rows(prepared: PreparedLabels, images: ImageSource, keys: list[str], settings: Settings,
@@ -139,7 +140,8 @@ def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spe
     else:
         source = work / "labels" / "generated"
         summary = generate(GenerateConfig(dataset=spec, output_dir=str(source), teacher=s.teacher, class_map="auto",
-                                          stored_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64))
+                                          stored_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64,
+                                          replay=s.replay))
         prep["fkd_seconds"] = summary.seconds or None
     main = derive_label_set(source, work / "labels" / "main", images, keys, s.kind, s.k, s.stored_crops)
     if args.relabel_maps:
@@ -151,6 +153,10 @@ def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spe
         prep["relabel_seconds"] = maps_info.seconds
     prepared = PreparedLabels(source, read_metadata(source), main, [], maps_dir, maps_info, prep)
     prepared.storage = _storage_rows(prepared, images, keys, s, work)
+    meta = prepared.source_meta
+    if meta.k == meta.num_classes and meta.stored_crops >= s.epochs:  # every class of E crops: vanilla KD's targets
+        prepared.vanilla = derive_label_set(source, work / "labels" / "vanilla_kd", images, keys, "full", None,
+                                            s.epochs)  # fmt: skip
     print(f"[compare] labels ready: FKD {prep.get('fkd_seconds') or 'reused'} s, ReLabel "
           f"{prep.get('relabel_seconds') or 'reused'} s", flush=True)  # fmt: skip
     return prepared

@@ -9,16 +9,25 @@ from .settings import MAIN_METHODS, METHOD_NAMES, SAME_CROP_METHODS
 __all__ = ["plot"]
 
 
+def _prep_seconds(results: dict, name: str) -> float | None:
+    """Label preparation before a method's training: the FKD generation for FKD's rows, the maps for ReLabel."""
+    prep = results["label_prep"]
+    if name.startswith("fkd"):
+        return prep.get("fkd_seconds")
+    return prep.get("relabel_seconds") if name == "relabel" else None
+
+
 def _panel(ax, results: dict, with_prep: bool) -> None:
     """One panel: training time alone, or (``with_prep``) with the label preparation before it."""
-    runs, prep = results["runs"], results["label_prep"]
-    offsets = {"fkd": prep.get("fkd_seconds"), "relabel": prep.get("relabel_seconds")}
+    runs = results["runs"]
     chance = 100 / len(results["class_names"])
     for name in MAIN_METHODS + SAME_CROP_METHODS:
         if name not in runs or not runs[name]["curve"] or (with_prep and name in SAME_CROP_METHODS):
             continue  # the same-crop controls are left out of the cost panel: they borrow FKD's stored crops
-        shift = (offsets.get(name) or 0.0) if with_prep else 0.0
-        xs = [shift] + [shift + p["train_seconds"] for p in runs[name]["curve"]]
+        shift = (_prep_seconds(results, name) or 0.0) if with_prep else 0.0
+        run = runs[name]  # vanilla KD from stored labels: its teacher's time spread over its steps
+        scale = run["train_seconds"] / run["student_seconds"] if run.get("teacher") == "stored" else 1.0
+        xs = [shift] + [shift + scale * p["train_seconds"] for p in run["curve"]]
         ys = [chance] + [100 * p["top1"] for p in runs[name]["curve"]]
         ax.plot(xs, ys, "--" if name in SAME_CROP_METHODS else "-", marker="o", markersize=3, label=METHOD_NAMES[name])
     ax.set_xlabel("label preparation + training wall time (s, log scale)" if with_prep
@@ -40,9 +49,8 @@ def plot(results: dict, path: Path) -> Path | None:
     except ImportError:
         print("[compare] matplotlib is not installed: no plot (pip install matplotlib, or pip install -e '.[demo]').")
         return None
-    runs, prep = results["runs"], results["label_prep"]
-    offsets = {"fkd": prep.get("fkd_seconds"), "relabel": prep.get("relabel_seconds")}
-    with_prep = all(offsets[name] is not None for name in offsets if name in runs)
+    runs = results["runs"]
+    with_prep = all(_prep_seconds(results, name) is not None for name in ("fkd", "relabel") if name in runs)
     panels = 2 if with_prep else 1
     fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
     for col in range(panels):

@@ -50,9 +50,11 @@ def make_context(args: argparse.Namespace, settings: Settings, work: Path) -> tu
     class_names = list(images.label_names)
     prepared = prepare_labels(args, settings, work, spec, images, keys, teacher, class_indices)
     maps, _ = load_label_maps(prepared.maps_dir)
+    generated = prepared.prep_seconds.get("fkd_seconds")  # the teacher's time for vanilla KD's share of the crops
     ctx = Context(settings, work, images, keys, validation, class_names, teacher, class_indices,
                   load_label_set(prepared.main), maps, prepared.maps_info.map_size,
-                  _eval_set(settings, validation, class_names))  # fmt: skip
+                  _eval_set(settings, validation, class_names), prepared.vanilla,
+                  generated and generated * settings.epochs / prepared.source_meta.stored_crops)  # fmt: skip
     return ctx, prepared
 
 
@@ -73,6 +75,7 @@ def new_results(ctx: Context, prepared: PreparedLabels, teacher_top1: float) -> 
         "storage": {"fkd_main": label_bytes_per_image(prepared.main), "fkd": prepared.storage,
                     "relabel": info.bytes_per_image},
         "throughput": {}, "runs": {}, "ablation": [], "finished": False,
+        "vanilla_kd": "stored" if ctx.vanilla_labels else "online", "replay": ctx.labels.metadata.replay,
         "target_cost": [target_cost(s.batch_crops, info.map_size, info.k, c) for c in (len(ctx.class_names), 1000)],
     }  # fmt: skip
 
@@ -109,7 +112,7 @@ def run_protocol(args: argparse.Namespace, settings: Settings, work: Path, outpu
         results["load"] = [load_start, os.getloadavg()[0]]
         (output / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    methods = args.methods or list(MAIN_METHODS + SAME_CROP_METHODS)
+    methods = args.methods or list(MAIN_METHODS + (SAME_CROP_METHODS if s.controls else ()))
     # Untimed warm-up (a few plain steps), so the first timed method does not pay for one-off start-up costs.
     run_method(ctx, "plain", curve=False, max_steps=3)
     results["throughput"] = measure_throughput(ctx, methods)

@@ -26,8 +26,12 @@ from fkd_hf.training.data import collate_crops
 from ..methods import PlainTrainer, ReLabelTrainer, VanillaKDTrainer, crop_set_factory
 from .settings import Settings
 
-__all__ = ["Context", "timed", "weights_digest", "crops_per_image", "steps_per_epoch", "run_method", "measure_throughput",
-           "teacher_accuracy"]  # fmt: skip
+__all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "crops_per_image", "decodes_per_crop", "steps_per_epoch",
+           "run_method", "measure_throughput", "teacher_accuracy"]  # fmt: skip
+
+# FKD's rows: method -> FKDConfig fields it sets (every one on the main label set, through FKDTrainer)
+FKD_VARIANTS = {"fkd": {}, "fkd_spread": {"crop_layout": "spread"}, "fkd_m1": {"num_crops": 1},
+                "fkd_tail": {"single_crop_tail": True}}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -47,6 +51,8 @@ class Context:
     maps: object  # the ReLabel maps (a datasets.Dataset keyed by image_key)
     map_size: int
     eval_set: EvalDataset
+    vanilla_labels: Path | None = None  # kind full, R = epochs: vanilla KD as FKD at m = 1 (None: online teacher)
+    vanilla_teacher_seconds: float | None = None  # the generation time of those labels (None: reused labels)
 
 
 class _Clock(TrainerCallback):
@@ -111,8 +117,19 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def crops_per_image(settings: Settings, name: str) -> int:
-    """m: FKD and the runs on FKD's crops replay ``num_crops`` per decoded image; the others take one."""
-    return settings.num_crops if name.startswith("fkd") or name.endswith("fkd_crops") else 1
+    """m: FKD and the runs on FKD's crops replay ``num_crops`` per decoded image (FKD m = 1: one); the others one."""
+    m = FKD_VARIANTS.get(name, {}).get("num_crops", settings.num_crops)
+    return m if name in FKD_VARIANTS or name.endswith("fkd_crops") else 1
+
+
+def decodes_per_crop(settings: Settings, name: str) -> float:
+    """Photos decoded per training crop: 1 / m, except the single-crop tail, whose last pass (m of the E epochs)
+    decodes a photo for every crop."""
+    m = crops_per_image(settings, name)
+    if name != "fkd_tail":
+        return 1 / m
+    passes = settings.epochs / m
+    return ((passes - 1) + m) / settings.epochs
 
 
 def steps_per_epoch(ctx: Context) -> int:
@@ -125,20 +142,27 @@ def steps_per_epoch(ctx: Context) -> int:
 
 def _method_config(ctx: Context, name: str, m: int, max_steps: int | None, curve: bool) -> FKDConfig:
     s, epoch = ctx.settings, steps_per_epoch(ctx)
-    return FKDConfig(
+    fields = {key: value for key, value in FKD_VARIANTS.get(name, {}).items() if key != "num_crops"}
+    return FKDConfig(**fields,
         output_dir=str(ctx.work / "runs" / name), student=s.student, input_size=s.input_size, seed=s.seed,
         per_device_train_batch_size=s.batch_crops // m, per_device_eval_batch_size=s.eval_batch_size, num_crops=m,
         max_steps=max_steps or s.epochs * epoch, optim=s.optim, learning_rate=s.learning_rate,
         weight_decay=s.weight_decay, warmup_steps=s.warmup, lr_scheduler_type="cosine", use_cpu=True,
         dataloader_num_workers=s.workers, dataloader_persistent_workers=s.workers > 0,
-        eval_strategy="steps" if curve else "no", eval_steps=epoch, logging_steps=epoch,
+        eval_strategy="steps" if curve else "no", eval_steps=epoch * (s.eval_every or 1), logging_steps=epoch,
         save_strategy="no", report_to="none", disable_tqdm=True, log_level="warning",
     )  # fmt: skip
 
 
-def _method_parts(ctx: Context, name: str) -> tuple[type, object, dict]:
+def _online_kd(ctx: Context, name: str, timing: bool) -> bool:
+    """Whether vanilla KD runs its teacher in the training step: always for timing runs, else only when the label
+    sets cannot stand in for it (no kind full set with R >= epochs)."""
+    return name == "vanilla_kd" and (timing or ctx.vanilla_labels is None)
+
+
+def _method_parts(ctx: Context, name: str, timing: bool) -> tuple[type, object, dict]:
     """(trainer class, train_set_factory, trainer kwargs) of a method: only its data and targets differ."""
-    if name == "fkd":
+    if name in FKD_VARIANTS or (name == "vanilla_kd" and not _online_kd(ctx, name, timing)):
         return FKDTrainer, None, {}
     replay = name.endswith("fkd_crops")
     if name.startswith("plain"):
@@ -154,10 +178,10 @@ def _method_parts(ctx: Context, name: str) -> tuple[type, object, dict]:
     raise ValueError(f"Unknown method {name!r}.")
 
 
-def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet):
+def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing: bool):
     """Builds the method's trainer from the shared student init and trains it; returns the trainer and the
     digest of its initial weights."""
-    trainer_class, factory, extra = _method_parts(ctx, name)
+    trainer_class, factory, extra = _method_parts(ctx, name, timing)
     if factory is not None:
         extra["train_set_factory"] = factory
     setup = build_trainer(config, labels=labels, images=ctx.images, eval_dataset=ctx.eval_set,
@@ -170,40 +194,50 @@ def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet):
     return trainer, digest
 
 
+def _final_scores(trainer, eval_set: EvalDataset) -> dict:
+    """Top-1, top-5 and the per-image top-1 hits (a '0'/'1' string, for paired differences) on ``eval_set``."""
+    output = trainer.predict(eval_set, metric_key_prefix="eval")
+    hits = np.asarray(output.predictions)[:, 0] == np.asarray(output.label_ids)
+    return {"top1": output.metrics["eval_top1"], "top5": output.metrics["eval_top5"],
+            "correct": "".join("1" if hit else "0" for hit in hits)}  # fmt: skip
+
+
 def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crops: int | None = None,
                curve: bool = True, max_steps: int | None = None) -> dict:  # fmt: skip
     """Trains one method from the shared initial weights; returns its timing and accuracy.
 
     ``max_steps`` makes it a short timing run instead (no evaluation): it returns the crops/s of the steps after
-    the first one (the first waits for the loader workers to start)."""
-    s = ctx.settings
+    the first one (the first waits for the loader workers to start). Vanilla KD's accuracy run is FKD at m = 1 on
+    ``ctx.vanilla_labels`` when there are such labels; its crops/s then count the teacher's generation time."""
+    s, timing = ctx.settings, max_steps is not None
+    stored_kd = name == "vanilla_kd" and not _online_kd(ctx, name, timing)
     m = num_crops or crops_per_image(s, name)
     config = _method_config(ctx, name, m, max_steps, curve)
-    labels = ctx.labels if labels_dir is None else load_label_set(labels_dir)
+    labels = ctx.labels if labels_dir is None and not stored_kd else load_label_set(labels_dir or ctx.vanilla_labels)
     load_before = os.getloadavg()[0]
-    trainer, digest = _train(ctx, name, config, labels)
-    if max_steps is not None:
+    trainer, digest = _train(ctx, name, config, labels, timing)
+    if timing:
         steps = trainer.clock.steps
         seconds = steps[-1] - steps[0]
         return {"method": name, "steps": len(steps) - 1, "seconds": seconds,
                 "crops_per_second": (len(steps) - 1) * s.batch_crops / seconds if seconds > 0 else float("nan")}
-    if curve:
-        final = trainer.curve[-1]
-    else:
-        metrics = trainer.evaluate()
-        final = {"top1": metrics["eval_top1"], "top5": metrics["eval_top5"]}
     crops, epoch = config.max_steps * s.batch_crops, steps_per_epoch(ctx)
+    seconds = trainer.train_seconds
+    if stored_kd and ctx.vanilla_teacher_seconds is not None:
+        seconds += ctx.vanilla_teacher_seconds
     result = {
         "method": name, "crops_per_image": m, "steps": config.max_steps, "crops": crops,
-        "decoded_images": crops // m, "train_seconds": trainer.train_seconds,
-        "crops_per_second": crops / trainer.train_seconds, "eval_seconds": trainer.eval_seconds,
-        "top1": final["top1"], "top5": final["top5"], "initial_weights": digest,
+        "decoded_images": round(crops * (decodes_per_crop(s, name) if num_crops is None else 1 / m)),
+        "train_seconds": seconds, "crops_per_second": crops / seconds, "eval_seconds": trainer.eval_seconds,
+        **_final_scores(trainer, ctx.eval_set), "initial_weights": digest,
         "curve": [dict(point, epoch=point["step"] / epoch) for point in trainer.curve],
         "load_1min": [load_before, os.getloadavg()[0]],
     }  # fmt: skip
     if name == "vanilla_kd":
-        result["teacher_seconds"] = trainer.teacher_seconds
-    print(f"[compare] {name}: {result['crops_per_second']:.1f} crops/s over {trainer.train_seconds:.1f} s, "
+        result["teacher"] = "stored" if stored_kd else "online"
+        result["teacher_seconds"] = ctx.vanilla_teacher_seconds if stored_kd else trainer.teacher_seconds
+        result["student_seconds"] = trainer.train_seconds
+    print(f"[compare] {name}: {result['crops_per_second']:.1f} crops/s over {seconds:.1f} s, "
           f"top-1 {100 * result['top1']:.1f}%", flush=True)  # fmt: skip
     return result
 
@@ -213,6 +247,7 @@ def measure_throughput(ctx: Context, methods: list[str]) -> dict:
     per round, in turn) of ``throughput_steps`` timed steps after one untimed step; each method keeps its best
     round, which is the round least disturbed by other jobs on the machine."""
     s = ctx.settings
+    methods = [name for name in methods if name != "fkd_tail"]  # its few steps would all be the tail's
     rounds: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(s.throughput_rounds):
         for name in methods:

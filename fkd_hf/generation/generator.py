@@ -22,7 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..version import __version__
-from ..labels.crops import check_replay_interpolation, crop_rng, crops_to_pixels, replay_crops, sample_crops
+from ..labels.crops import (
+    DEFAULT_REPLAY, TENSOR_INTERPOLATIONS, check_replay_interpolation, crop_rng, crops_to_pixels, replay_crops,
+    sample_crops,
+)  # fmt: skip
 from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.images import (
     BadImageError, ImageSource, absolute_dataset_spec, image_bytes, image_key, load_images,
@@ -35,7 +38,7 @@ from ..models.precision import resolve_precision
 from ..models.teacher_runner import TeacherRunner
 from ..models.teachers import Teacher, load_teacher, resolve_class_map
 from .config import GenerateConfig
-from .output import prepare_output
+from .output import prepare_output, recorded_replay
 from .prefetch import prefetch_map
 from .verify import verify_output
 
@@ -125,6 +128,11 @@ def _build_metadata(config, source: ImageSource, teacher: Teacher, class_indices
         max_rows=config.max_rows,
         dataset_absolute=absolute_dataset_spec(source.spec),
     )
+
+
+def _default_replay(teacher: Teacher) -> str:
+    """The replay of a new label set: DEFAULT_REPLAY, or pil for a teacher whose interpolation it lacks."""
+    return DEFAULT_REPLAY if teacher.interpolation in TENSOR_INTERPOLATIONS else "pil"
 
 
 def _run_fingerprint(metadata: LabelSetMetadata, config: GenerateConfig) -> dict:
@@ -221,8 +229,12 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     from accelerate import Accelerator, InitProcessGroupKwargs
 
     config.validate()
-    if config.crops_from:  # the shared crops fix R, the seed and the crop ranges
-        config = dataclasses.replace(config, **SharedCrops(config.crops_from).crop_options())
+    if config.crops_from:  # the shared crops fix R, the seed, the crop ranges and the replay
+        options = SharedCrops(config.crops_from).crop_options()
+        if config.replay not in (None, options["replay"]):
+            raise ValueError(f"--replay {config.replay} differs from the replay {options['replay']!r} of "
+                             f"{config.crops_from} (--crops_from), which a set of its crops keeps: drop --replay.")
+        config = dataclasses.replace(config, **options)
     start = time.perf_counter()
     # Accelerate treats a torchrun/launch job as distributed on CPU only when told to use the CPU.
     accelerator = Accelerator(
@@ -239,6 +251,9 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     teacher = load_teacher(
         config.teacher, config.teacher_revision, config.input_size, config.mean, config.std, config.interpolation
     )
+    if config.replay is None:  # a rerun resumes with its run's replay; a new set gets the default
+        previous = None if config.overwrite else recorded_replay(config.output_dir)
+        config = dataclasses.replace(config, replay=previous or _default_replay(teacher))
     class_indices = resolve_class_map(teacher, config.class_map, source.label_names) if config.class_map else None
     num_classes = len(class_indices) if class_indices is not None else teacher.num_classes
     k = resolve_k(config.kind, config.k, num_classes)
@@ -261,7 +276,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
                                len(final.skipped_rows), final.bytes_per_crop or 0.0, 0.0)
 
     accelerator.print(f"Generating on {accelerator.num_processes} process{'es' * (accelerator.num_processes > 1)}: "
-                      f"teacher {config.teacher}, R={config.stored_crops}, {config.precision}.")
+                      f"teacher {config.teacher}, R={config.stored_crops}, {config.precision}, replay {config.replay}.")
     labeled = _label_shards(config, source, teacher, metadata, accelerator, num_shards, rows_per_shard)
     if num_shards is None:  # streaming: the stream's end tells the shard count
         num_shards = int(accelerator.gather(torch.tensor([labeled], device=accelerator.device)).max().item())

@@ -135,6 +135,7 @@ def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) 
         dataset_revision=source.revision, image_column=source.image_column, label_column=source.label_column,
         num_rows=source.num_rows, rows_per_shard=_shard_layout(config, source.num_rows), fkd_hf_version=__version__,
         max_rows=config.max_rows, dataset_absolute=absolute_dataset_spec(source.spec), provenance=provenance,
+        replay="pil",  # the official generator cut its crops with PIL
     )  # fmt: skip
 
 

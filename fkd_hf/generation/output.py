@@ -116,6 +116,13 @@ def prepare_output(output_dir: str | os.PathLike, fingerprint: dict, overwrite: 
     return False
 
 
+def recorded_replay(output_dir: str | os.PathLike) -> str | None:
+    """The replay of the run ``output_dir`` holds, finished or not (None: no run there), so that a rerun without
+    ``--replay`` resumes a run made while another replay was the default."""
+    previous = _read_json(Path(output_dir) / RUN_FILE)
+    return None if previous is None else previous.get("replay")
+
+
 def shard_progress(output_dir: str | os.PathLike) -> tuple[int, int | None]:
     """``(shards on disk, shards in all)`` of a run in ``output_dir``; the total is None when unknown (a stream)."""
     output_dir = Path(output_dir)

@@ -11,8 +11,9 @@ Replay rule (the one place where stored values become pixels, used by the teache
 where ``round(x) = floor(x + 0.5)`` computed in float64 from the stored float16 values. Generation quantizes the
 sampled box to float16 *before* it crops for the teacher, so the student replays exactly the pixels the teacher saw.
 
-Replay methods turn a pixel box into pixels (:func:`replay_crops`); a label set records the one it was made with, and
-each is exact to itself: a crop's pixels depend only on the image, its box, flip, size and interpolation, never on
+Replay methods turn a pixel box into pixels (:func:`replay_crops`); a label set records the one it was made with
+(``tensor`` for new sets, ``pil`` for sets made before fkd-hf 0.2 and imported official FKD files), and each is exact
+to itself: a crop's pixels depend only on the image, its box, flip, size and interpolation, never on
 the other crops replayed with it, so generation (all R crops) and training (m of them) agree.
 
 - ``pil``: PIL's ``resize(box=...)`` of the PIL-decoded image, then the flip (:func:`replay_crop`).
@@ -46,6 +47,7 @@ _RESAMPLE = {
     "hamming": Image.Resampling.HAMMING,
 }
 REPLAYS = ("pil", "tensor")
+DEFAULT_REPLAY = "tensor"  # of new label sets; sets made before replays were named (fkd-hf < 0.2) replay with pil
 TENSOR_INTERPOLATIONS = ("bilinear", "bicubic")  # torch's antialiased uint8 resize has these two
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "replay_crops",
     "resample_filter",
     "REPLAYS",
+    "DEFAULT_REPLAY",
     "check_replay",
     "check_replay_interpolation",
     "TENSOR_INTERPOLATIONS",
@@ -182,13 +185,14 @@ def replay_crops(
     flips: Sequence[bool],
     size: Sequence[int],
     interpolation: str = "bilinear",
-    replay: str = "pil",
+    replay: str = DEFAULT_REPLAY,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """The crops of ``image`` at pixel ``boxes`` (``[n, 4]`` top, left, height, width, from :func:`crops_to_pixels`),
     resized to ``size`` (height, width) and mirrored where ``flips`` is set, by replay method ``replay``.
 
     ``image`` comes from :func:`~fkd_hf.labels.decode.decode_for_replay` with the same ``replay``. Returns uint8
-    ``[n, height, width, 3]``.
+    ``[n, height, width, 3]``: ``out`` (an array of that shape and type) where given, filled in.
     """
     import torch
 
@@ -198,7 +202,10 @@ def replay_crops(
     if not isinstance(image, expected):
         raise TypeError(f"Replay {replay!r} crops a {expected.__name__}, got a {type(image).__name__}: decode with "
                         f"decode_for_replay(data, {replay!r}).")  # fmt: skip
-    out = np.empty((len(boxes), *size, 3), dtype=np.uint8)
+    if out is None:
+        out = np.empty((len(boxes), *size, 3), dtype=np.uint8)
+    elif out.shape != (len(boxes), *size, 3) or out.dtype != np.uint8:
+        raise ValueError(f"out must be uint8 {(len(boxes), *size, 3)}, got {out.dtype} {out.shape}.")
     for i, (box, flip) in enumerate(zip(boxes, flips)):
         if replay == "pil":
             out[i] = np.asarray(replay_crop(image, box, bool(flip), size, interpolation))

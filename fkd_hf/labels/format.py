@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from datasets import Features, List, Value
 
 from ..hub.ids import is_repo_id
-from .crops import check_replay
+from .crops import DEFAULT_REPLAY, check_replay
 from .kinds import check_kind
 
 METADATA_FILE = "fkd_labels.json"
@@ -114,7 +114,7 @@ class LabelSetMetadata:
     dataset_class_names: list[str] | None = None  # the dataset's own class names where class_names are the teacher's
     provenance: dict | None = None  # how the set was derived from other labels (converted, merged), for the card
     card_digest: str | None = None  # BLAKE2b-128 of the README.md fkd-hf wrote beside it
-    replay: str = "pil"  # how stored crops become pixels (fkd_hf.labels.crops.REPLAYS); sets before 0.2: pil
+    replay: str = DEFAULT_REPLAY  # how stored crops become pixels (fkd_hf.labels.crops.REPLAYS); sets before 0.2: pil
 
     def __post_init__(self):
         check_kind(self.kind)
@@ -133,6 +133,7 @@ class LabelSetMetadata:
         data = dict(data)
         if data.get("format_version", 1) < 2 and "num_crops" in data:  # version 1 named R num_crops
             data["stored_crops"] = data.pop("num_crops")
+        data.setdefault("replay", "pil")  # a set made before replays were named (fkd-hf < 0.2)
         data["format_version"] = FORMAT_VERSION
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})

@@ -36,10 +36,11 @@ class SharedCrops:
         self.skipped = set(labels.metadata.skipped_rows)
 
     def crop_options(self) -> dict:
-        """The crop options of ``fkd-hf generate`` that the shared crops fix: R, seed and the crop ranges."""
+        """The options of ``fkd-hf generate`` that the shared crops fix: R, seed, the crop ranges and the replay (so
+        that the sets can be merged)."""
         meta = self.metadata
         return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=list(meta.crop_scale),
-                    crop_ratio=list(meta.crop_ratio))  # fmt: skip
+                    crop_ratio=list(meta.crop_ratio), replay=meta.replay)  # fmt: skip
 
     def row(self, row: int, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(crops, flips)`` stored for source row ``row``, after checking that its image has ``key``; None for a
@@ -62,7 +63,7 @@ class SharedCrops:
 def _check_compatible(sources: Sequence[str], sets: Sequence[LabelSet]) -> None:
     first = sets[0].metadata
     for source, labels in zip(sources[1:], sets[1:]):
-        for name in ("num_rows", "stored_crops", "num_classes", "class_names", "temperature"):
+        for name in ("num_rows", "stored_crops", "num_classes", "class_names", "temperature", "replay"):
             if getattr(labels.metadata, name) != getattr(first, name):
                 raise ValueError(
                     f"{source} and {sources[0]} differ in {name} ({getattr(labels.metadata, name)!r:.60} vs "
