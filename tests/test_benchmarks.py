@@ -188,8 +188,12 @@ def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_d
 
 def test_ablation_specs_default_to_the_main_run():
     settings = compare_settings.resolve_settings(compare_parser().parse_args(["--quick"]))
-    assert compare_settings.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5}
-    assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 8, "m": 4, "kind": "hard", "k": 1}
+    grouped = {"layout": "grouped", "lanes": None}
+    assert compare_settings.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5,
+                                                                **grouped}  # fmt: skip
+    assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 8, "m": 4, "kind": "hard", "k": 1, **grouped}
+    lanes = compare_settings.parse_ablation("lanes=25", settings)
+    assert (lanes["layout"], lanes["lanes"], lanes["m"]) == ("spread", 25, 4)
     assert compare_settings.parse_ablation("kind=full,R=4", settings)["k"] is None  # every class
     with pytest.raises(ValueError, match="Unknown ablation"):
         compare_settings.parse_ablation("T=2", settings)
@@ -203,7 +207,7 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
             "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "2",
             "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
-            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9", "--controls", "--eval-every", "1",
+            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9", "lanes=1", "--controls", "--eval-every", "1",
             "--output-dir", str(tmp_path / "out"), "--publish"]
     threads = torch.get_num_threads()
     assert bench_main(argv) == 0
@@ -230,8 +234,9 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     plain = summary["methods"]["plain"]
     assert plain["top1_se"] == pytest.approx((plain["top1"] * (1 - plain["top1"]) / 6) ** 0.5)
     assert plain["crops_per_s"] > 0 and plain["fkd_spread_minus_this"]["paired_se"] >= 0
-    hard, too_many = results["ablation"]
+    hard, too_many, spread = results["ablation"]
     assert (hard["kind"], hard["k"], hard["R"]) == ("hard", 1, 2) and "skipped" in too_many
+    assert (spread["layout"], spread["lanes"], spread["decoded_images"]) == ("spread", 1, 12)
     assert results["label_prep"].get("fkd_seconds") is None and results["label_prep"]["relabel_seconds"] > 0
     text = results_md.read_text()
     assert "old" not in text and "| FKD | 2 |" in text and "## Generation" in text and "(compare_full.png)" in text

@@ -149,12 +149,13 @@ def test_eval_split_none_trains_without_evaluation(data, tmp_path, capsys):
 # --- loader workers ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cores, processes, workers", [(1, 1, 0), (2, 1, 1), (2, 2, 0), (8, 1, 4), (16, 2, 4)])
+@pytest.mark.parametrize("cores, processes, workers", [(1, 1, 0), (2, 1, 1), (2, 2, 0), (4, 1, 2), (8, 1, 4), (16, 2, 4), (8, 2, 2)])
 def test_default_loader_workers_fit_the_machine(cores, processes, workers, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
     assert default_loader_workers() == workers
-    assert FKDConfig(output_dir="out").dataloader_num_workers == workers
+    config = FKDConfig(output_dir="out")
+    assert config.dataloader_num_workers == workers and config.spread_lanes % max(workers, 1) == 0  # one decode each
 
 
 def _worker_warnings(config: FKDConfig) -> list[str]:

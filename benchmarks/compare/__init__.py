@@ -1,25 +1,31 @@
-"""FKD against plain training, vanilla KD and ReLabel, on one machine in one run: throughput, label storage, accuracy.
+"""FKD against plain training, vanilla KD and ReLabel, on one machine in one run: accuracy, throughput, decodes,
+label storage.
 
-    python -m benchmarks compare --quick                  # about 4 minutes on 2 CPU cores: the whole protocol, small
-    python -m benchmarks compare --publish                # full: all of imagenette-mini, about an hour on 2 cores
+    python -m benchmarks compare --quick                  # about 5 minutes on 2 CPU cores: the whole protocol, small
+    python -m benchmarks compare --publish                # full: all of imagenette-mini, about 80 minutes on 2 cores
     python -m benchmarks compare --labels DIR             # reuse an FKD label set of these images (any kind)
     python -m benchmarks compare --render outputs/bench_compare/results.json --publish   # re-render a (partial) run
 
-The four methods share the student (architecture, initial weights), the optimizer and schedule, the crops per
+Every method shares the student (architecture, initial weights), the optimizer and schedule, the crops per
 optimizer step, the seed and data order, the loader workers, the crop pipeline and the evaluation; each is built by
 ``fkd_hf.training.build_trainer`` and differs only in what each decoded image yields and in the targets:
 
 1. plain: one RandomResizedCrop + flip per decoded image, hard labels, cross-entropy;
-2. vanilla_kd: the same crops, and the teacher runs on every crop in the training step (timm's online KD);
-3. relabel: the same crops, targets by RoIAlign on a per-image label map from the teacher (ReLabel);
-4. fkd: ``fkd-hf generate`` labels, ``num_crops`` stored crops replayed per decoded image, ``FKDTrainer``.
+2. vanilla_kd: the teacher's softmax on every crop, one crop per decoded image: FKD kind=full at m = 1 on R >=
+   epochs stored crops (each used once; the same targets as an online teacher, up to float16), or the teacher
+   online in the training step when no such labels exist (and always for the steady-state timing);
+3. relabel: fresh crops, targets by RoIAlign on a per-image label map from the teacher (ReLabel);
+4. fkd, fkd_spread, fkd_m1, fkd_tail: ``fkd-hf generate`` labels through ``FKDTrainer``: the paper's loader
+   (``num_crops`` stored crops of a decoded image in one batch), the spread layout, one crop per decode, and the
+   paper's loader with the single-crop tail.
 
 An epoch is N crops (N = training images) for every method, so E epochs are the same optimizer steps for all;
-FKD's E epochs are E / num_crops passes over the images. Two more runs isolate the label source: plain and ReLabel
-on exactly FKD's batches (same images, same stored crops, same order). The ablation trains FKD again with label
-sets cut from one ``--kind full`` generation: fewer stored crops R and each soft-label kind/k. Outputs go to
-``--output-dir`` (report.md, results.json, compare.png; results.json is rewritten after every run, so an
-interrupted run keeps what it measured); ``--publish`` also writes the report and the plot into benchmarks/RESULTS.md.
+FKD's E epochs are E / num_crops passes over the images. ``--controls`` adds plain and ReLabel on exactly FKD's
+batches (same images, stored crops and order), which isolate the label source. The ablation trains FKD again on
+label sets cut from one ``--kind full`` generation (R, kind, k, m) or with another layout (``layout=spread``,
+``lanes=N``). Outputs go to ``--output-dir`` (report.md, results.json, summary.json, compare.png; results.json is
+rewritten after every run, so an interrupted run keeps what it measured); ``--publish`` also writes the report
+and the plot into benchmarks/RESULTS.md and summary.json as benchmarks/results/compare_<mode>.json.
 """
 
 from __future__ import annotations

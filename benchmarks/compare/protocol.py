@@ -92,7 +92,11 @@ def ablation_run(ctx: Context, prepared: PreparedLabels, spec: str) -> dict:
     name = f"fkd_R{choice['R']}_m{choice['m']}_{choice['kind']}_k{k}"
     path = derive_label_set(prepared.source, ctx.work / "labels" / name, ctx.images, ctx.keys, choice["kind"], k,
                             choice["R"])  # fmt: skip
-    result = run_method(ctx, "fkd", labels_dir=path, num_crops=choice["m"], curve=False)
+    spread = choice["layout"] == "spread"
+    lanes = {"spread_lanes": choice["lanes"]} if choice["lanes"] else {}
+    name += f"_spread{choice['lanes'] or ''}" if spread else ""
+    result = run_method(ctx, "fkd_spread" if spread else "fkd", labels_dir=path, num_crops=choice["m"], curve=False,
+                        fields=lanes)  # fmt: skip
     return {**choice, "k": k, **result, "method": name}
 
 

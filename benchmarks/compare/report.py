@@ -130,7 +130,7 @@ def _header(results: dict, s: Settings) -> list[str]:
         f"positions, top-{relabel['k']} logits per position. " + _vanilla_text(results),
         "",
         f"Steady crops/s: best of {s.throughput_rounds} interleaved rounds of {s.throughput_steps} steps per method "
-        "(the ratios and speed targets use it; vanilla KD's runs its teacher online; the tail has none, its few steps "
+        "(the ratios and speed targets use it; vanilla KD runs its teacher online there; the tail has none, its few steps "
         "would all be single-crop); whole run: all the steps of the accuracy run, loader start-up included, "
         f"evaluation excluded. Top-1 on {n_val} images has a binomial standard error of about "
         f"{_std_error(runs, n_val)} points; differences to FKD spread are paired (the same images), with the paired "
@@ -201,14 +201,16 @@ def _ablation_table(results: dict, s: Settings) -> list[str]:
         return []
     lines = ["", f"FKD ablation (same protocol; labels cut from one generation; R stored crops, m replayed per decoded "
                  f"image; {s.epochs} epochs = {s.epochs} x {results['train_images']} crops):", "",
-             "| R | m | kind | k | crops/s | top-1 % | top-5 % |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+             "| R | m | kind | k | layout | crops/s | top-1 % | top-5 % |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     rows = [dict(R=s.stored_crops, m=s.num_crops, kind=s.kind, k=s.k, **main, main=True)] if main else []
     for row in rows + ablation:
+        layout = row.get("layout", "grouped") + (f", {row['lanes']} lanes" if row.get("lanes") else "")
         if "skipped" in row:
-            lines.append(f"| {row['R']} | {row['m']} | {row['kind']} | {row['k']} | skipped: {row['skipped']} | | |")
+            lines.append(f"| {row['R']} | {row['m']} | {row['kind']} | {row['k']} | {layout} | skipped: "
+                         f"{row['skipped']} | | |")  # fmt: skip
             continue
         mark = " (main run)" if row.get("main") else ""
-        lines.append(f"| {row['R']} | {row['m']} | {row['kind']}{mark} | {row['k']} | "
+        lines.append(f"| {row['R']} | {row['m']} | {row['kind']}{mark} | {row['k']} | {layout} | "
                      f"{row['crops_per_second']:.1f} | {_pct(row['top1'])} | {_pct(row['top5'])} |")  # fmt: skip
     return lines
 
@@ -219,7 +221,9 @@ def _checks_and_curves(results: dict) -> list[str]:
     if checks:
         lines += ["", "Targets (this run):", "", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {target} | {figure} | {'yes' if met else 'no'} |" for target, met, figure in checks]
-    lines += ["", "Top-1 % after each epoch (training seconds so far):", ""]
+    every = results["settings"].get("eval_every") or 1
+    lines += ["", f"Top-1 % after every {'' if every == 1 else f'{every} '}epoch{'s' * (every > 1)} (training seconds "
+                  "so far):", ""]  # fmt: skip
     for name in MAIN_METHODS + SAME_CROP_METHODS:
         if name in runs and runs[name]["curve"]:
             points = ", ".join(f"{_pct(p['top1'])} ({p['train_seconds']:.0f} s)" for p in runs[name]["curve"])

@@ -140,9 +140,11 @@ def steps_per_epoch(ctx: Context) -> int:
     return n // batch_crops
 
 
-def _method_config(ctx: Context, name: str, m: int, max_steps: int | None, curve: bool) -> FKDConfig:
+def _method_config(ctx: Context, name: str, m: int, max_steps: int | None, curve: bool,
+                   fields: dict | None = None) -> FKDConfig:  # fmt: skip
     s, epoch = ctx.settings, steps_per_epoch(ctx)
-    fields = {key: value for key, value in FKD_VARIANTS.get(name, {}).items() if key != "num_crops"}
+    fields = {key: value for key, value in {**FKD_VARIANTS.get(name, {}), **(fields or {})}.items()
+              if key != "num_crops"}  # fmt: skip
     return FKDConfig(**fields,
         output_dir=str(ctx.work / "runs" / name), student=s.student, input_size=s.input_size, seed=s.seed,
         per_device_train_batch_size=s.batch_crops // m, per_device_eval_batch_size=s.eval_batch_size, num_crops=m,
@@ -203,8 +205,9 @@ def _final_scores(trainer, eval_set: EvalDataset) -> dict:
 
 
 def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crops: int | None = None,
-               curve: bool = True, max_steps: int | None = None) -> dict:  # fmt: skip
-    """Trains one method from the shared initial weights; returns its timing and accuracy.
+               curve: bool = True, max_steps: int | None = None, fields: dict | None = None) -> dict:  # fmt: skip
+    """Trains one method from the shared initial weights (``fields``: more FKDConfig values); returns its timing
+    and accuracy.
 
     ``max_steps`` makes it a short timing run instead (no evaluation): it returns the crops/s of the steps after
     the first one (the first waits for the loader workers to start). Vanilla KD's accuracy run is FKD at m = 1 on
@@ -212,7 +215,7 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
     s, timing = ctx.settings, max_steps is not None
     stored_kd = name == "vanilla_kd" and not _online_kd(ctx, name, timing)
     m = num_crops or crops_per_image(s, name)
-    config = _method_config(ctx, name, m, max_steps, curve)
+    config = _method_config(ctx, name, m, max_steps, curve, fields)
     labels = ctx.labels if labels_dir is None and not stored_kd else load_label_set(labels_dir or ctx.vanilla_labels)
     load_before = os.getloadavg()[0]
     trainer, digest = _train(ctx, name, config, labels, timing)

@@ -146,16 +146,20 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
 
 
 def parse_ablation(spec: str, settings: Settings) -> dict:
-    """``'R=4'``, ``'kind=hard'``, ``'k=2'``, ``'m=2'`` or a combination (``'kind=full,R=4'``) -> one FKD run's labels.
+    """``'R=4'``, ``'kind=hard'``, ``'k=2'``, ``'m=2'``, ``'layout=spread'``, ``'lanes=25'`` or a combination
+    (``'kind=full,R=4'``) -> one FKD run's labels and loader.
 
-    Unset values are the main run's; a kind alone gets its default k (full: every class); m is at most R."""
+    Unset values are the main run's; a kind alone gets its default k (full: every class); m is at most R; the
+    layout is FKD's grouped one unless spread is named or lanes (spread's ``spread_lanes``) are given."""
     given: dict = {}
     for part in filter(None, spec.split(",")):
         key, _, value = part.partition("=")
-        if key not in ("R", "kind", "k", "m"):
-            raise ValueError(f"Unknown ablation setting {part!r}: use R=, kind=, k= or m=.")
-        given[key] = value if key == "kind" else int(value)
+        if key not in ("R", "kind", "k", "m", "layout", "lanes"):
+            raise ValueError(f"Unknown ablation setting {part!r}: use R=, kind=, k=, m=, layout= or lanes=.")
+        given[key] = value if key in ("kind", "layout") else int(value)
     kind = given.get("kind", settings.kind)
     k = given.get("k", settings.k if kind == settings.kind else DEFAULT_K.get(kind))
     stored = given.get("R", settings.stored_crops)
-    return {"R": stored, "m": given.get("m", min(settings.num_crops, stored)), "kind": kind, "k": k}
+    layout = given.get("layout", "spread" if "lanes" in given else "grouped")
+    return {"R": stored, "m": given.get("m", min(settings.num_crops, stored)), "kind": kind, "k": k, "layout": layout,
+            "lanes": given.get("lanes")}  # fmt: skip

@@ -21,10 +21,12 @@ CROP_LAYOUTS = ("grouped", "spread")  # values of crop_layout
 
 
 def default_loader_workers() -> int:
-    """Loader workers that fit the machine: the cores of each training process on it less one, at most 4."""
+    """Loader workers that fit the machine: the cores of each training process on it less one, at most 4, rounded
+    down to 1, 2 or 4 (a divisor of the default ``spread_lanes``, so the spread layout decodes each photo once)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # set by torchrun and accelerate launch
-    return max(0, min(4, cores // processes - 1))
+    spare = min(4, cores // processes - 1)
+    return 0 if spare < 1 else 1 << (spare.bit_length() - 1)
 
 
 @dataclasses.dataclass
@@ -37,8 +39,9 @@ class FKDConfig(TrainingArguments):
     "300 epochs" with ``num_crops = 4`` are 75 passes. ``num_train_epochs`` counts passes, as the Trainer does;
     ``fkd_epochs`` sets it in FKD epochs. Logs show ``epoch`` (passes) and ``fkd_epoch``.
 
-    ``crop_layout = "spread"`` keeps these numbers (a batch still holds ``per_device_train_batch_size x num_crops``
-    crops) but fills it with crops of that many different photos (:mod:`fkd_hf.training.spread`).
+    ``crop_layout = "spread"`` (the default) keeps these numbers (a batch still holds ``per_device_train_batch_size x
+    num_crops`` crops) but fills it with crops of that many different photos (:mod:`fkd_hf.training.spread`);
+    ``"grouped"`` is the paper's loader, a photo's crops in one batch.
     ``single_crop_tail`` replays the last pass as ``num_crops`` passes of one crop per photo, each one FKD epoch,
     with as many crops per step: the pass still counts ``num_crops`` FKD epochs, so ``fkd_epoch`` stays
     ``epoch x num_crops`` throughout (with ``max_steps``, the tail is the last pass the run reaches, maybe cut).
@@ -107,9 +110,9 @@ class FKDConfig(TrainingArguments):
     )
     mix_prob: float = _field(default=1.0, metadata={"help": "Probability of mixing a batch when Mixup/CutMix is on."})
     crop_layout: str = _field(
-        default="grouped", metadata={"help": "Where a photo's num_crops crops go: grouped (one batch, FKD's loader) or "
-                                             "spread (num_crops batches of different photos; still one decode per "
-                                             "photo and pass).", "choices": CROP_LAYOUTS}
+        default="spread", metadata={"help": "Where a photo's num_crops crops go: spread (num_crops batches of "
+                                            "different photos, still one decode per photo and pass; higher top-1) or "
+                                            "grouped (one batch, the FKD paper's loader).", "choices": CROP_LAYOUTS}
     )
     spread_lanes: int = _field(
         default=8, metadata={"help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
