@@ -87,8 +87,9 @@ class SingleCropDataset(torch.utils.data.Dataset):
         samples = []
         for value, label in zip(batch["image"], batch["label"]):
             image = decode_for_replay(image_bytes(value), self.replay)
-            crops, flips = sample_crops(*decoded_size(image), 1, rng)
-            boxes = crops_to_pixels(crops, *decoded_size(image))
+            height, width = decoded_size(image)
+            crops, flips = sample_crops(height, width, 1, rng)
+            boxes = crops_to_pixels(crops, height, width)
             pixels = replay_crops(image, boxes, flips, self.size, self.interpolation, self.replay)[0]
             samples.append({"pixel_values": torch.from_numpy(pixels), "labels": label})
         return samples

@@ -16,12 +16,17 @@ def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
+def _binomial_se(p: float, n: int) -> float:
+    """The standard error of a top-1 ``p`` measured on ``n`` images."""
+    return (p * (1 - p) / max(n, 1)) ** 0.5
+
+
 def _std_error(runs: dict, n_val: int) -> str:
     """The binomial standard error, in points, of a top-1 measured on ``n_val`` images, at the runs' mean top-1."""
     if not runs:
         return "-"
     p = float(np.mean([run["top1"] for run in runs.values()]))
-    return f"{100 * (p * (1 - p) / max(n_val, 1)) ** 0.5:.1f}"
+    return f"{100 * _binomial_se(p, n_val):.1f}"
 
 
 def _speeds(results: dict) -> tuple[dict, dict]:
@@ -84,7 +89,7 @@ def summary_json(results: dict) -> dict:
         p = run["top1"]
         difference = paired(results, name)
         methods[name] = {
-            "top1": p, "top1_se": (p * (1 - p) / max(n_val, 1)) ** 0.5, "top5": run["top5"],
+            "top1": p, "top1_se": _binomial_se(p, n_val), "top5": run["top5"],
             "crops_per_s": run["crops_per_second"], "steady_crops_per_s": steady.get(name),
             "decodes_per_crop": run["decoded_images"] / run["crops"], "train_seconds": run["train_seconds"],
             "fkd_spread_minus_this": None if difference is None else {"points": 100 * difference[0],
@@ -170,7 +175,7 @@ def _methods_table(results: dict) -> list[str]:
         lines.append(
             f"| {METHOD_NAMES[name]} | {r['crops_per_image']} | {r['decoded_images'] / r['crops']:.3f} "
             f"| {'-' if speed is None else f'{speed:.1f}'} | {whole[name]:.1f} ({r['train_seconds']:.0f} s{note}) "
-            f"| {_pct(p)} ({100 * (p * (1 - p) / max(n_val, 1)) ** 0.5:.1f}) | {diff_text} | {_pct(r['top5'])} "
+            f"| {_pct(p)} ({100 * _binomial_se(p, n_val):.1f}) | {diff_text} | {_pct(r['top5'])} "
             f"| {prep_text} | {size_text} |"
         )
     return lines
