@@ -34,11 +34,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from fkd_hf import FKDCropDataset, GenerateConfig, create_student, generate, join_labels, load_label_set
+from fkd_hf import GenerateConfig, create_student, generate, load_label_set
+from fkd_hf.labels import join_labels
 from fkd_hf.labels.crops import crops_to_pixels, replay_crops, sample_crops
 from fkd_hf.labels.decode import decode_for_replay, decoded_size
 from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.models.pixels import normalize
+from fkd_hf.training import FKDCropDataset
 from fkd_hf.training.data import collate_crops
 from fkd_hf.training.loss import soft_cross_entropy
 from fkd_hf.labels.kinds import reconstruct

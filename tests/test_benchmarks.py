@@ -1,6 +1,7 @@
 """The four-method comparison (benchmarks/compare/): ReLabel maps and targets, vanilla KD targets, the baselines'
 crops and losses through build_trainer, label-set cuts, and the whole harness on tiny photos with a tiny teacher."""
 
+import importlib
 import json
 import re
 import subprocess
@@ -18,7 +19,7 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: i
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import _report, demo_time  # noqa: E402
-from benchmarks.__main__ import main as bench_main  # noqa: E402
+from benchmarks.__main__ import BENCHMARKS, main as bench_main  # noqa: E402
 from benchmarks.compare import labels as compare_labels  # noqa: E402
 from benchmarks.compare import make_parser as compare_parser  # noqa: E402
 from benchmarks.compare import settings as compare_settings  # noqa: E402
@@ -242,6 +243,13 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     assert "old" not in text and "| FKD | 2 |" in text and "## Generation" in text and "(compare_full.png)" in text
     assert (tmp_path / "compare_full.png").stat().st_size > 0
     assert "FKD >= 3x the crops/s of vanilla KD" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+def test_every_benchmark_module_imports(name):
+    """A benchmark whose imports broke (a name moved in fkd_hf) fails here, not when someone next runs it."""
+    module = importlib.import_module(BENCHMARKS[name][0])
+    assert callable(module.make_parser) and callable(module.main)
 
 
 def test_the_entry_point_lists_every_benchmark(capsys):
