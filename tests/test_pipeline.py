@@ -18,6 +18,7 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: i
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import pipeline  # noqa: E402
+from benchmarks.pipeline import arms, timing  # noqa: E402
 from fkd_hf.labels.crops import crop_rng, crops_to_pixels, replay_crops, sample_crops  # noqa: E402
 from fkd_hf.labels.decode import decode_pixels  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_device_crops_are_the_tensor_replay_within_a_level():
     photo = decode_pixels(_jpeg())
     crops, flips = sample_crops(375, 500, 6, crop_rng(0, 1))
     boxes = crops_to_pixels(crops, 375, 500)
-    on_device = pipeline.device_crops([photo, photo], [boxes[:2], boxes[2:]], [flips[:2], flips[2:]], (40, 48), "cpu")
+    on_device = arms.device_crops([photo, photo], [boxes[:2], boxes[2:]], [flips[:2], flips[2:]], (40, 48), "cpu")
     expected = torch.from_numpy(replay_crops(photo, boxes, flips, (40, 48), "bilinear", "tensor"))
     assert on_device.shape == (6, 3, 40, 48) and on_device.dtype == torch.uint8
     assert (on_device.permute(0, 2, 3, 1).int() - expected.int()).abs().max() <= 1
@@ -45,7 +46,7 @@ def test_bound_share_and_cores_follow_the_measured_times():
     args = pipeline.make_parser().parse_args(["--num-crops", "4"])
     decode = {"pil": 0.4, "tensor": 0.8, "torchvision": 0.9}  # fkd: the tensor replay's ops
     costs = {"fkd": (0.5, 0.1, 1.6), "plain": (2.0, 0.0, 1.5), "fkd_device": (0.0, 0.0, 1.2)}
-    rows = pipeline.derive(costs, decode, args)
+    rows = timing.derive(costs, decode, args)
     fkd = rows["fkd"]
     assert fkd["crops_per_decode"] == 4 and fkd["decode_ms"] == 0.8
     assert fkd["crop_ms"] == pytest.approx((1.6 - 0.8) / 4)
@@ -57,7 +58,7 @@ def test_bound_share_and_cores_follow_the_measured_times():
 
 
 def test_draft_decoding_needs_every_stored_crop_twice_the_output():
-    shares = pipeline.draft_shares([_jpeg(), _jpeg(300, 420)], 8, [1, 200])
+    shares = timing.draft_shares([_jpeg(), _jpeg(300, 420)], 8, [1, 200])
     assert shares == {"1": {"fkd": 1.0, "single": 1.0}, "200": {"fkd": 0.0, "single": 0.0}}
 
 
