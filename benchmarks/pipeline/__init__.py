@@ -34,10 +34,10 @@ import torch
 from .._report import BENCH_DIR, RESULTS_DIR, machine_info, publish, write_json
 from . import ffcv_arm
 from .arms import generation_batches, training_arms
-from .timing import derive, draft_shares, measure
 from .photos import describe, train_photos, training_rows
 from .report import report
 from .settings import A100_CROPS_PER_S, AS_IS, LAYOUT, REENCODED, TEACHER, TEACHER_CROPS_PER_S
+from .timing import derive, draft_shares, measure
 
 DEFAULT_DATA = BENCH_DIR.parent.parent / "shared" / "data" / "imagenette-mini"
 
