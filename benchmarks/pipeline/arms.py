@@ -87,7 +87,8 @@ class OfficialFKDCrops(PassDataset):
 
     def __init__(self, rows, metadata: LabelSetMetadata, num_crops: int, size: tuple[int, int]):
         super().__init__()
-        self.rows, self.stored = rows.select_columns(["image", *LABEL_COLUMNS]).with_format("arrow"), metadata.stored_crops
+        self.rows = rows.select_columns(["image", *LABEL_COLUMNS]).with_format("arrow")
+        self.stored = metadata.stored_crops
         self.num_crops, self.size = num_crops, size
 
     def __len__(self) -> int:
@@ -104,8 +105,9 @@ class OfficialFKDCrops(PassDataset):
             chosen = select_crops(0, row, self.pass_index, self.stored, self.num_crops)
             scale = np.array([image.height, image.width, image.height, image.width])
             pixels = official_crops(image, boxes[j][chosen] * scale, flips[j][chosen], self.size)
-            samples.append({"pixel_values": torch.from_numpy(pixels), "topk_indices": torch.from_numpy(top_i[j][chosen]),
-                            "topk_values": torch.from_numpy(top_v[j][chosen]), "sample_id": int(row)})  # fmt: skip
+            samples.append({"pixel_values": torch.from_numpy(pixels), "sample_id": int(row),
+                            "topk_indices": torch.from_numpy(top_i[j][chosen]),
+                            "topk_values": torch.from_numpy(top_v[j][chosen])})  # fmt: skip
         return samples
 
 

@@ -42,8 +42,8 @@ def describe(photos: list[bytes], form: str) -> str:
     area = sizes.prod(1)
     median, small, large = (sizes[np.argsort(area)[i]] for i in (len(area) // 2, 0, -1))
     jpeg = sum(data.startswith(JPEG_MAGIC) for data in photos)
-    return (f"{len(photos)} photos as they are ({jpeg} JPEG; median {median[0]}x{median[1]}, from {small[0]}x{small[1]} "
-            f"to {large[0]}x{large[1]} px)")  # fmt: skip
+    return (f"{len(photos)} photos as they are ({jpeg} JPEG; median {median[0]}x{median[1]}, from "
+            f"{small[0]}x{small[1]} to {large[0]}x{large[1]} px)")  # fmt: skip
 
 
 def training_rows(photos: list[bytes], stored: int, classes: int):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .settings import A100_CROPS_PER_S, TEACHER_CROPS_PER_S
 
 COLUMNS = ("method", "crops per decode (n)", "ops", "CPU-s per 1k crops", "of it targets", "D ms", "C ms",
-           "bound n / (D + n C), crops per CPU-s", "share of the bound", "cores for 2,470 crops/s (one A100)")  # fmt: skip
+           "bound n / (D + n C), crops per CPU-s", "share of the bound",
+           "cores for 2,470 crops/s (one A100)")  # fmt: skip
 TARGETS = ("plain", "fkd", "fkd_pil", "relabel", "relabel_pil")  # the methods the project's targets compare
 
 
@@ -19,9 +20,9 @@ def table(rows: dict) -> list[str]:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for name, r in rows.items():
         cells = [name, str(r["crops_per_decode"]), r["ops"] or "-", _cell(r["cpu_s_per_1k_crops"], ".3f"),
-                 _cell(r["targets_cpu_s_per_1k_crops"], ".3f"), _cell(r["decode_ms"], ".3f"), _cell(r["crop_ms"], ".3f"),
-                 _cell(r["bound_crops_per_cpu_s"], ".0f"), _cell(r["share_of_bound"], ".0%"),
-                 _cell(r["a100_cores"], ".2f")]  # fmt: skip
+                 _cell(r["targets_cpu_s_per_1k_crops"], ".3f"), _cell(r["decode_ms"], ".3f"),
+                 _cell(r["crop_ms"], ".3f"), _cell(r["bound_crops_per_cpu_s"], ".0f"),
+                 _cell(r["share_of_bound"], ".0%"), _cell(r["a100_cores"], ".2f")]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
