@@ -161,9 +161,10 @@ def _chunks(path: Path, overlap: int) -> Iterator[bytes]:
 
 def refuse_tokens_in_files(files: Mapping[str, Path | bytes], token: str | None = None) -> None:
     """Raises, naming the first file, if any file (path or bytes, any type) holds a known token or anything
-    shaped like a Hugging Face token. Call it before anything is created on the Hub."""
+    shaped like a Hugging Face token. Files on disk are scanned before the generated ones (bytes: cards made from
+    them), so the file named is the one to edit. Call it before anything is created on the Hub."""
     tokens = [t.encode() for t in known_tokens(token)]
-    for path_in_repo, source in sorted(files.items()):
+    for path_in_repo, source in sorted(files.items(), key=lambda item: (isinstance(item[1], bytes), item[0])):
         if _holds_token(source, tokens):
             raise ValueError(
                 f"{path_in_repo} contains a Hugging Face token: remove it from the file before pushing, or move the "
