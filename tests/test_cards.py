@@ -472,3 +472,24 @@ def test_student_card_of_licence_other_names_and_links_it():
     assert (data.license, data.license_name, data.license_link) == ("other", "teacher-and-dataset-terms", "LICENSE.md")
     card = student_card(make_student_info())
     assert card.data.license == "apache-2.0" and card.data.license_name is None and card.data.license_link is None
+
+
+def test_the_demo_card_names_the_photo_cache_and_a_teacher_folder_by_name_only(tmp_path):
+    """The demo's card in sample-photo mode: the photos' cache folder under the home folder, the teacher folder and
+    the label-set folder appear by name, in the YAML, the tables and the evaluation notes alike."""
+    from types import SimpleNamespace
+
+    from fkd_hf.demo.card import write_demo_card
+
+    teacher = str(tmp_path / "teacher")
+    card = StudentCardCallback()
+    card.card_data.update_from_label_set(make_metadata(dataset=HOME_PHOTOS, dataset_config=None, teacher=teacher))
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3}))
+    run = SimpleNamespace(top1=0.5, agreement=0.5, final_metrics={})
+    text = write_demo_card(card, student, tmp_path / "labels", SimpleNamespace(mode="photos"), teacher, run, 54,
+                           None).read_text()  # fmt: skip
+    assert str(tmp_path) not in text and str(Path.home()) not in text
+    assert "Top-1 agreement with the teacher `teacher` on 54 held-out crops" in text
+    assert "| label set | `labels` |" in text and "`imagefolder:foolbox-3.3.4`" in text
