@@ -92,8 +92,9 @@ def scrub_exception(err: BaseException, token: str | None = None) -> BaseExcepti
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         err.args = tuple(redact_tokens(a, token) if isinstance(a, str) else a for a in err.args)
-        if isinstance(getattr(err, "server_message", None), str):  # huggingface_hub's HfHubHTTPError
-            err.server_message = redact_tokens(err.server_message, token)
+        for name in ("strerror", "filename", "filename2", "server_message"):  # OSError's; HfHubHTTPError's
+            if isinstance(getattr(err, name, None), str):
+                setattr(err, name, redact_tokens(getattr(err, name), token))
         err = err.__cause__ or err.__context__
     return err
 
@@ -138,15 +139,16 @@ def redact_logs() -> None:
 
 
 def _holds_token(source: Path | bytes, tokens: list[bytes]) -> bool:
-    """Whether the bytes (or the file, read in chunks that overlap by a token's length) hold a token."""
+    """Whether the bytes (or the file, read in chunks that overlap by more than a token's length) hold a token."""
     if isinstance(source, bytes):
         chunks: Iterable[bytes] = [source]
     else:
         chunks = _chunks(Path(source), overlap=max([len(t) for t in tokens] + [40]))
-    for chunk in chunks:
+    for index, chunk in enumerate(chunks):
         if any(t in chunk for t in tokens):
             return True
-        if any(not _joined(chunk, m.start()) for m in _TOKEN_SHAPE_BYTES.finditer(chunk)):
+        # A match at the very start of a later chunk lacks the byte before it; the previous chunk judged it whole.
+        if any((m.start() or not index) and not _joined(chunk, m.start()) for m in _TOKEN_SHAPE_BYTES.finditer(chunk)):
             return True
     return False
 
