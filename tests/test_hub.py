@@ -157,6 +157,26 @@ def test_unloadable_student_is_refused(tmp_path, capsys):
     assert "repeats num_classes in model_args" in capsys.readouterr().err
 
 
+def test_weights_that_cannot_be_read_are_refused_by_name(tmp_path, capsys):
+    """The weights are opened (header, tensor sizes against the file size) before any request to the Hub."""
+    from fkd_hf.cli import main
+
+    folder = make_student(tmp_path / "student", seed=0)
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    for damaged in (whole[:-1], whole[:6], whole[:8] + b"x" + whole[9:]):  # truncated data, header, bad JSON
+        weights.write_bytes(damaged)
+        assert main(["push-student", str(folder), "--repo-id", "user/never"]) == 1
+        err = capsys.readouterr().err
+        assert f"{weights} cannot be read as weights" in err and "nothing was pushed" in err, err
+    weights.unlink()
+    shards = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(shards))
+    (folder / "model-00001-of-00002.safetensors").write_bytes(whole)
+    assert main(["push-student", str(folder), "--repo-id", "user/never"]) == 1
+    assert "names shards the folder lacks: model-00002-of-00002.safetensors" in capsys.readouterr().err
+
+
 def test_cli_lists_the_push_commands(capsys):
     from fkd_hf.cli import main
 
