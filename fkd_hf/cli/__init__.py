@@ -84,9 +84,12 @@ def error_message(err: BaseException) -> str:
 
 def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int:
     """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)."""
+    from ..hub.tokens import redact_logs, remember_tokens_in_argv
     from .arguments import UsageError
 
     prog = getattr(module, "PROG", "fkd-hf")
+    remember_tokens_in_argv(argv)  # a --hub_token is redacted like HF_TOKEN, in errors and in every log record
+    redact_logs()
     try:
         return module.main(argv) or 0
     except KeyboardInterrupt:
