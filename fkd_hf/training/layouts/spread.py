@@ -39,13 +39,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 
-from ...labels.format import LabelSetMetadata
 from ..data import Crop, FKDCropDataset
-from .base import CropLayout
+from .base import CropLayout, CropSource
 
 __all__ = ["SPREAD_STREAM", "rank_photos", "SpreadSteps", "SpreadLayout", "SpreadCropDataset"]
 
@@ -153,7 +151,7 @@ class SpreadLayout(CropLayout):
     def create(cls, options: Mapping[str, Any], batch_size: int, rank: int = 0, world_size: int = 1) -> SpreadLayout:
         return cls(batch_size, options["spread_lanes"], rank, world_size)
 
-    def steps(self, dataset: FKDCropDataset) -> SpreadSteps:
+    def steps(self, dataset: CropSource) -> SpreadSteps:
         """The steps of the current pass on this process (built, with the pass's photos, when a pass begins)."""
         if self._steps is None or self._steps.pass_index != dataset.pass_index:
             pass_index = dataset.pass_index
@@ -169,24 +167,24 @@ class SpreadLayout(CropLayout):
         """Crops this process (worker) holds for later batches."""
         return sum(len(waiting.crops) for waiting in self._waiting.values())
 
-    def sampler(self, dataset: FKDCropDataset) -> torch.utils.data.Sampler:
+    def sampler(self, dataset: CropSource) -> torch.utils.data.Sampler:
         return torch.utils.data.SequentialSampler(dataset)
 
-    def local_samples(self, dataset: FKDCropDataset, indices: Sequence[int]) -> np.ndarray:
+    def local_samples(self, dataset: CropSource, indices: Sequence[int]) -> np.ndarray:
         """Global batch g = index // b is local step g // world_size; indices past this process's photos wrap
         around, as Accelerate's ``even_batches`` padding does."""
         indices = np.asarray(indices, dtype=np.int64)
         batch, offset = np.divmod(indices, self.batch_size)
         return ((batch // self.world_size) * self.batch_size + offset) % max(1, self.steps(dataset).num_photos)
 
-    def pass_photos(self, dataset: FKDCropDataset) -> np.ndarray:
+    def pass_photos(self, dataset: CropSource) -> np.ndarray:
         self.steps(dataset)
         return self._photos
 
-    def tail_window(self, dataset: FKDCropDataset) -> int:
+    def tail_window(self, dataset: CropSource) -> int:
         return self.batch_size * dataset.num_crops - 1  # a step's crops are of different photos
 
-    def _plan_steps(self, dataset: FKDCropDataset, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _plan_steps(self, dataset: CropSource, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Local photos and rounds ``[len(indices), m]`` of the samples at ``indices``, and the steps they are in."""
         local, layout = self.local_samples(dataset, indices), self.steps(dataset)
         m, steps = dataset.num_crops, {}
@@ -197,11 +195,11 @@ class SpreadLayout(CropLayout):
             photos[i], rounds[i] = (a[offset * m : (offset + 1) * m] for a in steps[step])
         return photos, rounds, sorted(steps)
 
-    def crop_plan(self, dataset: FKDCropDataset, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    def crop_plan(self, dataset: CropSource, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         local, rounds, _ = self._plan_steps(dataset, indices)
         return self._photos[local], rounds
 
-    def read(self, dataset: FKDCropDataset, indices: Sequence[int]) -> list[dict]:
+    def read(self, dataset: CropSource, indices: Sequence[int]) -> list[dict]:
         """Serves a batch from the crops waiting in this worker, decoding only the photos it has not seen."""
         local, rounds, steps = self._plan_steps(dataset, indices)
         photos = self._photos[local]
@@ -212,7 +210,7 @@ class SpreadLayout(CropLayout):
         self._waiting = {p: w for p, w in self._waiting.items() if w.crops and w.last_step > steps[-1]}
         return dataset.assemble(indices, (photos, rounds), crops)
 
-    def _replay_missing(self, dataset: FKDCropDataset, local: np.ndarray, rounds: np.ndarray, step: int) -> None:
+    def _replay_missing(self, dataset: CropSource, local: np.ndarray, rounds: np.ndarray, step: int) -> None:
         """Decodes the photos of this batch whose crops are not waiting; on a photo's first sight, also replays its
         later crops in the steps this worker serves (``step``, ``step + W``, ...), and keeps them."""
         info = torch.utils.data.get_worker_info()
@@ -233,26 +231,11 @@ class SpreadLayout(CropLayout):
 
 
 class SpreadCropDataset(FKDCropDataset):
-    """:class:`FKDCropDataset` in the spread layout: ``batch_size``, ``lanes``, ``rank`` and ``world_size`` as in
-    :class:`SpreadLayout`."""
+    """:class:`FKDCropDataset` (its arguments) in the spread layout: ``batch_size``, ``lanes``, ``rank`` and
+    ``world_size`` as in :class:`SpreadLayout`."""
 
-    def __init__(
-        self,
-        rows: datasets.Dataset,
-        metadata: LabelSetMetadata,
-        num_crops: int,
-        size: Sequence[int],
-        interpolation: str = "bilinear",
-        seed: int = 0,
-        image_column: str = "image",
-        *,
-        batch_size: int,
-        lanes: int = 8,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        super().__init__(rows, metadata, num_crops, size, interpolation, seed, image_column,
-                         layout=SpreadLayout(batch_size, lanes, rank, world_size))  # fmt: skip
+    def __init__(self, *args, batch_size: int, lanes: int = 8, rank: int = 0, world_size: int = 1, **kwargs):
+        super().__init__(*args, layout=SpreadLayout(batch_size, lanes, rank, world_size), **kwargs)
 
 
 LAYOUT = SpreadLayout

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..data import FKDCropDataset
-    from .base import CropLayout
+    from .base import CropLayout, CropSource
 
 __all__ = ["TAIL_STREAM", "SingleCropTail", "tail_order"]
 
@@ -47,7 +46,7 @@ class SingleCropTail:
     def __init__(self):
         self._order: tuple[tuple, np.ndarray] | None = None  # ((pass, photos, rank, window), tail_order)
 
-    def crop_plan(self, dataset: FKDCropDataset, layout: CropLayout, indices) -> tuple[np.ndarray, np.ndarray]:
+    def crop_plan(self, dataset: CropSource, layout: CropLayout, indices) -> tuple[np.ndarray, np.ndarray]:
         """Photos (dataset positions) and rounds, each ``[len(indices), m]``, of the samples at ``indices``."""
         samples, photos = layout.local_samples(dataset, indices), layout.pass_photos(dataset)
         m, n = dataset.num_crops, len(dataset) if photos is None else len(photos)
