@@ -114,7 +114,7 @@ def test_the_hub_token_reaches_the_push_and_no_file(data, tmp_path, monkeypatch,
 def test_the_validation_split_is_found_or_its_absence_said(data, tmp_path, monkeypatch):
     def resolved(**options):
         config = FKDConfig(output_dir=str(tmp_path / "o"), train_split="train", **options)
-        return resolve_eval_split(config), config.eval_split
+        return resolve_eval_split(config)
 
     line, split = resolved(dataset=f"imagefolder:{data[0]}")
     assert split == "validation" and "evaluating on split 'validation'" in line

@@ -41,6 +41,8 @@ _HYPERPARAMETERS = {
     "per_device_batch_size": "images per device and step",
     "total_batch_size": "images per optimizer step",
     "crops_per_step": "crops per optimizer step",
+    "crop_layout": "crop layout",
+    "single_crop_tail": "single-crop tail (last pass)",
     "temperature": "loss temperature",
     "mixup_alpha": "Mixup alpha",
     "cutmix_alpha": "CutMix alpha",
@@ -61,6 +63,7 @@ def _title(info: StudentInfo) -> str:
 def _hyperparameters(info: StudentInfo) -> dict[str, Any]:
     """The FKD hyperparameters that are set, as display name -> value, in a fixed order."""
     table = {name: getattr(info, key) for key, name in _HYPERPARAMETERS.items() if getattr(info, key) is not None}
+    table.update(info.crop_layout_options)
     table.update(info.extra_hyperparameters)
     return table
 
