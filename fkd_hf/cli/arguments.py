@@ -14,9 +14,10 @@ import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-__all__ = ["UsageError", "make_parser", "parse_config", "save_config"]
+from ..config_io import ConfigFileError, read_config_file
+
+__all__ = ["UsageError", "make_parser", "parse_config"]
 
 
 class UsageError(ValueError):
@@ -158,16 +159,10 @@ def _check_unconverted(path: str, key: str, value, annotation) -> None:
 def _config_argv(path: str, parser: argparse.ArgumentParser, hints: Mapping[str, object], renamed: Mapping[str, str],
                  prog: str) -> list[str]:  # fmt: skip
     """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
-    import yaml
-
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as err:
-        raise UsageError(f"cannot read --config {path}: {err.strerror or err}") from err
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
-    if not isinstance(values, dict):
-        raise UsageError(f"{path} must be a mapping of option names to values, got {type(values).__name__}.")
+        values = read_config_file(path)
+    except ConfigFileError as err:
+        raise UsageError(str(err)) from err
     values = _rename(values, renamed, prog, f"{path}: ")
     actions = {action.dest: action for action in parser._actions}
     unknown = sorted(set(values) - set(actions) - {"config"})
@@ -217,15 +212,3 @@ def parse_config(
         except (ValueError, TypeError) as err:
             raise UsageError(" ".join(str(err).split())) from err
     return tuple(outputs)
-
-
-def save_config(config, path: str | Path) -> Path:
-    """Writes a config dataclass as YAML that ``--config`` reads back. Secrets (``*token*`` fields) are left out."""
-    import yaml
-
-    values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
-    values = {key: value for key, value in values.items() if "token" not in key}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
-    return path

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hub.ids import is_repo_id
 from ..labels.images import SPLIT_DIRS, ImageSource, load_images
+from ..repo_ids import is_repo_id
 from .config import DemoConfig
 
 __all__ = ["HOLDOUT_EVERY", "DemoData", "holdout_rows", "label_map", "prepare_data"]

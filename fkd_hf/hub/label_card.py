@@ -16,7 +16,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..labels.format import DATA_DIR, LabelSetMetadata
-from .ids import hub_repo_id
+from ..repo_ids import hub_repo_id
 from .templates import FKD_CITATION, FKD_PAPER_URL, LABEL_SET_TEMPLATE, hub_link, templates_dir
 
 __all__ = ["label_set_card", "write_label_set_card"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .ids import hub_repo_id
+from ..repo_ids import hub_repo_id
 from .student_info import StudentInfo
 from .templates import FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, hub_link, templates_dir
 

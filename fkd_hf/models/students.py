@@ -34,8 +34,8 @@ from transformers import (
     TimmWrapperForImageClassification,
 )
 
-from ..hub.ids import is_repo_id
 from ..hub.student_info import timm_architecture
+from ..repo_ids import is_repo_id
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 from .teachers import config_library
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..hub.ids import is_repo_id
+from ..repo_ids import is_repo_id
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 
 __all__ = ["Teacher", "load_teacher", "resolve_class_map", "LITE_TEACHERS"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..cli.arguments import save_config
+from ..config_io import save_config
 from ..hub.push import push_student
 from ..labels.attach import open_label_set
 from ..models.students import save_student

@@ -1,4 +1,4 @@
-"""Hub repo ids: the one test of whether a spec names a Hub repository."""
+"""Hub repo ids: the one test of whether a spec names a Hub repository (every layer may use it)."""
 
 from __future__ import annotations
 
