@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import datasets
+import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -175,10 +176,25 @@ def image_key(data: bytes) -> str:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Decodes encoded image bytes to RGB, fully (a truncated file raises BadImageError)."""
+    """Decodes encoded image bytes to 8-bit RGB, fully (a truncated file raises BadImageError). 16-bit pixels
+    (a 16-bit grey PNG or TIFF) keep their high byte, as PIL does for 16-bit RGB and torchvision for any 16-bit
+    image; PIL's own conversion would clip them to white."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as err:  # PIL raises several types for corrupt data
         raise BadImageError(f"cannot decode the image: {err}") from err
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _grey_to_eight_bits(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _grey_to_eight_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image (mode ``I;16*``, or ``I`` holding values 0-65535) as 8-bit ``L``; other integer or float
+    modes have no agreed 8-bit scale and raise BadImageError."""
+    pixels = np.asarray(image)
+    if image.mode == "F" or (image.mode == "I" and pixels.size and not 0 <= pixels.min() <= pixels.max() <= 65535):
+        kind = "32-bit float" if image.mode == "F" else "32-bit integer"
+        raise BadImageError(f"cannot decode the image: its {kind} pixels (PIL mode {image.mode}) have no 8-bit scale; "
+                            "save it as 8- or 16-bit")  # fmt: skip
+    return Image.fromarray((pixels.astype(np.uint32) >> 8).astype(np.uint8), "L")
