@@ -176,3 +176,30 @@ def test_train_help_lists_fkd_options_before_the_trainers(capsys):
         assert own < body.index(f"\n  --{name} ") < trainer, name
     for name in ("learning_rate", "per_device_train_batch_size", "seed", "dataloader_num_workers"):
         assert trainer < body.index(f"\n  --{name} "), name
+
+
+def _nested_aliases(depth: int) -> str:
+    """A small YAML config whose ``dataset`` holds aliases nested in each other: 9**depth values once expanded."""
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth)]
+    return f"dataset: [{', '.join(levels)}]\noutput_dir: out\n"
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_a_config_of_nested_aliases_is_refused_at_once_in_one_line(command, tmp_path, capsys, no_work):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(_nested_aliases(6))  # half a million values; the issue's 443 bytes held 9**9
+    assert len(recipe.read_bytes()) < 500
+    assert main([command, "--config", str(recipe)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "expands to more than 10000 values (YAML aliases" in lines[0], lines
+    assert len(lines[0]) < 300  # the expanded value is never written out
+
+
+def test_a_config_may_still_repeat_a_value_through_an_alias(tmp_path):
+    from fkd_hf.cli.arguments import parse_config
+    from fkd_hf.generation import GenerateConfig
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: d\noutput_dir: o\nmean: &half [0.5, 0.5, 0.5]\nstd: *half\n")
+    (config,) = parse_config([GenerateConfig], ["--config", str(recipe)], "fkd-hf generate", "")
+    assert config.mean == config.std == [0.5, 0.5, 0.5]
