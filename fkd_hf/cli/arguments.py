@@ -16,12 +16,9 @@ import typing
 from collections.abc import Mapping, Sequence
 
 from ..config_io import ConfigFileError, read_config_file
+from ..errors import UsageError
 
-__all__ = ["UsageError", "make_parser", "parse_config"]
-
-
-class UsageError(ValueError):
-    """A command line or config file that cannot be used as given (the command exits with status 2)."""
+__all__ = ["UsageError", "make_parser", "parse_config", "require"]
 
 
 def _bool(text: str | bool) -> bool:
@@ -212,3 +209,13 @@ def parse_config(
         except (ValueError, TypeError) as err:
             raise UsageError(" ".join(str(err).split())) from err
     return tuple(outputs)
+
+
+def require(config, names: Sequence[str], prog: str) -> None:
+    """Raises :class:`UsageError`, as the parser does for a missing required flag, if a field in ``names`` that the
+    config class leaves optional (for use from Python) is not set on the command line or in the config file."""
+    missing = [f"--{name}" for name in names if getattr(config, name) in (None, "")]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} (run `{prog} --help` for the "
+                         "options)")  # fmt: skip
+

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Features
 
+from ..errors import InputNotFoundError
 from ..repo_ids import is_repo_id
 from .checks import LabelSetError, check_label_set, repair_hint
 from .schema import (
@@ -113,23 +114,44 @@ def _check_source(source: str | os.PathLike) -> tuple[Path | None, str | None]:
     if local.is_dir():
         return local, None
     text = str(source)
-    if local.exists() or not is_repo_id(text):
-        raise FileNotFoundError(
+    if local.exists() or not is_repo_id(text):  # a path, not a Hub id: answered without asking the Hub
+        raise InputNotFoundError(
             f"{text} is neither a label-set folder nor a Hub dataset repo id (user/name): give the output_dir of "
             "`fkd-hf generate` or the repo `fkd-hf push-labels` uploaded it to."
         )
     return None, text
 
 
+def _hub_answers(repo_id: str, revision: str | None, token: str | bool | None) -> bool:
+    """Whether the Hub answers one request about ``repo_id`` (False offline); raises the Hub's error for a repo or
+    revision it does not have. One request without a download's retries: no connection is known at once."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        HfApi().repo_info(repo_id, repo_type="dataset", revision=revision, token=token)
+    except HfHubHTTPError:
+        raise
+    except Exception:  # no answer; the transport's error types differ between huggingface_hub versions
+        return False
+    return True
+
+
 def _read_hub_metadata(
     repo_id: str, revision: str | None, token: str | bool | None
 ) -> tuple[LabelSetMetadata, str | None]:
     """The metadata of a Hub label set and the commit it was read from (``revision`` when the cache hides it)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (
+        LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    )  # fmt: skip
 
     try:
-        path = Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=revision, token=token))
+        cached_only = not _hub_answers(repo_id, revision, token)
+        path = Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=revision, token=token,
+                                    local_files_only=cached_only))  # fmt: skip
     except RemoteEntryNotFoundError as err:
         raise FileNotFoundError(
             f"The Hub dataset {repo_id} (revision {revision or 'main'}) has no {METADATA_FILE}: it is not an FKD "
@@ -141,6 +163,12 @@ def _read_hub_metadata(
             "`hf auth login`."
         )
         raise
+    except LocalEntryNotFoundError as err:  # offline or the Hub unreachable, and no copy in the cache
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+        raise InputNotFoundError(
+            f"no label-set folder {repo_id} (and no Hub dataset of that name: {why} and the local cache holds none): "
+            "give the output_dir of `fkd-hf generate` or the repo `fkd-hf push-labels` uploaded it to."
+        ) from err
     # The cache keeps files under snapshots/<commit sha>/: reading the rows at that commit keeps them in step with
     # the metadata even if the repo is pushed to meanwhile.
     commit = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else revision

@@ -13,6 +13,8 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..errors import InputNotFoundError
+
 __all__ = [
     "ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError", "local_dataset_path",
     "absolute_dataset_spec", "locate_dataset", "SPLIT_DIRS",
@@ -72,7 +74,7 @@ def locate_dataset(spec: str, absolute: str | None = None) -> str:
     if absolute is not None and _found(local_dataset_path(absolute)):
         return absolute
     where = f" ({absolute})" if absolute not in (None, spec) else ""
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         f"The label set was made from the images in {spec}{where}, which are not found from {os.getcwd()}: pass "
         "--dataset with where they are now (e.g. --dataset imagefolder:/path/to/train)."
     )
@@ -86,20 +88,20 @@ def _check_has_images(folder: Path, split_dir: Path) -> None:
         if any(os.path.splitext(name)[1].lower() in extensions for name in files):
             return
     inside = f" (looked in {split_dir})" if split_dir != folder else ""
-    raise FileNotFoundError(f"{folder} holds no images{inside}: give a folder of class subfolders of images.")
+    raise InputNotFoundError(f"{folder} holds no images{inside}: give a folder of class subfolders of images.")
 
 
 def _load(spec: str, config: str | None, split: str, revision: str | None, streaming: bool):
     local = Path(spec.removeprefix("imagefolder:"))
     if spec.startswith("imagefolder:") or local.is_dir():
         if not local.is_dir():
-            raise FileNotFoundError(f"Image folder {local} does not exist.")
+            raise InputNotFoundError(f"Image folder {local} does not exist.")
         # A folder with one subfolder per split (train/, val/) or with the class folders directly. Files are named
         # explicitly: datasets' split inference from file names misreads e.g. ImageNet's "*_val_*" train images.
         split_dir = next((local / name for name in SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), None)
         if split_dir is None:  # only the train split may be the folder itself (class folders directly in it)
             if split != "train":
-                raise FileNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
+                raise InputNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
                                         f"{' or '.join(SPLIT_DIRS.get(split, (split,)))}/ of class folders.")  # fmt: skip
             split_dir = local
         _check_has_images(local, split_dir)
@@ -110,7 +112,7 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
         files = spec.removeprefix("parquet:")
         return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
     if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"Dataset {spec!r} is neither an existing folder nor a Hub id: give a Hub id like 'ILSVRC/imagenet-1k', "
             "'imagefolder:PATH' for a folder of class subfolders, or 'parquet:GLOB'."
         )
@@ -118,7 +120,7 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
         return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
     except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"no folder {spec} (and no Hub dataset of that name: {reason}): give an existing folder, "
             "imagefolder:PATH, parquet:GLOB or a Hub dataset id."
         ) from err
