@@ -206,7 +206,7 @@ def test_a_config_may_still_repeat_a_value_through_an_alias(tmp_path):
     assert config.mean == config.std == [0.5, 0.5, 0.5]
 
 
-# --- one exit-status rule for every command -------------------------------------------------------------------------
+# --- one exit-status rule for every command ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -347,3 +347,73 @@ def test_sigterm_to_generate_keeps_the_finished_shards_and_the_rerun_resumes(ima
     assert "Traceback" not in err
     assert main(argv) == 0
     assert load_label_set(output).metadata.num_shards == 6
+
+
+# --- usage and help ---------------------------------------------------------------------------------------------------
+
+
+def _help(command: str, capsys, monkeypatch) -> tuple[str, object]:
+    """``fkd-hf <command> --help`` as printed, and the parser that printed it."""
+    import argparse
+
+    printed, print_help = [], argparse.ArgumentParser.print_help
+
+    def recording(parser, file=None):
+        printed.append(parser)
+        print_help(parser, file)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "print_help", recording)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0 and len(printed) == 1
+    return capsys.readouterr().out, printed[0]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_the_default_of_every_option_that_has_one(command, capsys, monkeypatch):
+    import argparse
+    import re
+
+    text, parser = _help(command, capsys, monkeypatch)
+    blocks = {block.split()[0].rstrip(","): " ".join(block.split()) for block in re.split(r"\n(?=  -)", text)[1:]}
+    with_default = [action.option_strings[0] for action in parser._actions if action.option_strings
+                    and action.default not in (None, "", argparse.SUPPRESS) and action.help is not argparse.SUPPRESS
+                    and not isinstance(action, argparse._StoreConstAction)]  # fmt: skip
+    missing = [flag for flag in with_default if "default" not in blocks[flag].lower()]
+    assert missing == [], f"no default shown for {missing}"
+    assert command in ("push-student", "merge-labels") or "(default: " in text
+
+
+def test_help_shows_defaults_as_they_are_typed(capsys, monkeypatch):
+    text = " ".join(_help("generate", capsys, monkeypatch)[0].split())
+    assert "R: crops stored per image. (default: 8)" in text
+    assert "(default: 0.08 1.0)" in text and "(default: false)" in text  # a list, a true|false flag
+
+
+@pytest.mark.parametrize("command, name", [("import-fkd", "LABEL_DIR"),
+                                           ("merge-labels", "LABEL_SETS [LABEL_SETS ...]")])  # fmt: skip
+def test_the_positional_argument_is_shown_as_one(command, name, capsys, monkeypatch):
+    text, _ = _help(command, capsys, monkeypatch)
+    usage = " ".join(text[: text.index("\n\n")].split())
+    flag = "--" + name.split()[0].lower()
+    assert usage.endswith(f" {name}") and flag not in usage
+    assert f"\npositional arguments:\n  {name.split()[0]} " in text
+
+
+def test_the_positional_argument_comes_from_the_command_line_a_flag_or_the_config(tmp_path):
+    from fkd_hf.cli.arguments import parse_config
+    from fkd_hf.generation.import_config import ImportFKDConfig
+
+    def label_dir(*argv):
+        (config,) = parse_config([ImportFKDConfig], [*argv, "--dataset", "d", "--output_dir", "o"], "fkd-hf import-fkd",
+                                 "", positional="label_dir")  # fmt: skip
+        return config.label_dir
+
+    recipe = tmp_path / "import.yaml"
+    recipe.write_text("label_dir: from-config\n")
+    assert label_dir("files") == label_dir("--label_dir", "files") == label_dir("--label-dir=files") == "files"
+    assert label_dir("--config", str(recipe)) == "from-config"
+    assert label_dir("--config", str(recipe), "files") == label_dir("--config", str(recipe), "--label_dir", "files")
+    assert label_dir("--dataset", "d2", "files") == "files"  # after an option too
+    with pytest.raises(UsageError, match=r"the following arguments are required: LABEL_DIR \(run `fkd-hf import-fkd"):
+        label_dir()

@@ -33,8 +33,9 @@ def main(argv: list[str]) -> int:
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise
+        advice = "free some space or pass --output-dir on another disk"
         print(f"{PROG}: error: no space left on the disk ({err.strerror or err}); nothing was written to "
-              f"{config.output_dir}: free some space or pass --output-dir on another disk.", file=sys.stderr)  # fmt: skip
+              f"{config.output_dir}: {advice}.", file=sys.stderr)  # fmt: skip
         return 1
     print("\n" + result.summary, flush=True)
     return 0
