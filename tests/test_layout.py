@@ -115,7 +115,7 @@ def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name():
         assert set(getattr(module, "__all__", [])) & submodules == set(), package
 
 
-# --- layers: imports point down only -----------------------------------------------------------------------------------
+# --- layers: imports point down only ----------------------------------------------------------------------------------
 
 # Each top-level module or subpackage of fkd_hf by layer, lowest first. A module may import its own subpackage and any
 # lower layer; two subpackages of one layer (generation and training) import neither each other nor anything above.
