@@ -8,11 +8,10 @@ import types
 
 import pytest
 import yaml
+from hub_server import RUNNER_TOKEN as SECRET
 
 from fkd_hf.cli import COMMANDS, main, run_command, take_debug_flag
 from fkd_hf.cli.arguments import UsageError
-
-SECRET = "hf_runnerTestSecretToken123"
 
 
 def _command(error: BaseException) -> types.SimpleNamespace:

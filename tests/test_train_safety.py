@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from _fkd_data import make_label_set, make_splits
 from conftest import make_image_folder
+from hub_server import TRAIN_TOKEN as SECRET
 
 import fkd_hf.training.runner as runner
 from fkd_hf.cli import main as cli_main
 from fkd_hf.training import FKDConfig, build_trainer, train
 from fkd_hf.training.config import default_loader_workers
 from fkd_hf.training.runner import CONFIG_FILE, check_output_dir, resolve_eval_split
-
-SECRET = "hf_trainSafetySecretToken42"
 
 
 @pytest.fixture(scope="module")

@@ -93,8 +93,11 @@ def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int
     """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)
     and SIGTERM handled as Ctrl-C (:func:`terminate_as_interrupt`)."""
     from ..errors import USAGE_ERRORS
+    from ..hub.tokens import redact_logs, remember_tokens_in_argv
 
     prog = getattr(module, "PROG", "fkd-hf")
+    remember_tokens_in_argv(argv)  # a --hub_token is redacted like HF_TOKEN, in errors and in every log record
+    redact_logs()
     with terminate_as_interrupt() as received:
         try:
             status = module.main(argv) or 0
