@@ -445,7 +445,7 @@ def test_cards_hold_no_local_absolute_path_and_only_links_that_exist(tmp_path):
 
 
 def test_portable_spec_cuts_absolute_paths_only():
-    from fkd_hf.hub.ids import portable_spec
+    from fkd_hf.repo_ids import portable_spec
 
     assert portable_spec(HOME_PHOTOS) == "imagefolder:foolbox-3.3.4"
     assert portable_spec("parquet:/data/photos/train-*.parquet") == "parquet:photos/train-*.parquet"

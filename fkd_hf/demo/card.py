@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..hub.ids import portable_spec
+from ..repo_ids import portable_spec
 from ..training import StudentCardCallback
 from .config import DemoConfig
 from .data import HOLDOUT_EVERY, DemoData

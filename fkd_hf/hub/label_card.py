@@ -4,7 +4,7 @@ Its YAML (``configs`` -> ``data/*.parquet``, ``dataset_info`` features) makes ``
 the Hub's dataset viewer read exactly the label rows, with their dtypes. Every field of
 :class:`~fkd_hf.labels.format.LabelSetMetadata` is a template variable, so a new metadata field needs only a
 template edit. The card never holds a token (it is built from metadata fields only) nor a local absolute path (local
-specs are shown as :func:`~fkd_hf.hub.ids.portable_spec` gives them; ``fkd_labels.json`` keeps the recorded paths).
+specs are shown as :func:`~fkd_hf.repo_ids.portable_spec` gives them; ``fkd_labels.json`` keeps the recorded paths).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..labels.format import DATA_DIR, LabelSetMetadata
-from .ids import hub_repo_id, portable_spec
+from ..repo_ids import hub_repo_id, portable_spec
 from .templates import (FKD_CITATION, FKD_PAPER_URL, LABEL_SET_TEMPLATE, derived_license_text, hub_link,
                         license_fields, templates_dir)  # fmt: skip
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .ids import hub_repo_id, portable_spec
+from ..repo_ids import hub_repo_id, portable_spec
 from .student_info import StudentInfo
 from .templates import (FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, derived_license_text, hub_link, license_fields,
                         templates_dir)  # fmt: skip
@@ -146,7 +146,7 @@ def _template_values(info: StudentInfo) -> dict[str, Any]:
 
 
 def portable_info(info: StudentInfo) -> StudentInfo:
-    """A copy of ``info`` whose local paths are shown as :func:`~fkd_hf.hub.ids.portable_spec` gives them (the
+    """A copy of ``info`` whose local paths are shown as :func:`~fkd_hf.repo_ids.portable_spec` gives them (the
     ``fkd_student.json`` a push uploads; the local file keeps the paths)."""
     return dataclasses.replace(info, **{name: portable_spec(getattr(info, name)) for name in _PATH_FIELDS})
 

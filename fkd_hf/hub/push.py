@@ -35,7 +35,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoUrl
 
 from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata
-from .ids import portable_spec
+from ..repo_ids import portable_spec
 from .label_card import label_set_card
 from .model_card import portable_info, student_card
 from .student_info import STUDENT_FILE, StudentInfo

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..labels.format import LabelSetMetadata
+from ..repo_ids import hub_repo_id
 from ..version import __version__
-from .ids import hub_repo_id
 
 __all__ = ["STUDENT_FILE", "STUDENT_SCHEMA_VERSION", "StudentInfo"]
 

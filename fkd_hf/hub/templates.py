@@ -56,7 +56,7 @@ def license_fields(license: str | None) -> dict[str, str]:
 def derived_license_text(subject: str, teacher: str | None, dataset: str | None) -> str:
     """The licence paragraph of soft labels or weights derived from ``teacher``'s outputs on ``dataset``'s images
     (names as the card shows them); ``subject`` says what, e.g. "These soft labels"."""
-    from .ids import hub_repo_id
+    from ..repo_ids import hub_repo_id
 
     def named(spec: str | None, repo_type: str, fallback: str) -> str:
         link = hub_link(hub_repo_id(spec), repo_type)

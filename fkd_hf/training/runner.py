@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..cli.arguments import save_config
+from ..config_io import save_config
 from ..hub.push import push_student
 from ..models.students import save_student
 from .builder import FKDSetup, build_trainer, load_labels

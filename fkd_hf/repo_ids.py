@@ -1,4 +1,5 @@
-"""Hub repo ids: the one test of whether a spec names a Hub repository, and specs as a card shows them."""
+"""Hub repo ids: the one test of whether a spec names a Hub repository, and specs as a card shows them (every
+layer may use them)."""
 
 from __future__ import annotations
 
