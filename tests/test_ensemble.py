@@ -155,3 +155,29 @@ def test_cli_takes_the_label_sets_first(ensemble, tmp_path, capsys):
     assert "at least two label sets" in capsys.readouterr().err
     assert run_command(command, argv) == 1  # the output folder is not empty
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_crops_from_carries_the_class_map_and_the_rows_so_the_sets_merge(generate_config, second_teacher, tmp_path):
+    a = generate_config(output_dir=str(tmp_path / "a"), class_map="2,0,1", max_rows=7, kind="full", k=None)
+    generate(a)
+    b = generate_config(output_dir=str(tmp_path / "b"), teacher=str(second_teacher), crops_from=a.output_dir,
+                        kind="full", k=None)  # fmt: skip
+    generate(b)
+    meta_a, meta_b = (load_label_set(path).metadata for path in (a.output_dir, b.output_dir))
+    assert meta_b.teacher_class_indices == meta_a.teacher_class_indices == [2, 0, 1]
+    assert (meta_b.max_rows, meta_b.num_rows) == (7, 7)
+    merged = merge_label_sets([a.output_dir, b.output_dir], tmp_path / "merged")
+    assert (merged.num_rows, merged.class_names) == (7, meta_a.class_names)
+
+    with pytest.raises(ValueError, match=r"--max_rows 9 is more than the 7 rows of .* \(--crops_from\)"):
+        generate(generate_config(output_dir=str(tmp_path / "c"), crops_from=a.output_dir, max_rows=9))
+    assert not (tmp_path / "c").exists()  # refused before any labelling
+
+
+def test_crops_from_a_set_of_fewer_rows_is_refused_before_any_labelling(generate_config, tmp_path):
+    small = generate_config(dataset=f"imagefolder:{make_image_folder(tmp_path / 'photos', per_class=2)}",
+                            output_dir=str(tmp_path / "small"))  # fmt: skip
+    generate(small)
+    with pytest.raises(ValueError, match=r"has 18 rows but .*small \(--crops_from\) only 6: .*--max_rows 6"):
+        generate(generate_config(output_dir=str(tmp_path / "d"), crops_from=small.output_dir))
+    assert not (tmp_path / "d").exists()

@@ -11,6 +11,7 @@ Each set's targets are reconstructed, averaged with the weights (default equal),
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ..labels.kinds import KINDS, check_kind
 from .arguments import parse_config
@@ -35,6 +36,9 @@ class MergeLabelsConfig:
             raise ValueError(f"give at least two label sets to merge, got {len(self.label_sets)}.")
         if self.weights is not None and len(self.weights) != len(self.label_sets):
             raise ValueError(f"give one weight per label set ({len(self.label_sets)}), got {len(self.weights)}.")
+        if self.weights is not None and not (all(0 < w < math.inf for w in self.weights)
+                                             and math.isfinite(sum(self.weights))):  # fmt: skip
+            raise ValueError(f"--weights must be positive finite numbers with a finite sum, got {self.weights}.")
         if self.kind is not None:
             check_kind(self.kind)
 

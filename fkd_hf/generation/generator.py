@@ -43,7 +43,8 @@ from .prefetch import prefetch_map
 from .verify import verify_output
 
 TARGET_ROWS_PER_SHARD = 5000
-MIN_SHARDS = 8
+MIN_SHARDS = 8  # for the processes of a distributed run to share...
+MIN_ROWS_PER_SHARD = 256  # ...unless that leaves shards smaller than this: a shard's footer and metadata cost a few kB
 
 __all__ = ["GenerateConfig", "GenerateSummary", "generate"]
 
@@ -57,6 +58,13 @@ class GenerateSummary:
     bytes_per_crop: float
     seconds: float
     repaired: list[str] = dataclasses.field(default_factory=list)  # what a rerun found damaged and redid
+
+    @classmethod
+    def of(cls, output_dir, metadata: LabelSetMetadata, seconds: float, repaired: list[str] = ()) -> GenerateSummary:
+        """The summary of the finished label set ``metadata``: its crops are those of the rows not skipped."""
+        skipped = len(metadata.skipped_rows)
+        return cls(str(output_dir), metadata.num_rows, (metadata.num_rows - skipped) * metadata.stored_crops, skipped,
+                   metadata.bytes_per_crop or 0.0, seconds, list(repaired))  # fmt: skip
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds else float("nan")
@@ -73,8 +81,10 @@ def _shard_layout(config: GenerateConfig, num_rows: int | None) -> int:
         return config.rows_per_shard
     if num_rows is None:
         return TARGET_ROWS_PER_SHARD
-    num_shards = config.num_shards or max(MIN_SHARDS, math.ceil(num_rows / TARGET_ROWS_PER_SHARD))
-    return max(1, math.ceil(num_rows / num_shards))
+    if config.num_shards:
+        return max(1, math.ceil(num_rows / config.num_shards))
+    num_shards = max(MIN_SHARDS, math.ceil(num_rows / TARGET_ROWS_PER_SHARD))
+    return max(1, min(num_rows, max(MIN_ROWS_PER_SHARD, math.ceil(num_rows / num_shards))))
 
 
 def _class_names(teacher: Teacher, class_indices, label_names) -> tuple[list[str], list[str] | None]:
@@ -228,13 +238,13 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     """
     from accelerate import Accelerator, InitProcessGroupKwargs
 
-    config.validate()
-    if config.crops_from:  # the shared crops fix R, the seed, the crop ranges and the replay
-        options = SharedCrops(config.crops_from).crop_options()
+    shared = SharedCrops(config.crops_from) if config.crops_from else None
+    if shared:  # the shared crops fix R, the seed, the crop ranges and the replay, and carry the classes and rows
+        options = shared.crop_options()
         if config.replay not in (None, options["replay"]):
             raise ValueError(f"--replay {config.replay} differs from the replay {options['replay']!r} of "
                              f"{config.crops_from} (--crops_from), which a set of its crops keeps: drop --replay.")
-        config = dataclasses.replace(config, **options)
+        config = dataclasses.replace(config, **options, **shared.carried_options(config.class_map, config.max_rows))
     start = time.perf_counter()
     # Accelerate treats a torchrun/launch job as distributed on CPU only when told to use the CPU.
     accelerator = Accelerator(
@@ -248,6 +258,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
             config.dataset, config.dataset_config, config.split, config.revision, config.streaming,
             config.image_column, config.label_column, config.max_rows,
         )
+    if shared:
+        shared.check_rows(source.num_rows, config.dataset)
     teacher = load_teacher(
         config.teacher, config.teacher_revision, config.input_size, config.mean, config.std, config.interpolation
     )
@@ -272,8 +284,7 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         keys = f" and {verification.keys_checked} image keys" if verification and verification.keys_checked else ""
         accelerator.print(f"{output_dir} already holds this label set ({final.num_shards} shards{keys} verified); "
                           "nothing to do.")  # fmt: skip
-        return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
-                               len(final.skipped_rows), final.bytes_per_crop or 0.0, 0.0)
+        return GenerateSummary.of(output_dir, final, 0.0)
 
     accelerator.print(f"Generating on {accelerator.num_processes} process{'es' * (accelerator.num_processes > 1)}: "
                       f"teacher {config.teacher}, R={config.stored_crops}, {config.precision}, replay {config.replay}.")
@@ -285,9 +296,8 @@ def generate(config: GenerateConfig) -> GenerateSummary:
         metadata = LabelSetWriter(output_dir, metadata).finish(num_shards)
     accelerator.wait_for_everyone()
     metadata = read_metadata(output_dir)
-    summary = GenerateSummary(str(output_dir), metadata.num_rows, metadata.num_rows * metadata.stored_crops,
-                              len(metadata.skipped_rows), metadata.bytes_per_crop or 0.0, time.perf_counter() - start,
-                              verification.problems if verification else [])  # fmt: skip
+    summary = GenerateSummary.of(output_dir, metadata, time.perf_counter() - start,
+                                 verification.problems if verification else [])  # fmt: skip
     accelerator.print(summary)
     return summary
 

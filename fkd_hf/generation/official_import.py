@@ -44,9 +44,12 @@ from .verify import verify_output
 __all__ = ["ImportFKDConfig", "import_fkd"]
 
 
+LAYOUT_SAMPLE = 25  # label files, spread over the folder, read to find the layout most of them share
+
+
 @dataclasses.dataclass
 class _Layout:
-    """What every file must agree on, read from the first one."""
+    """What every file must agree on, read from the files most of a sample share (``reference`` is one of them)."""
 
     kind: str
     k: int
@@ -55,6 +58,7 @@ class _Layout:
     label_type: str
     label_dtype: str
     coords_dtype: str
+    reference: Path
 
 
 def _image_paths(source: ImageSource) -> list[str]:
@@ -96,24 +100,43 @@ def _label_files(config: ImportFKDConfig, source: ImageSource) -> tuple[list[Pat
     return files, missing, orphans
 
 
+def _reference_file(files: list[Path | None]) -> tuple[Path, tuple]:
+    """A label file of the shape most of ``LAYOUT_SAMPLE`` files spread over ``files`` share, and its contents: one
+    odd file (another R, say) then stands out as the one that disagrees, whichever file comes first."""
+    present = [path for path in files if path is not None]
+    picks = sorted({round(i * (len(present) - 1) / max(LAYOUT_SAMPLE - 1, 1)) for i in range(LAYOUT_SAMPLE)})
+    by_shape: dict[tuple, list] = {}
+    errors = []
+    for index in picks:
+        try:
+            state = load_label_file(present[index])
+        except OfficialFileError as err:  # reported with its row when the conversion reaches it
+            errors.append(err)
+            continue
+        by_shape.setdefault(tuple(part.shape for part in state), []).append((present[index], state))
+    if not by_shape:
+        raise errors[0]
+    return max(by_shape.values(), key=len)[0]  # a tie goes to the shape found first
+
+
 def _layout(config: ImportFKDConfig, source: ImageSource, files: list[Path | None]) -> _Layout:
-    """Kind, k and R from the first label file (and ``--kind``), and the class count."""
-    first = next(path for path in files if path is not None)
-    state = load_label_file(first)
+    """Kind, k and R from the label files (and ``--kind``), and the class count."""
+    reference, state = _reference_file(files)
     coords, _, labels = state
     try:
         kind, k = resolve_kind(config.kind) if config.kind else infer_kind(labels)
     except ValueError as err:
-        raise OfficialFileError(f"{first}: {err}.") from err
+        raise OfficialFileError(f"{reference}: {err}.") from err
     if k is None:  # --kind marginal_smoothing / marginal_renorm: k is the files'
         if labels.ndim != 3:
-            raise OfficialFileError(f"{first}: labels of shape {labels.shape} are not R x 2 x k ({kind}).")
+            raise OfficialFileError(f"{reference}: labels of shape {labels.shape} are not R x 2 x k ({kind}).")
         k = int(labels.shape[2])
     num_classes = config.num_classes or len(source.label_names or [])
     if not num_classes:
         raise ValueError(f"{config.dataset} has no class-label column to count the classes: pass --num_classes.")
-    to_label_columns(state, first, kind, k, len(coords), num_classes)  # the first file's errors before any work
-    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype))
+    to_label_columns(state, reference, kind, k, len(coords), num_classes)  # its errors before any work
+    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype),
+                   reference)  # fmt: skip
 
 
 def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
@@ -153,8 +176,8 @@ def _fingerprint(config: ImportFKDConfig, metadata: LabelSetMetadata) -> dict:
 class _RowConverter:
     """Per-row work, run in reading threads: the image's key, then its label file as label-set columns."""
 
-    def __init__(self, files: list[Path | None], metadata: LabelSetMetadata):
-        self.files, self.metadata = files, metadata
+    def __init__(self, files: list[Path | None], metadata: LabelSetMetadata, reference: Path):
+        self.files, self.metadata, self.reference = files, metadata, reference
 
     def __call__(self, item) -> dict:
         row, value = item
@@ -164,8 +187,14 @@ class _RowConverter:
             result["key"] = image_key(image_bytes(value))
             if path is None:
                 raise OfficialFileError(f"Image {value.get('path')} (row {row}) has no label file.")
-            columns = to_label_columns(load_label_file(path), path, meta.kind, meta.k, meta.stored_crops,
-                                       meta.num_classes)  # fmt: skip
+            state = load_label_file(path)
+            try:
+                columns = to_label_columns(state, path, meta.kind, meta.k, meta.stored_crops, meta.num_classes)
+            except OfficialFileError as err:
+                if len(state[0]) == meta.stored_crops:
+                    raise
+                raise OfficialFileError(f"{err} The label files disagree on R: most hold {meta.stored_crops} crops, "
+                                        f"as {self.reference} does.") from err  # fmt: skip
         except (BadImageError, OfficialFileError) as err:
             result["error"] = str(err)
             return result
@@ -173,13 +202,13 @@ class _RowConverter:
         return result
 
 
-def _convert_shards(config, source, metadata, state, files, num_shards) -> None:
+def _convert_shards(config, source, metadata, state, files, reference, num_shards) -> None:
     """Converts this process's unfinished shards."""
     output_dir, rows_per_shard = Path(config.output_dir), metadata.rows_per_shard
     mine = [s for s in range(num_shards) if s % state.num_processes == state.process_index
             and not shard_path(output_dir, s).is_file()]  # fmt: skip
     total = sum(min((s + 1) * rows_per_shard, source.num_rows) - s * rows_per_shard for s in mine)
-    rows = prefetch_map(_RowConverter(files, metadata), _rows_of_shards(source, mine, rows_per_shard),
+    rows = prefetch_map(_RowConverter(files, metadata, reference), _rows_of_shards(source, mine, rows_per_shard),
                         config.num_workers, ahead=4 * max(config.num_workers, 1))  # fmt: skip
     writer, shard_rows = LabelSetWriter(output_dir, metadata), None
     progress = tqdm(total=total, unit="img", desc=f"import-fkd [{state.process_index}/{state.num_processes}]",
@@ -201,9 +230,7 @@ def _convert_shards(config, source, metadata, state, files, num_shards) -> None:
 
 
 def _summary(output_dir: Path, seconds: float, repaired: list[str]) -> GenerateSummary:
-    final = read_metadata(output_dir)
-    return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
-                           len(final.skipped_rows), final.bytes_per_crop or 0.0, seconds, repaired)  # fmt: skip
+    return GenerateSummary.of(output_dir, read_metadata(output_dir), seconds, repaired)
 
 
 def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
@@ -220,7 +247,8 @@ def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
     files, missing, orphans = _label_files(config, source)
     counts = dict(label_files=len(files) - len(missing), images_without_label_file=len(missing),
                   label_files_without_image=len(orphans))  # fmt: skip
-    metadata = _build_metadata(config, source, _layout(config, source, files), counts)
+    layout = _layout(config, source, files)
+    metadata = _build_metadata(config, source, layout, counts)
     output_dir = Path(config.output_dir)
     fingerprint = _fingerprint(config, metadata)
     num_shards = math.ceil(source.num_rows / metadata.rows_per_shard)
@@ -236,7 +264,7 @@ def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
     if missing or orphans:
         state.print(f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, "
                     "such files left out (--skip_missing).")  # fmt: skip
-    _convert_shards(config, source, metadata, state, files, num_shards)
+    _convert_shards(config, source, metadata, state, files, layout.reference, num_shards)
     state.wait_for_everyone()
     if state.is_main_process:
         LabelSetWriter(output_dir, metadata).finish(num_shards)

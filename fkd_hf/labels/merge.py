@@ -42,6 +42,22 @@ class SharedCrops:
         return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=list(meta.crop_scale),
                     crop_ratio=list(meta.crop_ratio), replay=meta.replay)  # fmt: skip
 
+    def carried_options(self, class_map, max_rows: int | None) -> dict:
+        """``class_map`` and ``max_rows`` as given, or where not given, the set's: its teacher class indices and its
+        row count. Raises if ``max_rows`` asks for rows the set lacks."""
+        meta = self.metadata
+        if max_rows is not None and max_rows > meta.num_rows:
+            raise ValueError(f"--max_rows {max_rows} is more than the {meta.num_rows} rows of {self.source} "
+                             f"(--crops_from): pass --max_rows {meta.num_rows} or less.")  # fmt: skip
+        return dict(class_map=class_map or meta.teacher_class_indices, max_rows=max_rows or meta.max_rows)
+
+    def check_rows(self, num_rows: int | None, dataset: str) -> None:
+        """Raises unless the set has a row for each of the ``num_rows`` rows of ``dataset`` (None: a stream)."""
+        if num_rows is not None and num_rows > len(self.rows):
+            raise ValueError(f"{dataset} has {num_rows} rows but {self.source} (--crops_from) only "
+                             f"{len(self.rows)}: label the images it was made from, or pass --max_rows "
+                             f"{len(self.rows)}.")  # fmt: skip
+
     def row(self, row: int, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(crops, flips)`` stored for source row ``row``, after checking that its image has ``key``; None for a
         row the label set records as skipped."""
@@ -148,8 +164,10 @@ def merge_label_sets(
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"{output} is not empty: choose a new or empty folder for the merged label set.")
     weights = np.ones(len(sources)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(weights) != len(sources) or not (weights > 0).all():
-        raise ValueError(f"Give one positive weight per label set ({len(sources)}), got {list(weights)}.")
+    usable = ((weights > 0) & (weights < np.inf)).all() and math.isfinite(sum(weights.tolist()))
+    if len(weights) != len(sources) or not usable:
+        raise ValueError(f"Give one positive weight per label set ({len(sources)}), finite and with a finite sum, "
+                         f"got {weights.tolist()}.")  # fmt: skip
     weights = weights / weights.sum()
     sets = [load_label_set(source) for source in sources]
     _check_compatible(sources, sets)

@@ -39,10 +39,15 @@ class LabelSetWriter:
     def write_shard(self, shard: int, columns: Mapping, skipped_rows: Sequence[int] = ()) -> Path:
         """Writes shard ``shard`` atomically; ``skipped_rows`` are the source rows it holds as placeholders."""
         columns = dict(columns)
-        columns["topk_indices"] = np.asarray(columns["topk_indices"]).astype(index_dtype(self.metadata.num_classes))
-        columns["topk_values"] = np.asarray(columns["topk_values"]).astype(np.float16)
-        columns["crops"] = np.asarray(columns["crops"]).astype(np.float16)
         path = self.shard_path(shard)
+        indices = np.asarray(columns["topk_indices"])
+        _refuse(path, "topk_indices", indices, (indices < 0) | (indices >= self.metadata.num_classes),
+                f"class indices in [0, {self.metadata.num_classes})")
+        columns["topk_indices"] = indices.astype(index_dtype(self.metadata.num_classes))
+        for name in ("crops", "topk_values"):  # checked as stored: a float32 value too large for float16 is inf
+            with np.errstate(over="ignore"):
+                values = columns[name] = np.asarray(columns[name]).astype(np.float16)
+            _refuse(path, name, values, ~((values >= 0) & (values <= 1)), "finite numbers in [0, 1]")
         write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows), self.metadata)
         return path
 
@@ -67,6 +72,15 @@ class LabelSetWriter:
         metadata.card_digest = card_digest(self.directory)
         metadata.save(self.directory)
         return metadata
+
+
+def _refuse(path: Path, name: str, values: np.ndarray, bad: np.ndarray, allowed: str) -> None:
+    """Raises a ValueError naming the first ``bad`` value of column ``name``: nothing impossible is stored."""
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        raise ValueError(f"{path.name} was not written: {name} must hold {allowed}, but row {first[0]} of the shard "
+                         f"holds {values[first]} (crop {first[1]}). The teacher's outputs (check --mean, --std and "
+                         "--precision) or the labels given are not valid.")
 
 
 def write_label_set(
