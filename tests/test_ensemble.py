@@ -12,6 +12,7 @@ import torch
 from conftest import make_image_folder, make_timm_teacher
 from fkd_hf import GenerateConfig, generate, load_label_set
 from fkd_hf.cli import run_command
+from fkd_hf.hub import write_label_set_card
 from fkd_hf.labels import LabelMismatchError, load_images, reconstruct
 from fkd_hf.labels.crops import crops_to_pixels, replay_crop
 from fkd_hf.labels.format import METADATA_FILE, fixed_size_to_numpy
@@ -96,7 +97,8 @@ def teachers_probs(ensemble, teacher_dir, second_teacher, image_folder) -> list[
 @pytest.mark.parametrize("weights", [None, [3.0, 1.0]])
 def test_merged_full_targets_are_the_mean_of_the_teachers_softmaxes(ensemble, teachers_probs, tmp_path, weights):
     merged_dir = tmp_path / "merged"
-    merge_label_sets([str(path) for path in ensemble], merged_dir, weights=weights, kind="full")
+    merge_label_sets([str(path) for path in ensemble], merged_dir, weights=weights, kind="full",
+                     card=write_label_set_card)
     merged, a = load_label_set(merged_dir), load_label_set(ensemble[0])
     w = np.array(weights or [1.0, 1.0]) / sum(weights or [1.0, 1.0])
     expected = w[0] * teachers_probs[0] + w[1] * teachers_probs[1]
@@ -151,6 +153,7 @@ def test_cli_takes_the_label_sets_first(ensemble, tmp_path, capsys):
     assert run_command(command, argv) == 0
     assert "Merged label set" in capsys.readouterr().out
     assert load_label_set(tmp_path / "m").metadata.kind == "full"  # the first set's kind by default
+    assert "merge 2 label sets that share their crops" in (tmp_path / "m" / "README.md").read_text()
     assert run_command(command, [str(ensemble[0]), "--output_dir", str(tmp_path / "n")]) == 2
     assert "at least two label sets" in capsys.readouterr().err
     assert run_command(command, argv) == 1  # the output folder is not empty

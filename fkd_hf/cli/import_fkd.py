@@ -12,18 +12,11 @@ regenerated; a rerun of the same command finishes an interrupted import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..generation.import_config import ImportFKDConfig
+from ._positionals import with_positionals
 from .arguments import parse_config
 
 PROG = "fkd-hf import-fkd"
-
-
-def with_positionals(argv: Sequence[str], field: str) -> list[str]:
-    """``argv`` with its leading words that are not options passed as ``--field`` (``cmd A B --x 1``)."""
-    count = next((i for i, word in enumerate(argv) if word.startswith("-")), len(argv))
-    return [f"--{field}", *argv] if count else list(argv)
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,6 @@
-"""``GenerateConfig``: the options of ``fkd-hf generate``. Importing it loads neither torch nor the datasets library,
-so ``fkd-hf generate --help`` prints at once."""
+"""``GenerateConfig``: the options of ``fkd-hf generate``, checked when made; ``ResolvedGenerate``: the values a run
+uses where the options leave them open. Importing it loads neither torch nor the datasets library, so
+``fkd-hf generate --help`` prints at once."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import math
 
 from ..labels.crops import DEFAULT_RATIO, DEFAULT_SCALE, check_crop_ranges, check_replay
 from ..labels.kinds import KINDS
-from ..models.precision import AUTO, PRECISIONS
+from ..models.precision import AUTO, PRECISIONS, resolve_precision
 
-__all__ = ["GenerateConfig"]
+__all__ = ["GenerateConfig", "ResolvedGenerate"]
 
 VERIFY_IMAGES = ("sample", "all", "none")
 VERIFY_SAMPLE = 256  # image keys --verify_images sample compares
@@ -43,7 +44,8 @@ class GenerateConfig:
     crops_from: str | None = dataclasses.field(
         default=None,
         metadata={"help": "Label the crops and flips this label set stores (same images, checked by image_key), "
-                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed and crop ranges are used."},
+                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed, crop ranges and replay are "
+                          "used, and its class map and row count unless given."},
     )  # fmt: skip
     kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
@@ -61,8 +63,8 @@ class GenerateConfig:
         default=None,
         metadata={"help": "How stored crops become pixels, recorded in the label set and used again in training: "
                           "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 2-3x less CPU "
-                          "per crop than pil) or pil. Default: tensor (pil for a teacher with another interpolation); with "
-                          "--crops_from, that set's."},
+                          "per crop than pil) or pil. Default: tensor (pil for a teacher with another interpolation); "
+                          "with --crops_from, that set's."},
     )  # fmt: skip
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
@@ -112,3 +114,31 @@ def check_normalization(mean, std) -> None:
         raise ValueError(f"mean must be finite numbers, got {list(mean)}.")
     if std is not None and not all(0 < value < math.inf for value in std):
         raise ValueError(f"std must be positive finite numbers, got {list(std)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedGenerate:
+    """The values a ``generate`` run uses where its options leave them open or another source fixes them: the set
+    of ``--crops_from`` (its crops; its classes and rows unless given), the device (``--precision auto``), and the
+    run already in the output folder or the teacher (the replay). ``config`` is kept as given."""
+
+    config: GenerateConfig
+    stored_crops: int
+    seed: int
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    class_map: str | tuple[int, ...] | None
+    max_rows: int | None
+    replay: str
+    precision: str
+
+    @classmethod
+    def resolve(cls, config: GenerateConfig, shared: dict, replay: str, device) -> ResolvedGenerate:
+        """``config``'s values, with ``shared`` (what ``--crops_from`` fixes and carries) over them; ``replay`` where
+        neither gives one."""
+        values = dict(stored_crops=config.stored_crops, seed=config.seed, crop_scale=tuple(config.crop_scale),
+                      crop_ratio=tuple(config.crop_ratio), class_map=config.class_map, max_rows=config.max_rows,
+                      replay=config.replay)  # fmt: skip
+        values.update(shared)
+        values["replay"] = values["replay"] or replay
+        return cls(config, precision=resolve_precision(config.precision, device), **values)

@@ -10,16 +10,14 @@ rerun of the same command converts only the missing ones; ``fkd_labels.json`` is
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from accelerate import PartialState
-from tqdm.auto import tqdm
 
-from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
-from ..labels.images import BadImageError, ImageSource, absolute_dataset_spec, image_bytes, image_key, load_images
+from ..labels.format import LabelSetMetadata
+from ..labels.images import BadImageError, ImageSource, image_bytes, image_key, load_images
 from ..labels.official import (
     GENERATOR,
     GENERATOR_URL,
@@ -33,13 +31,9 @@ from ..labels.official import (
     resolve_kind,
     to_label_columns,
 )
-from ..labels.writer import LabelSetWriter
-from ..version import __version__
-from .generator import GenerateSummary, _rows_of_shards, _shard_layout, _ShardRows
 from .import_config import ImportFKDConfig
-from .output import prepare_output
-from .prefetch import prefetch_map
-from .verify import verify_output
+from .metadata import RecordedTeacher, build_metadata
+from .shards import GenerateSummary, ShardedRun, plan_rows_per_shard, run_sharded
 
 __all__ = ["ImportFKDConfig", "import_fkd"]
 
@@ -139,7 +133,7 @@ def _layout(config: ImportFKDConfig, source: ImageSource, files: list[Path | Non
                    reference)  # fmt: skip
 
 
-def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
+def _metadata(config: ImportFKDConfig, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
     names = source.label_names
     class_names = list(names) if names and len(names) == layout.num_classes else \
         [f"class_{index}" for index in range(layout.num_classes)]  # fmt: skip
@@ -147,18 +141,14 @@ def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) 
         method="converted", generator=GENERATOR, generator_url=GENERATOR_URL, label_type=layout.label_type,
         label_dtype=layout.label_dtype, coords_dtype=layout.coords_dtype, label_dir=config.label_dir, **counts,
     )  # fmt: skip
-    return LabelSetMetadata(
-        kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
+    teacher = RecordedTeacher(config.teacher, None, "official FKD generator", (config.input_size, config.input_size),
+                              tuple(config.mean), tuple(config.std), config.interpolation)  # fmt: skip
+    return build_metadata(
+        source, teacher, plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
+        config.max_rows, kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
         temperature=float(config.temperature), stored_crops=layout.stored_crops, seed=-1,
-        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher=config.teacher,
-        teacher_revision=None, teacher_library="official FKD generator",
-        teacher_input_size=[config.input_size, config.input_size], teacher_mean=list(config.mean),
-        teacher_std=list(config.std), teacher_interpolation=config.interpolation, teacher_class_indices=None,
-        precision="fp32", dataset=source.spec, dataset_config=source.config, dataset_split=source.split,
-        dataset_revision=source.revision, image_column=source.image_column, label_column=source.label_column,
-        num_rows=source.num_rows, rows_per_shard=_shard_layout(config, source.num_rows), fkd_hf_version=__version__,
-        max_rows=config.max_rows, dataset_absolute=absolute_dataset_spec(source.spec), provenance=provenance,
-        replay="pil",  # the official generator cut its crops with PIL
+        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher_class_indices=None,
+        precision="fp32", provenance=provenance, replay="pil",  # the official generator cut its crops with PIL
     )  # fmt: skip
 
 
@@ -191,7 +181,7 @@ class _RowConverter:
             try:
                 columns = to_label_columns(state, path, meta.kind, meta.k, meta.stored_crops, meta.num_classes)
             except OfficialFileError as err:
-                if len(state[0]) == meta.stored_crops:
+                if state[0].shape[:1] == (meta.stored_crops,):
                     raise
                 raise OfficialFileError(f"{err} The label files disagree on R: most hold {meta.stored_crops} crops, "
                                         f"as {self.reference} does.") from err  # fmt: skip
@@ -202,35 +192,10 @@ class _RowConverter:
         return result
 
 
-def _convert_shards(config, source, metadata, state, files, reference, num_shards) -> None:
-    """Converts this process's unfinished shards."""
-    output_dir, rows_per_shard = Path(config.output_dir), metadata.rows_per_shard
-    mine = [s for s in range(num_shards) if s % state.num_processes == state.process_index
-            and not shard_path(output_dir, s).is_file()]  # fmt: skip
-    total = sum(min((s + 1) * rows_per_shard, source.num_rows) - s * rows_per_shard for s in mine)
-    rows = prefetch_map(_RowConverter(files, metadata, reference), _rows_of_shards(source, mine, rows_per_shard),
-                        config.num_workers, ahead=4 * max(config.num_workers, 1))  # fmt: skip
-    writer, shard_rows = LabelSetWriter(output_dir, metadata), None
-    progress = tqdm(total=total, unit="img", desc=f"import-fkd [{state.process_index}/{state.num_processes}]",
-                    disable=not state.is_local_main_process, dynamic_ncols=True)  # fmt: skip
-    with progress:  # closed also when a bad file stops the run
-        for row in rows:
-            if row["error"] is not None and not config.skip_missing:
-                raise OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows "
-                                        "as skipped (finished shards are kept).")  # fmt: skip
-            shard = row["row"] // rows_per_shard
-            if shard_rows is None or shard_rows.shard != shard:
-                if shard_rows is not None:
-                    shard_rows.write()
-                shard_rows = _ShardRows(writer, shard)
-            shard_rows.add(row)
-            progress.update(1)
-        if shard_rows is not None:
-            shard_rows.write()
-
-
-def _summary(output_dir: Path, seconds: float, repaired: list[str]) -> GenerateSummary:
-    return GenerateSummary.of(output_dir, read_metadata(output_dir), seconds, repaired)
+def _refusal(row: dict) -> OfficialFileError:
+    """The error that stops an import at a row without a usable label file (without --skip_missing)."""
+    return OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows as skipped "
+                             "(finished shards are kept).")  # fmt: skip
 
 
 def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
@@ -248,27 +213,12 @@ def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
     counts = dict(label_files=len(files) - len(missing), images_without_label_file=len(missing),
                   label_files_without_image=len(orphans))  # fmt: skip
     layout = _layout(config, source, files)
-    metadata = _build_metadata(config, source, layout, counts)
-    output_dir = Path(config.output_dir)
-    fingerprint = _fingerprint(config, metadata)
-    num_shards = math.ceil(source.num_rows / metadata.rows_per_shard)
-    repaired = []
-    if state.is_main_process and prepare_output(output_dir, fingerprint, config.overwrite):
-        # a rerun: the others wait while the shards on disk are checked (the bad ones deleted, to be redone)
-        repaired = verify_output(output_dir, metadata, fingerprint, source, "sample", num_shards,
-                                 config.num_workers).problems  # fmt: skip
-    state.wait_for_everyone()
-    if (output_dir / METADATA_FILE).is_file():  # finished, and verified
-        state.print(f"{output_dir} already holds this label set; nothing to do.")
-        return _summary(output_dir, 0.0, [])
-    if missing or orphans:
-        state.print(f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, "
-                    "such files left out (--skip_missing).")  # fmt: skip
-    _convert_shards(config, source, metadata, state, files, layout.reference, num_shards)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        LabelSetWriter(output_dir, metadata).finish(num_shards)
-    state.wait_for_everyone()
-    summary = _summary(output_dir, time.perf_counter() - start, repaired)
-    state.print(summary)
-    return summary
+    metadata = _metadata(config, source, layout, counts)
+    notice = (f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, such files "
+              "left out (--skip_missing).") if missing or orphans else None  # fmt: skip
+    return run_sharded(ShardedRun(
+        "import-fkd", Path(config.output_dir), metadata, _fingerprint(config, metadata), source,
+        prepare=_RowConverter(files, metadata, layout.reference), refuse=None if config.skip_missing else _refusal,
+        start=start, overwrite=config.overwrite, num_workers=config.num_workers, ahead=4 * max(config.num_workers, 1),
+        notice=notice,
+    ), state)  # fmt: skip
