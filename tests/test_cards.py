@@ -194,7 +194,7 @@ def written_label_set(tmp_path, image_folder) -> tuple[Path, LabelSetMetadata]:
     metadata = make_metadata(dataset=f"imagefolder:{image_folder}", dataset_config=None, dataset_revision=None,
                              stored_crops=stored_crops, k=k, num_rows=0, num_shards=0, rows_per_shard=0)  # fmt: skip
     folder = tmp_path / "labels"
-    return folder, write_label_set(folder, metadata, columns)
+    return folder, write_label_set(folder, metadata, columns, card=write_label_set_card)
 
 
 def test_label_set_card_lets_the_hub_viewer_read_exactly_the_rows(written_label_set):

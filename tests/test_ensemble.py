@@ -12,6 +12,7 @@ import torch
 from conftest import make_image_folder, make_timm_teacher
 from fkd_hf import GenerateConfig, generate, load_label_set
 from fkd_hf.cli import run_command
+from fkd_hf.hub import write_label_set_card
 from fkd_hf.labels import LabelMismatchError, load_images, reconstruct
 from fkd_hf.labels.crops import crops_to_pixels, replay_crop
 from fkd_hf.labels.format import METADATA_FILE, fixed_size_to_numpy
@@ -96,7 +97,8 @@ def teachers_probs(ensemble, teacher_dir, second_teacher, image_folder) -> list[
 @pytest.mark.parametrize("weights", [None, [3.0, 1.0]])
 def test_merged_full_targets_are_the_mean_of_the_teachers_softmaxes(ensemble, teachers_probs, tmp_path, weights):
     merged_dir = tmp_path / "merged"
-    merge_label_sets([str(path) for path in ensemble], merged_dir, weights=weights, kind="full")
+    merge_label_sets([str(path) for path in ensemble], merged_dir, weights=weights, kind="full",
+                     card=write_label_set_card)
     merged, a = load_label_set(merged_dir), load_label_set(ensemble[0])
     w = np.array(weights or [1.0, 1.0]) / sum(weights or [1.0, 1.0])
     expected = w[0] * teachers_probs[0] + w[1] * teachers_probs[1]
@@ -151,7 +153,34 @@ def test_cli_takes_the_label_sets_first(ensemble, tmp_path, capsys):
     assert run_command(command, argv) == 0
     assert "Merged label set" in capsys.readouterr().out
     assert load_label_set(tmp_path / "m").metadata.kind == "full"  # the first set's kind by default
+    assert "merge 2 label sets that share their crops" in (tmp_path / "m" / "README.md").read_text()
     assert run_command(command, [str(ensemble[0]), "--output_dir", str(tmp_path / "n")]) == 2
     assert "at least two label sets" in capsys.readouterr().err
     assert run_command(command, argv) == 1  # the output folder is not empty
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_crops_from_carries_the_class_map_and_the_rows_so_the_sets_merge(generate_config, second_teacher, tmp_path):
+    a = generate_config(output_dir=str(tmp_path / "a"), class_map="2,0,1", max_rows=7, kind="full", k=None)
+    generate(a)
+    b = generate_config(output_dir=str(tmp_path / "b"), teacher=str(second_teacher), crops_from=a.output_dir,
+                        kind="full", k=None)  # fmt: skip
+    generate(b)
+    meta_a, meta_b = (load_label_set(path).metadata for path in (a.output_dir, b.output_dir))
+    assert meta_b.teacher_class_indices == meta_a.teacher_class_indices == [2, 0, 1]
+    assert (meta_b.max_rows, meta_b.num_rows) == (7, 7)
+    merged = merge_label_sets([a.output_dir, b.output_dir], tmp_path / "merged")
+    assert (merged.num_rows, merged.class_names) == (7, meta_a.class_names)
+
+    with pytest.raises(ValueError, match=r"--max_rows 9 is more than the 7 rows of .* \(--crops_from\)"):
+        generate(generate_config(output_dir=str(tmp_path / "c"), crops_from=a.output_dir, max_rows=9))
+    assert not (tmp_path / "c").exists()  # refused before any labelling
+
+
+def test_crops_from_a_set_of_fewer_rows_is_refused_before_any_labelling(generate_config, tmp_path):
+    small = generate_config(dataset=f"imagefolder:{make_image_folder(tmp_path / 'photos', per_class=2)}",
+                            output_dir=str(tmp_path / "small"))  # fmt: skip
+    generate(small)
+    with pytest.raises(ValueError, match=r"has 18 rows but .*small \(--crops_from\) only 6: .*--max_rows 6"):
+        generate(generate_config(output_dir=str(tmp_path / "d"), crops_from=small.output_dir))
+    assert not (tmp_path / "d").exists()

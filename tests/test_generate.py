@@ -132,11 +132,19 @@ def test_truncated_image_names_the_row_and_file(generate_config, folder_with_tru
 def test_skipped_images_are_recorded_not_dropped(generate_config, folder_with_truncated_image, tmp_path):
     root, bad = folder_with_truncated_image
     config = generate_config(dataset=f"imagefolder:{root}", output_dir=str(tmp_path / "out"), skip_bad_images=True)
-    generate(config)
+    summary = generate(config)
     labels = load_label_set(config.output_dir)
     paths = [row["image"]["path"] for row in load_images(f"imagefolder:{root}").dataset]
     assert labels.dataset.num_rows == len(paths) == 6
     assert labels.metadata.skipped_rows == [paths.index(str(bad))]
+    assert (summary.rows, summary.skipped_rows, summary.crops) == (6, 1, 5 * 3)  # crops of the rows labelled only
+    assert "6 rows, 15 crops, 1 skipped" in str(summary)
+
+
+def test_a_small_set_is_one_shard_not_many_near_empty_ones(generate_config):
+    summary = generate(generate_config())
+    metadata = load_label_set(summary.output_dir).metadata
+    assert (metadata.num_rows, metadata.num_shards, metadata.rows_per_shard) == (18, 1, 18)
 
 
 @pytest.mark.parametrize(

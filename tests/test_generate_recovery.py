@@ -2,6 +2,7 @@
 bad dataset paths, Ctrl-C."""
 
 import dataclasses
+import errno
 import json
 from pathlib import Path
 
@@ -199,3 +200,42 @@ def test_a_streamed_label_set_is_verified_and_repaired_too(generate_config, phot
     assert _shards(config.output_dir)["shard-00002.parquet"] == original["shard-00002.parquet"]
     assert load_label_set(config.output_dir).metadata.num_shards == 3
     assert generate(config).seconds == 0.0  # a sound streamed set is left as it is
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_run_stopped_before_it_saved_its_options_does_not_block_the_rerun(generate_config, tmp_path, monkeypatch,
+                                                                            overwrite):  # fmt: skip
+    """A full disk (or a kill) while fkd_run.json is written: the rerun, with or without --overwrite, takes the
+    folder, which holds only fkd-hf's temporary files, as new and writes the set a clean run writes."""
+    reference = generate_config(output_dir=str(tmp_path / "reference"))
+    generate(reference)
+    folder = tmp_path / "labels"
+    real_write = Path.write_text
+
+    def full_disk(self, text, *args, **kwargs):
+        if self.name == f"{RUN_FILE}.tmp":
+            real_write(self, text[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        generate(generate_config(output_dir=str(folder)))
+    monkeypatch.setattr(Path, "write_text", real_write)
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == ["data"]  # no half-written file kept
+
+    # what a kill -9 at that moment (or at any other) leaves
+    (folder / f"{RUN_FILE}.tmp").write_text('{"kind": "marg')
+    (folder / f"{METADATA_FILE}.tmp").write_text("{")
+    (folder / "data" / ".shard-00000.parquet.4242.tmp").write_bytes(b"PAR1")
+    generate(generate_config(output_dir=str(folder), overwrite=overwrite))
+    assert _shards(folder) == _shards(reference.output_dir) and not list(folder.rglob("*.tmp"))
+    assert load_label_set(folder).metadata.num_rows == 18
+
+    # a folder that also holds a file of the user's is still refused, and the file named
+    (tmp_path / "mine" / "data").mkdir(parents=True)
+    (tmp_path / "mine" / f"{RUN_FILE}.tmp").write_text("{")
+    (tmp_path / "mine" / "empty").mkdir()
+    with pytest.raises(FileExistsError, match=r"not an FKD label set \(it holds empty\)"):
+        generate(generate_config(output_dir=str(tmp_path / "mine"), overwrite=overwrite))
+    assert (tmp_path / "mine" / f"{RUN_FILE}.tmp").is_file()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -319,3 +320,48 @@ def test_replay_of_official_crops_matches_torchvision_up_to_the_documented_pixel
         top, left, h, w = crops_to_pixels(coords.astype(np.float16), height, width)[0]
         found = max(found, np.abs(np.array([top, left, top + h, left + w]) - _torchvision_box(image, coords)).max())
     assert found <= worst and (found > 0 or worst == 0)
+
+
+def test_files_that_disagree_on_r_are_named_both_and_the_majority_decides(official_crops, image_folder, tmp_path):
+    label_dir = write_official_folder(official_crops, tmp_path / "official", "marginal_smoothing_k5", True)
+    odd = label_dir / "train" / "cat" / "cat_00.tar"  # row 0: the file a layout read from the first file trusts
+    coords, flips, labels = load_label_file(odd)
+    torch.save([np.tile(coords, (10, 1)), np.tile(flips, 10), np.tile(labels, (10, 1, 1))], odd)  # R = 40
+    with pytest.raises(OfficialFileError) as caught:
+        import_fkd(_config(image_folder, label_dir, tmp_path / "labels"))
+    message = str(caught.value)
+    found = re.fullmatch(rf"{re.escape(str(odd))}: coords has shape \(40, 4\), expected \(4, 4\)\. The label files "
+                         rf"disagree on R: most hold 4 crops, as (\S+) does\. .*--skip_missing.*", message)  # fmt: skip
+    assert found and Path(found.group(1)).is_file() and Path(found.group(1)) != odd, message
+
+    summary = import_fkd(_config(image_folder, label_dir, tmp_path / "labels", skip_missing=True))
+    assert (summary.rows, summary.skipped_rows, summary.crops) == (18, 1, 17 * R)  # real crops only
+    assert load_label_set(tmp_path / "labels").metadata.stored_crops == R
+
+
+@pytest.mark.parametrize(
+    "part, index, value, message",
+    [
+        (0, (1,), [5, -3, 40, -2], r"coords must be fractions of the image in \[0, 1\], found -3.0..40.0"),
+        (2, (0, 1, 0), -7, r"probabilities must lie in \[0, 1\], found -7.0"),
+        (2, (3, 1, 2), 1e4, r"probabilities must lie in \[0, 1\], found .*10000.0"),
+        (2, (2, 1), 0.5, r"the probabilities stored for a crop sum to 2.5000, more than 1"),
+    ],
+)
+def test_impossible_values_in_a_file_are_refused_with_the_file_named(official_crops, image_folder, tmp_path, part,
+                                                                     index, value, message):  # fmt: skip
+    label_dir = write_official_folder(official_crops, tmp_path / "official", "marginal_smoothing_k5", False)
+    bad = label_dir / "train" / "dog" / "dog_01.tar"
+    state = list(load_label_file(bad))
+    state[part][index] = value
+    torch.save(state, bad)
+    with pytest.raises(OfficialFileError, match=rf"{re.escape(str(bad))}: {message}.*--skip_missing"):
+        import_fkd(_config(image_folder, label_dir, tmp_path / "labels"))
+    assert not (tmp_path / "labels" / METADATA_FILE).exists()
+
+
+def test_an_empty_file_is_named_empty(tmp_path):
+    empty = tmp_path / "n01440764_10026.tar"
+    empty.write_bytes(b"")
+    with pytest.raises(OfficialFileError, match=rf"{re.escape(str(empty))}: .*\(empty file\)\.$"):
+        load_label_file(empty)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import torch
 
 from fkd_hf.generation import GenerateConfig, generate
+from fkd_hf.hub import write_label_set_card
 from fkd_hf.labels import load_label_set, read_metadata, write_label_set
 from fkd_hf.labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
 from fkd_hf.labels.images import ImageSource, image_bytes, image_key
@@ -92,7 +93,7 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
     )  # fmt: skip
     if output_dir.exists():
         shutil.rmtree(output_dir)
-    write_label_set(output_dir, derived, columns)
+    write_label_set(output_dir, derived, columns, card=write_label_set_card)
     return output_dir
 
 

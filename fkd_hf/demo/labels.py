@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..generation import GenerateConfig, GenerateSummary, generate
+from ..hub.label_card import write_label_set_card
 from ..labels.attach import join_labels
 from ..labels.crops import crop_rng, sample_crops
 from ..labels.format import load_label_set
@@ -73,5 +74,5 @@ def hard_labels(config: DemoConfig, data: DemoData, soft_dir: Path, targets: np.
                                    teacher="none (the dataset's labels)", teacher_class_indices=None)  # fmt: skip
     columns = {"image_key": list(rows["image_key"]), "crops": crops, "flips": flips, "topk_indices": indices,
                "topk_values": np.ones(indices.shape, np.float16)}  # fmt: skip
-    write_label_set(output_dir, metadata, columns, list(meta.skipped_rows))
+    write_label_set(output_dir, metadata, columns, list(meta.skipped_rows), card=write_label_set_card)
     return output_dir

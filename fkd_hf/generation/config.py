@@ -1,5 +1,6 @@
-"""``GenerateConfig``: the options of ``fkd-hf generate``. Importing it loads neither torch nor the datasets library,
-so ``fkd-hf generate --help`` prints at once."""
+"""``GenerateConfig``: the options of ``fkd-hf generate``, checked when made; ``ResolvedGenerate``: the values a run
+uses where the options leave them open. Importing it loads neither torch nor the datasets library, so
+``fkd-hf generate --help`` prints at once."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import math
 
 from ..labels.crops import DEFAULT_RATIO, DEFAULT_SCALE, check_crop_ranges, check_replay
 from ..labels.kinds import KINDS
-from ..models.precision import AUTO, PRECISIONS
+from ..models.precision import AUTO, PRECISIONS, resolve_precision
 
-__all__ = ["GenerateConfig"]
+__all__ = ["GenerateConfig", "ResolvedGenerate"]
 
 VERIFY_IMAGES = ("sample", "all", "none")
 VERIFY_SAMPLE = 256  # image keys --verify_images sample compares
@@ -43,7 +44,8 @@ class GenerateConfig:
     crops_from: str | None = dataclasses.field(
         default=None,
         metadata={"help": "Label the crops and flips this label set stores (same images, checked by image_key), "
-                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed and crop ranges are used."},
+                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed, crop ranges and replay are "
+                          "used, and its class map and row count unless given."},
     )  # fmt: skip
     kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
@@ -60,9 +62,9 @@ class GenerateConfig:
     replay: str | None = dataclasses.field(
         default=None,
         metadata={"help": "How stored crops become pixels, recorded in the label set and used again in training: "
-                          "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 4-6x cheaper "
-                          "crops) or pil. Default: tensor (pil for a teacher with another interpolation); with "
-                          "--crops_from, that set's."},
+                          "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 2-3x less CPU "
+                          "per crop than pil) or pil. Default: tensor (pil for a teacher with another interpolation); "
+                          "with --crops_from, that set's."},
     )  # fmt: skip
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
@@ -81,8 +83,7 @@ class GenerateConfig:
                           "Changed rows are relabelled."},
     )  # fmt: skip
 
-    def validate(self) -> None:
-        """Checks every range before any work starts."""
+    def __post_init__(self):
         if self.replay is not None:
             check_replay(self.replay)
         if self.stored_crops < 1:
@@ -91,16 +92,53 @@ class GenerateConfig:
             raise ValueError(f"temperature must be a positive number, got {self.temperature}.")
         if self.kind not in KINDS:
             raise ValueError(f"Unknown soft-label kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
-        if self.k is not None and self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}.")
         if self.precision != AUTO and self.precision not in PRECISIONS:
             raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.batch_size < 1 or self.num_workers < 0:
             raise ValueError("batch_size must be at least 1 and num_workers at least 0.")
+        if self.seed < 0:
+            raise ValueError(f"seed must be at least 0, got {self.seed}.")
         if self.verify_images not in VERIFY_IMAGES:
             raise ValueError(f"verify_images must be one of {', '.join(VERIFY_IMAGES)}, got {self.verify_images!r}.")
-        for name in ("rows_per_shard", "num_shards", "max_rows"):
+        for name in ("k", "input_size", "rows_per_shard", "num_shards", "max_rows"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
+        check_normalization(self.mean, self.std)
         check_crop_ranges(self.crop_scale, self.crop_ratio)
+
+
+def check_normalization(mean, std) -> None:
+    """Raises a ValueError unless ``mean`` (if given) holds finite numbers and ``std`` (if given) positive ones."""
+    if mean is not None and not all(math.isfinite(value) for value in mean):
+        raise ValueError(f"mean must be finite numbers, got {list(mean)}.")
+    if std is not None and not all(0 < value < math.inf for value in std):
+        raise ValueError(f"std must be positive finite numbers, got {list(std)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedGenerate:
+    """The values a ``generate`` run uses where its options leave them open or another source fixes them: the set
+    of ``--crops_from`` (its crops; its classes and rows unless given), the device (``--precision auto``), and the
+    run already in the output folder or the teacher (the replay). ``config`` is kept as given."""
+
+    config: GenerateConfig
+    stored_crops: int
+    seed: int
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    class_map: str | tuple[int, ...] | None
+    max_rows: int | None
+    replay: str
+    precision: str
+
+    @classmethod
+    def resolve(cls, config: GenerateConfig, shared: dict, replay: str, device) -> ResolvedGenerate:
+        """``config``'s values, with ``shared`` (what ``--crops_from`` fixes and carries) over them; ``replay`` where
+        neither gives one."""
+        values = dict(stored_crops=config.stored_crops, seed=config.seed, crop_scale=tuple(config.crop_scale),
+                      crop_ratio=tuple(config.crop_ratio), class_map=config.class_map, max_rows=config.max_rows,
+                      replay=config.replay)  # fmt: skip
+        values.update(shared)
+        values["replay"] = values["replay"] or replay
+        return cls(config, precision=resolve_precision(config.precision, device), **values)

@@ -12,6 +12,7 @@ import math
 
 from ..labels.crops import DEFAULT_RATIO, check_crop_ranges
 from ..labels.official import IMPORTABLE_KINDS, LABEL_TYPES, resolve_kind
+from .config import check_normalization
 
 __all__ = ["ImportFKDConfig"]
 
@@ -71,4 +72,5 @@ class ImportFKDConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be at least 0, got {self.num_workers}.")
+        check_normalization(self.mean, self.std)
         check_crop_ranges(self.crop_scale, self.crop_ratio)

@@ -10,16 +10,14 @@ rerun of the same command converts only the missing ones; ``fkd_labels.json`` is
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from accelerate import PartialState
-from tqdm.auto import tqdm
 
-from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
-from ..labels.images import BadImageError, ImageSource, absolute_dataset_spec, image_bytes, image_key, load_images
+from ..labels.format import LabelSetMetadata
+from ..labels.images import BadImageError, ImageSource, image_bytes, image_key, load_images
 from ..labels.official import (
     GENERATOR,
     GENERATOR_URL,
@@ -33,20 +31,19 @@ from ..labels.official import (
     resolve_kind,
     to_label_columns,
 )
-from ..labels.writer import LabelSetWriter
-from ..version import __version__
-from .generator import GenerateSummary, _rows_of_shards, _shard_layout, _ShardRows
 from .import_config import ImportFKDConfig
-from .output import prepare_output
-from .prefetch import prefetch_map
-from .verify import verify_output
+from .metadata import RecordedTeacher, build_metadata
+from .shards import GenerateSummary, ShardedRun, plan_rows_per_shard, run_sharded
 
 __all__ = ["ImportFKDConfig", "import_fkd"]
 
 
+LAYOUT_SAMPLE = 25  # label files, spread over the folder, read to find the layout most of them share
+
+
 @dataclasses.dataclass
 class _Layout:
-    """What every file must agree on, read from the first one."""
+    """What every file must agree on, read from the files most of a sample share (``reference`` is one of them)."""
 
     kind: str
     k: int
@@ -55,6 +52,7 @@ class _Layout:
     label_type: str
     label_dtype: str
     coords_dtype: str
+    reference: Path
 
 
 def _image_paths(source: ImageSource) -> list[str]:
@@ -96,27 +94,46 @@ def _label_files(config: ImportFKDConfig, source: ImageSource) -> tuple[list[Pat
     return files, missing, orphans
 
 
+def _reference_file(files: list[Path | None]) -> tuple[Path, tuple]:
+    """A label file of the shape most of ``LAYOUT_SAMPLE`` files spread over ``files`` share, and its contents: one
+    odd file (another R, say) then stands out as the one that disagrees, whichever file comes first."""
+    present = [path for path in files if path is not None]
+    picks = sorted({round(i * (len(present) - 1) / max(LAYOUT_SAMPLE - 1, 1)) for i in range(LAYOUT_SAMPLE)})
+    by_shape: dict[tuple, list] = {}
+    errors = []
+    for index in picks:
+        try:
+            state = load_label_file(present[index])
+        except OfficialFileError as err:  # reported with its row when the conversion reaches it
+            errors.append(err)
+            continue
+        by_shape.setdefault(tuple(part.shape for part in state), []).append((present[index], state))
+    if not by_shape:
+        raise errors[0]
+    return max(by_shape.values(), key=len)[0]  # a tie goes to the shape found first
+
+
 def _layout(config: ImportFKDConfig, source: ImageSource, files: list[Path | None]) -> _Layout:
-    """Kind, k and R from the first label file (and ``--kind``), and the class count."""
-    first = next(path for path in files if path is not None)
-    state = load_label_file(first)
+    """Kind, k and R from the label files (and ``--kind``), and the class count."""
+    reference, state = _reference_file(files)
     coords, _, labels = state
     try:
         kind, k = resolve_kind(config.kind) if config.kind else infer_kind(labels)
     except ValueError as err:
-        raise OfficialFileError(f"{first}: {err}.") from err
+        raise OfficialFileError(f"{reference}: {err}.") from err
     if k is None:  # --kind marginal_smoothing / marginal_renorm: k is the files'
         if labels.ndim != 3:
-            raise OfficialFileError(f"{first}: labels of shape {labels.shape} are not R x 2 x k ({kind}).")
+            raise OfficialFileError(f"{reference}: labels of shape {labels.shape} are not R x 2 x k ({kind}).")
         k = int(labels.shape[2])
     num_classes = config.num_classes or len(source.label_names or [])
     if not num_classes:
         raise ValueError(f"{config.dataset} has no class-label column to count the classes: pass --num_classes.")
-    to_label_columns(state, first, kind, k, len(coords), num_classes)  # the first file's errors before any work
-    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype))
+    to_label_columns(state, reference, kind, k, len(coords), num_classes)  # its errors before any work
+    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype),
+                   reference)  # fmt: skip
 
 
-def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
+def _metadata(config: ImportFKDConfig, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
     names = source.label_names
     class_names = list(names) if names and len(names) == layout.num_classes else \
         [f"class_{index}" for index in range(layout.num_classes)]  # fmt: skip
@@ -124,18 +141,14 @@ def _build_metadata(config, source: ImageSource, layout: _Layout, counts: dict) 
         method="converted", generator=GENERATOR, generator_url=GENERATOR_URL, label_type=layout.label_type,
         label_dtype=layout.label_dtype, coords_dtype=layout.coords_dtype, label_dir=config.label_dir, **counts,
     )  # fmt: skip
-    return LabelSetMetadata(
-        kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
+    teacher = RecordedTeacher(config.teacher, None, "official FKD generator", (config.input_size, config.input_size),
+                              tuple(config.mean), tuple(config.std), config.interpolation)  # fmt: skip
+    return build_metadata(
+        source, teacher, plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
+        config.max_rows, kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
         temperature=float(config.temperature), stored_crops=layout.stored_crops, seed=-1,
-        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher=config.teacher,
-        teacher_revision=None, teacher_library="official FKD generator",
-        teacher_input_size=[config.input_size, config.input_size], teacher_mean=list(config.mean),
-        teacher_std=list(config.std), teacher_interpolation=config.interpolation, teacher_class_indices=None,
-        precision="fp32", dataset=source.spec, dataset_config=source.config, dataset_split=source.split,
-        dataset_revision=source.revision, image_column=source.image_column, label_column=source.label_column,
-        num_rows=source.num_rows, rows_per_shard=_shard_layout(config, source.num_rows), fkd_hf_version=__version__,
-        max_rows=config.max_rows, dataset_absolute=absolute_dataset_spec(source.spec), provenance=provenance,
-        replay="pil",  # the official generator cut its crops with PIL
+        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher_class_indices=None,
+        precision="fp32", provenance=provenance, replay="pil",  # the official generator cut its crops with PIL
     )  # fmt: skip
 
 
@@ -153,8 +166,8 @@ def _fingerprint(config: ImportFKDConfig, metadata: LabelSetMetadata) -> dict:
 class _RowConverter:
     """Per-row work, run in reading threads: the image's key, then its label file as label-set columns."""
 
-    def __init__(self, files: list[Path | None], metadata: LabelSetMetadata):
-        self.files, self.metadata = files, metadata
+    def __init__(self, files: list[Path | None], metadata: LabelSetMetadata, reference: Path):
+        self.files, self.metadata, self.reference = files, metadata, reference
 
     def __call__(self, item) -> dict:
         row, value = item
@@ -164,8 +177,14 @@ class _RowConverter:
             result["key"] = image_key(image_bytes(value))
             if path is None:
                 raise OfficialFileError(f"Image {value.get('path')} (row {row}) has no label file.")
-            columns = to_label_columns(load_label_file(path), path, meta.kind, meta.k, meta.stored_crops,
-                                       meta.num_classes)  # fmt: skip
+            state = load_label_file(path)
+            try:
+                columns = to_label_columns(state, path, meta.kind, meta.k, meta.stored_crops, meta.num_classes)
+            except OfficialFileError as err:
+                if state[0].shape[:1] == (meta.stored_crops,):
+                    raise
+                raise OfficialFileError(f"{err} The label files disagree on R: most hold {meta.stored_crops} crops, "
+                                        f"as {self.reference} does.") from err  # fmt: skip
         except (BadImageError, OfficialFileError) as err:
             result["error"] = str(err)
             return result
@@ -173,37 +192,10 @@ class _RowConverter:
         return result
 
 
-def _convert_shards(config, source, metadata, state, files, num_shards) -> None:
-    """Converts this process's unfinished shards."""
-    output_dir, rows_per_shard = Path(config.output_dir), metadata.rows_per_shard
-    mine = [s for s in range(num_shards) if s % state.num_processes == state.process_index
-            and not shard_path(output_dir, s).is_file()]  # fmt: skip
-    total = sum(min((s + 1) * rows_per_shard, source.num_rows) - s * rows_per_shard for s in mine)
-    rows = prefetch_map(_RowConverter(files, metadata), _rows_of_shards(source, mine, rows_per_shard),
-                        config.num_workers, ahead=4 * max(config.num_workers, 1))  # fmt: skip
-    writer, shard_rows = LabelSetWriter(output_dir, metadata), None
-    progress = tqdm(total=total, unit="img", desc=f"import-fkd [{state.process_index}/{state.num_processes}]",
-                    disable=not state.is_local_main_process, dynamic_ncols=True)  # fmt: skip
-    with progress:  # closed also when a bad file stops the run
-        for row in rows:
-            if row["error"] is not None and not config.skip_missing:
-                raise OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows "
-                                        "as skipped (finished shards are kept).")  # fmt: skip
-            shard = row["row"] // rows_per_shard
-            if shard_rows is None or shard_rows.shard != shard:
-                if shard_rows is not None:
-                    shard_rows.write()
-                shard_rows = _ShardRows(writer, shard)
-            shard_rows.add(row)
-            progress.update(1)
-        if shard_rows is not None:
-            shard_rows.write()
-
-
-def _summary(output_dir: Path, seconds: float, repaired: list[str]) -> GenerateSummary:
-    final = read_metadata(output_dir)
-    return GenerateSummary(str(output_dir), final.num_rows, final.num_rows * final.stored_crops,
-                           len(final.skipped_rows), final.bytes_per_crop or 0.0, seconds, repaired)  # fmt: skip
+def _refusal(row: dict) -> OfficialFileError:
+    """The error that stops an import at a row without a usable label file (without --skip_missing)."""
+    return OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows as skipped "
+                             "(finished shards are kept).")  # fmt: skip
 
 
 def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
@@ -220,27 +212,13 @@ def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
     files, missing, orphans = _label_files(config, source)
     counts = dict(label_files=len(files) - len(missing), images_without_label_file=len(missing),
                   label_files_without_image=len(orphans))  # fmt: skip
-    metadata = _build_metadata(config, source, _layout(config, source, files), counts)
-    output_dir = Path(config.output_dir)
-    fingerprint = _fingerprint(config, metadata)
-    num_shards = math.ceil(source.num_rows / metadata.rows_per_shard)
-    repaired = []
-    if state.is_main_process and prepare_output(output_dir, fingerprint, config.overwrite):
-        # a rerun: the others wait while the shards on disk are checked (the bad ones deleted, to be redone)
-        repaired = verify_output(output_dir, metadata, fingerprint, source, "sample", num_shards,
-                                 config.num_workers).problems  # fmt: skip
-    state.wait_for_everyone()
-    if (output_dir / METADATA_FILE).is_file():  # finished, and verified
-        state.print(f"{output_dir} already holds this label set; nothing to do.")
-        return _summary(output_dir, 0.0, [])
-    if missing or orphans:
-        state.print(f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, "
-                    "such files left out (--skip_missing).")  # fmt: skip
-    _convert_shards(config, source, metadata, state, files, num_shards)
-    state.wait_for_everyone()
-    if state.is_main_process:
-        LabelSetWriter(output_dir, metadata).finish(num_shards)
-    state.wait_for_everyone()
-    summary = _summary(output_dir, time.perf_counter() - start, repaired)
-    state.print(summary)
-    return summary
+    layout = _layout(config, source, files)
+    metadata = _metadata(config, source, layout, counts)
+    notice = (f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, such files "
+              "left out (--skip_missing).") if missing or orphans else None  # fmt: skip
+    return run_sharded(ShardedRun(
+        "import-fkd", Path(config.output_dir), metadata, _fingerprint(config, metadata), source,
+        prepare=_RowConverter(files, metadata, layout.reference), refuse=None if config.skip_missing else _refusal,
+        start=start, overwrite=config.overwrite, num_workers=config.num_workers, ahead=4 * max(config.num_workers, 1),
+        notice=notice,
+    ), state)  # fmt: skip

@@ -3,7 +3,8 @@
 A folder is a label set when it holds ``fkd_run.json`` (the options of the run writing it, saved first) or
 ``fkd_labels.json`` (saved last). ``--overwrite`` replaces only such a folder, and deletes only what fkd-hf wrote:
 its shards, temporary files, the two JSON files and its ``README.md`` when that is the card it wrote (its digest is
-in ``fkd_labels.json``). Any other file stays; any other non-empty folder is refused.
+in ``fkd_labels.json``). Any other file stays; any other non-empty folder is refused. Temporary files left by a
+killed run (or a full disk) are fkd-hf's own: a rerun deletes them, also before ``fkd_run.json`` was ever saved.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ NOT_COMPARED = ("skip_bad_images",)  # in run files of fkd-hf 0.2; a resume may 
 LISTED = 8  # files named in a refusal
 
 
-def _listing(folder: Path) -> str:
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+def _listing(folder: Path, paths: list[Path] | None = None) -> str:
+    """``paths`` (default: every file in ``folder``) relative to ``folder``, the first LISTED of them."""
+    paths = [p for p in folder.rglob("*") if not p.is_dir()] if paths is None else paths
+    files = sorted(str(p.relative_to(folder)) for p in paths)
     more = f" and {len(files) - LISTED} more" if len(files) > LISTED else ""
     return ", ".join(files[:LISTED]) + more
 
@@ -40,13 +43,25 @@ def _read_json(path: Path) -> dict | None:
 
 def _write_json(path: Path, value: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    text = json.dumps(value, indent=2, allow_nan=False) + "\n"  # NaN is not JSON
+    try:
+        tmp.write_text(text)
+    except OSError:  # a full disk: leave no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
 def _temporary_files(output_dir: Path) -> list[Path]:
     data = [p for p in (output_dir / DATA_DIR).glob(".shard-*") if TEMPORARY_SHARD.fullmatch(p.name)]
     return data + [p for p in (output_dir / f"{METADATA_FILE}.tmp", output_dir / f"{RUN_FILE}.tmp") if p.is_file()]
+
+
+def _foreign(output_dir: Path) -> list[Path]:
+    """What ``output_dir`` holds besides fkd-hf's temporary files and its empty data folder: files and empty
+    folders."""
+    ours = {*_temporary_files(output_dir), output_dir / DATA_DIR}
+    return [p for p in output_dir.rglob("*") if p not in ours and (not p.is_dir() or not any(p.iterdir()))]
 
 
 def owned_files(output_dir: str | os.PathLike) -> list[Path]:
@@ -106,11 +121,15 @@ def prepare_output(output_dir: str | os.PathLike, fingerprint: dict, overwrite: 
                 "another --output_dir, or pass --overwrite to replace it."
             )
         _clear_label_set(output_dir)
-    elif output_dir.is_dir() and any(output_dir.iterdir()):
-        raise FileExistsError(
-            f"{output_dir} is not empty and is not an FKD label set (it holds {_listing(output_dir)}): choose a new "
-            "or empty --output_dir; --overwrite replaces only a label set."
-        )
+    elif output_dir.is_dir():
+        foreign = _foreign(output_dir)
+        if foreign:
+            raise FileExistsError(
+                f"{output_dir} is not empty and is not an FKD label set (it holds {_listing(output_dir, foreign)}): "
+                "choose a new or empty --output_dir; --overwrite replaces only a label set."
+            )
+        for path in _temporary_files(output_dir):  # left by a run stopped before it saved its options
+            path.unlink()
     (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
     _write_json(output_dir / RUN_FILE, fingerprint)
     return False

@@ -69,11 +69,11 @@ __all__ = [
 
 
 def check_crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> None:
-    """Raises a ValueError unless ``0 < scale[0] <= scale[1] <= 1`` and ``0 < ratio[0] <= ratio[1]``."""
+    """Raises a ValueError unless ``0 < scale[0] <= scale[1] <= 1`` and ``0 < ratio[0] <= ratio[1] < inf``."""
     if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
         raise ValueError(f"crop scale must be two numbers with 0 < min <= max <= 1, got {tuple(scale)}.")
-    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"crop ratio must be two numbers with 0 < min <= max, got {tuple(ratio)}.")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1] < math.inf:
+        raise ValueError(f"crop ratio must be two finite numbers with 0 < min <= max, got {tuple(ratio)}.")
 
 
 def crop_rng(seed: int, row_index: int) -> np.random.Generator:

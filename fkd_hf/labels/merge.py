@@ -19,7 +19,7 @@ import torch
 from .attach import LabelMismatchError
 from .format import LABEL_COLUMNS, LabelSet, LabelSetMetadata, fixed_size_to_numpy, load_label_set
 from .kinds import quantize, reconstruct, resolve_k
-from .writer import LabelSetWriter
+from .writer import CardWriter, LabelSetWriter
 
 __all__ = ["SharedCrops", "merge_label_sets"]
 
@@ -35,12 +35,28 @@ class SharedCrops:
         self.rows = labels.dataset.select_columns(["image_key", "crops", "flips"]).with_format("arrow")
         self.skipped = set(labels.metadata.skipped_rows)
 
-    def crop_options(self) -> dict:
-        """The options of ``fkd-hf generate`` that the shared crops fix: R, seed, the crop ranges and the replay (so
-        that the sets can be merged)."""
+    def generate_options(self, replay: str | None, class_map, max_rows: int | None) -> dict:
+        """What the shared crops fix in ``fkd-hf generate`` (R, seed, crop ranges and replay, so that the sets can be
+        merged) and carry where not given: the class map (as teacher class indices) and the row count. Raises where
+        ``replay`` or ``max_rows`` contradict the set."""
         meta = self.metadata
-        return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=list(meta.crop_scale),
-                    crop_ratio=list(meta.crop_ratio), replay=meta.replay)  # fmt: skip
+        if replay not in (None, meta.replay):
+            raise ValueError(f"--replay {replay} differs from the replay {meta.replay!r} of {self.source} "
+                             "(--crops_from), which a set of its crops keeps: drop --replay.")  # fmt: skip
+        if max_rows is not None and max_rows > meta.num_rows:
+            raise ValueError(f"--max_rows {max_rows} is more than the {meta.num_rows} rows of {self.source} "
+                             f"(--crops_from): pass --max_rows {meta.num_rows} or less.")  # fmt: skip
+        indices = tuple(meta.teacher_class_indices) if meta.teacher_class_indices is not None else None
+        return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=tuple(meta.crop_scale),
+                    crop_ratio=tuple(meta.crop_ratio), replay=meta.replay, class_map=class_map or indices,
+                    max_rows=max_rows or meta.max_rows)  # fmt: skip
+
+    def check_rows(self, num_rows: int | None, dataset: str) -> None:
+        """Raises unless the set has a row for each of the ``num_rows`` rows of ``dataset`` (None: a stream)."""
+        if num_rows is not None and num_rows > len(self.rows):
+            raise ValueError(f"{dataset} has {num_rows} rows but {self.source} (--crops_from) only "
+                             f"{len(self.rows)}: label the images it was made from, or pass --max_rows "
+                             f"{len(self.rows)}.")  # fmt: skip
 
     def row(self, row: int, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(crops, flips)`` stored for source row ``row``, after checking that its image has ``key``; None for a
@@ -133,11 +149,13 @@ def merge_label_sets(
     weights: Sequence[float] | None = None,
     kind: str | None = None,
     k: int | None = None,
+    card: CardWriter | None = None,
 ) -> LabelSetMetadata:
     """Merges label sets that share crops into one in ``output_dir`` (a new or empty folder).
 
     Targets are averaged with ``weights`` (default equal; normalised to sum 1), then stored as ``kind`` (default:
     the first set's) with ``k`` classes (default: the first set's k when the kind is the same, else the kind's).
+    ``card`` writes the dataset card (as in :meth:`~fkd_hf.labels.writer.LabelSetWriter.finish`).
 
     >>> merge_label_sets(["labels/teacher-a", "labels/teacher-b"], "labels/ensemble", kind="full")  # doctest: +SKIP
     """
@@ -148,8 +166,10 @@ def merge_label_sets(
     if output.exists() and any(output.iterdir()):
         raise FileExistsError(f"{output} is not empty: choose a new or empty folder for the merged label set.")
     weights = np.ones(len(sources)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if len(weights) != len(sources) or not (weights > 0).all():
-        raise ValueError(f"Give one positive weight per label set ({len(sources)}), got {list(weights)}.")
+    usable = ((weights > 0) & (weights < np.inf)).all() and math.isfinite(sum(weights.tolist()))
+    if len(weights) != len(sources) or not usable:
+        raise ValueError(f"Give one positive weight per label set ({len(sources)}), finite and with a finite sum, "
+                         f"got {weights.tolist()}.")  # fmt: skip
     weights = weights / weights.sum()
     sets = [load_label_set(source) for source in sources]
     _check_compatible(sources, sets)
@@ -158,10 +178,10 @@ def merge_label_sets(
     k = resolve_k(kind, k if k is not None or kind != first.kind else first.k, first.num_classes)
     metadata = _merged_metadata(sources, sets, weights, kind, k)
     metadata.rows_per_shard = first.rows_per_shard or max(first.num_rows, 1)
-    return _write_merged(sources, sets, weights, metadata, output)
+    return _write_merged(sources, sets, weights, metadata, output, card)
 
 
-def _write_merged(sources, sets, weights, metadata: LabelSetMetadata, output: Path) -> LabelSetMetadata:
+def _write_merged(sources, sets, weights, metadata: LabelSetMetadata, output: Path, card) -> LabelSetMetadata:
     """Writes the merged rows shard by shard (the first set's shard layout), checking the shared crops as it goes."""
     writer = LabelSetWriter(output, metadata)
     metas = [labels.metadata for labels in sets]
@@ -178,4 +198,4 @@ def _write_merged(sources, sets, weights, metadata: LabelSetMetadata, output: Pa
         indices[~keep], values[~keep] = 0, 0.0  # placeholders of skipped rows, as generate writes them
         columns.update(topk_indices=indices, topk_values=values)
         writer.write_shard(shard, columns, [start + int(row) for row in np.flatnonzero(~keep)])
-    return writer.finish(math.ceil(n / step))
+    return writer.finish(math.ceil(n / step), card)

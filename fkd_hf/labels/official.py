@@ -39,6 +39,7 @@ IMPORTABLE_KINDS = tuple(kind for kind in KINDS if kind != "full")
 # The dtypes the official files hold: coords and probabilities (float16/32/64), flips (bool), hard indices (int).
 _ARRAY_DTYPES = ("f2", "f4", "f8", "?", "i8", "i4")
 _LOAD_LOCK = threading.Lock()
+SUM_TOLERANCE = 1e-3  # over 1, in the sum of a crop's probabilities: float16 rounds each by at most 2**-11 of it
 
 __all__ = [
     "GENERATOR",
@@ -155,12 +156,14 @@ def load_label_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     import torch
 
     try:
-        data = io.BytesIO(Path(path).read_bytes())  # read in parallel; unpickled under the lock
+        data = Path(path).read_bytes()  # read in parallel; unpickled under the lock
+        if not data:
+            raise EOFError("empty file")
         # safe_globals changes process-wide state on entry and exit: one thread at a time
         with _LOAD_LOCK, torch.serialization.safe_globals(_safe_globals()):
-            state = torch.load(data, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        reason = " ".join(str(err).split())
+        reason = " ".join(str(err).split()) or type(err).__name__
         if "Weights only load failed" in reason:
             reason = "it holds objects other than numpy arrays and tensors, so it was not unpickled"
         raise OfficialFileError(f"{path}: cannot be read as an official FKD label file ({reason[:300]}).") from err
@@ -191,6 +194,8 @@ def to_label_columns(
     ``values`` R x k. Raises :class:`OfficialFileError` (naming ``path``) for any shape but the expected one."""
     coords, flips, labels = state
     r = stored_crops
+    if r < 1:
+        raise OfficialFileError(f"{path}: holds no crops (coords of shape {tuple(coords.shape)}).")
     _check_shape(path, "coords", coords, (r, 4))
     _check_shape(path, "flips", flips, (r,))
     if kind == "hard":
@@ -204,6 +209,14 @@ def to_label_columns(
         indices, values = labels[:, 0].astype(np.float64), labels[:, 1].astype(np.float32)
     if not (np.isfinite(coords).all() and np.isfinite(values).all()):
         raise OfficialFileError(f"{path}: holds values that are not finite numbers.")
+    if coords.min() < 0 or coords.max() > 1:
+        raise OfficialFileError(f"{path}: coords must be fractions of the image in [0, 1], found "
+                                f"{coords.min()}..{coords.max()}.")  # fmt: skip
+    if values.min() < 0 or values.max() > 1:
+        raise OfficialFileError(f"{path}: probabilities must lie in [0, 1], found {values.min()}..{values.max()}.")
+    total = values.astype(np.float64).sum(-1).max()
+    if total > 1 + SUM_TOLERANCE:
+        raise OfficialFileError(f"{path}: the probabilities stored for a crop sum to {total:.4f}, more than 1.")
     return {
         "crops": coords.astype(np.float32),
         "flips": flips.astype(bool),

@@ -110,7 +110,7 @@ class LabelSetMetadata:
         """Writes ``fkd_labels.json`` into ``directory`` atomically (a reader never sees half a file)."""
         path = Path(directory) / METADATA_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")  # NaN is not JSON
         os.replace(tmp, path)
         return path
 

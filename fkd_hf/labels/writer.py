@@ -2,14 +2,16 @@
 label set from another (hard labels for a plain baseline, a cut to fewer crops or classes).
 
 Shards hold consecutive source rows and are written atomically, each with the fields that define its values in its
-parquet metadata; :meth:`LabelSetWriter.finish` checks that every shard is there, then writes the dataset card and,
-last, ``fkd_labels.json`` (with the card's digest), whose presence marks a finished set.
+parquet metadata; values no label set can hold (crops or probabilities outside [0, 1], NaN, class indices out of
+range) are refused. :meth:`LabelSetWriter.finish` checks that every shard is there, then has the dataset card
+written (by a function it is given: cards belong to :mod:`fkd_hf.hub`) and writes, last, ``fkd_labels.json`` (with
+the card's digest), whose presence marks a finished set.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,9 @@ from .format import (
     LabelSetMetadata, card_digest, index_dtype, rows_to_table, shard_path, shard_skipped_rows, write_shard,
 )  # fmt: skip
 
-__all__ = ["LabelSetWriter", "write_label_set"]
+__all__ = ["CardWriter", "LabelSetWriter", "write_label_set"]
+
+CardWriter = Callable[[Path, LabelSetMetadata], object]  # writes the README.md of a label set's folder
 
 
 class LabelSetWriter:
@@ -39,18 +43,22 @@ class LabelSetWriter:
     def write_shard(self, shard: int, columns: Mapping, skipped_rows: Sequence[int] = ()) -> Path:
         """Writes shard ``shard`` atomically; ``skipped_rows`` are the source rows it holds as placeholders."""
         columns = dict(columns)
-        columns["topk_indices"] = np.asarray(columns["topk_indices"]).astype(index_dtype(self.metadata.num_classes))
-        columns["topk_values"] = np.asarray(columns["topk_values"]).astype(np.float16)
-        columns["crops"] = np.asarray(columns["crops"]).astype(np.float16)
         path = self.shard_path(shard)
+        indices = np.asarray(columns["topk_indices"])
+        _refuse(path, "topk_indices", indices, (indices < 0) | (indices >= self.metadata.num_classes),
+                f"class indices in [0, {self.metadata.num_classes})")
+        columns["topk_indices"] = indices.astype(index_dtype(self.metadata.num_classes))
+        for name in ("crops", "topk_values"):  # checked as stored: a float32 value too large for float16 is inf
+            with np.errstate(over="ignore"):
+                values = columns[name] = np.asarray(columns[name]).astype(np.float16)
+            _refuse(path, name, values, ~((values >= 0) & (values <= 1)), "finite numbers in [0, 1]")
         write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows), self.metadata)
         return path
 
-    def finish(self, num_shards: int) -> LabelSetMetadata:
-        """Records the row count, skipped rows and bytes per crop of the ``num_shards`` shards, then writes the
-        dataset card and ``fkd_labels.json``. Raises if a shard is missing."""
-        from ..hub.label_card import write_label_set_card
-
+    def finish(self, num_shards: int, card: CardWriter | None = None) -> LabelSetMetadata:
+        """Records the row count, skipped rows and bytes per crop of the ``num_shards`` shards, then has ``card``
+        write the dataset card (e.g. :func:`fkd_hf.hub.write_label_set_card`; None: no card) and writes
+        ``fkd_labels.json``. Raises if a shard is missing."""
         paths = [self.shard_path(shard) for shard in range(num_shards)]
         missing = [path.name for path in paths if not path.is_file()]
         if missing:
@@ -63,17 +71,32 @@ class LabelSetWriter:
         metadata.skipped_rows = sorted(row for path in paths for row in shard_skipped_rows(path))
         crops = metadata.num_rows * metadata.stored_crops
         metadata.bytes_per_crop = sum(path.stat().st_size for path in paths) / max(crops, 1)
-        write_label_set_card(self.directory, metadata)
-        metadata.card_digest = card_digest(self.directory)
+        if card is not None:
+            card(self.directory, metadata)
+            metadata.card_digest = card_digest(self.directory)
         metadata.save(self.directory)
         return metadata
 
 
+def _refuse(path: Path, name: str, values: np.ndarray, bad: np.ndarray, allowed: str) -> None:
+    """Raises a ValueError naming the first ``bad`` value of column ``name``: nothing impossible is stored."""
+    if bad.any():
+        first = tuple(np.argwhere(bad)[0])
+        raise ValueError(f"{path.name} was not written: {name} must hold {allowed}, but row {first[0]} of the shard "
+                         f"holds {values[first]} (crop {first[1]}). The teacher's outputs (check --mean, --std and "
+                         "--precision) or the labels given are not valid.")
+
+
 def write_label_set(
-    directory: str | os.PathLike, metadata: LabelSetMetadata, columns: Mapping, skipped_rows: Sequence[int] = ()
+    directory: str | os.PathLike,
+    metadata: LabelSetMetadata,
+    columns: Mapping,
+    skipped_rows: Sequence[int] = (),
+    card: CardWriter | None = None,
 ) -> LabelSetMetadata:
-    """Writes a whole label set of one shard (``columns`` as in :meth:`LabelSetWriter.write_shard`)."""
+    """Writes a whole label set of one shard (``columns`` as in :meth:`LabelSetWriter.write_shard`; ``card`` as in
+    :meth:`LabelSetWriter.finish`)."""
     metadata.rows_per_shard = max(len(columns["image_key"]), 1)
     writer = LabelSetWriter(directory, metadata)
     writer.write_shard(0, columns, skipped_rows)
-    return writer.finish(1)
+    return writer.finish(1, card)
