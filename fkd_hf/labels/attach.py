@@ -39,7 +39,7 @@ class LabelMismatchError(ValueError):
 
 
 def open_label_set(source: str, revision: str | None = None) -> LabelSet:
-    """:func:`~fkd_hf.label_set.load_label_set`, with an error that says what to do about an unknown label kind."""
+    """:func:`~fkd_hf.labels.format.load_label_set`, with an error that says what to do about an unknown label kind."""
     try:
         return load_label_set(source, revision)
     except ValueError as err:
@@ -77,7 +77,7 @@ def join_labels(
     ``--max_rows`` keeps the first rows it covers, and says so), and that the images of
     ``check_rows`` evenly spaced rows (first and last included; -1 = every row) hash to the stored ``image_key``.
     A mismatch is a :class:`LabelMismatchError` naming the first mismatching row (rows before a mismatching sample
-    are scanned too). :class:`~fkd_hf.loader.FKDCropDataset` checks every other row when it reads it.
+    are scanned too). :class:`~fkd_hf.training.data.FKDCropDataset` checks every other row when it reads it.
     """
     metadata = labels.metadata
     image_rows, label_rows = images.dataset, labels.dataset

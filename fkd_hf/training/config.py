@@ -29,7 +29,7 @@ def default_loader_workers() -> int:
 
 @dataclasses.dataclass
 class FKDConfig(TrainingArguments):
-    """Arguments of :class:`~fkd_hf.trainer.FKDTrainer` and :func:`~fkd_hf.train.train`.
+    """Arguments of :class:`~fkd_hf.training.trainer.FKDTrainer` and :func:`~fkd_hf.training.runner.train`.
 
     Batches and epochs, as in FKD: ``per_device_train_batch_size`` counts *images*; each yields ``num_crops`` crops,
     so a step on P devices with gradient accumulation G sees ``images x P x G x num_crops`` crops (FKD's

@@ -89,7 +89,7 @@ class PassDataset(torch.utils.data.Dataset):
 
 
 class FKDCropDataset(PassDataset):
-    """Joined image + label rows (see :func:`~fkd_hf.join.join_labels`) as FKD training samples.
+    """Joined image + label rows (see :func:`~fkd_hf.labels.attach.join_labels`) as FKD training samples.
 
     Each sample holds ``num_crops`` crops: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, ``topk_indices`` and
     ``topk_values`` ``[num_crops, k]`` as stored, and ``sample_id`` (``pass * len(rows) + row``, a stable id for

@@ -1,6 +1,6 @@
 """FKD's loss: soft cross-entropy against reconstructed soft labels, and Mixup/CutMix of crops with their targets.
 
-Pure functions on tensors; :class:`~fkd_hf.trainer.FKDTrainer` calls them on the device.
+Pure functions on tensors; :class:`~fkd_hf.training.trainer.FKDTrainer` calls them on the device.
 """
 
 from __future__ import annotations
