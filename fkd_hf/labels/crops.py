@@ -18,9 +18,8 @@ the other crops replayed with it, so generation (all R crops) and training (m of
 
 - ``pil``: PIL's ``resize(box=...)`` of the PIL-decoded image, then the flip (:func:`replay_crop`).
 - ``tensor``: torch's antialiased uint8 resize (``F.interpolate(..., antialias=True)``, bilinear or bicubic) of the
-  crop of :func:`~fkd_hf.labels.decode.decode_pixels`' tensor, then the flip: 2-3x less CPU than ``pil``
-  on a CPU
-  with AVX2 (the same pixels without it, 5x slower). Its pixels differ from ``pil``'s at the crop borders, where
+  crop of :func:`~fkd_hf.labels.decode.decode_pixels`' tensor, then the flip: 2-3x less CPU than ``pil`` on a
+  CPU with AVX2 (the same pixels without it, 5x slower). Its pixels differ from ``pil``'s at the crop borders, where
   PIL's filter also reads pixels beyond the box (up to 16 levels there, at most 2 further in).
 """
 
