@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_a_signal_while_saving_leaves_complete_checkpoints_and_advice_that_resum
     if signal_name == "SIGKILL":  # no chance to clean up: the partial checkpoint stays out of sight
         assert stopped.returncode == -signal.SIGKILL and (out / STAGING_DIR / "checkpoint-3").is_dir()
     else:
-        assert stopped.returncode == 130, stopped.stderr[-2000:]
+        assert stopped.returncode in (130, 128 + signal.SIGTERM), stopped.stderr[-2000:]
         assert f"fkd-hf train: interrupted; {out / 'checkpoint-2'} {ADVICE}" in stopped.stderr.splitlines()
         assert not (out / STAGING_DIR).exists()
     first = (out / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns
@@ -82,6 +83,25 @@ def test_a_signal_while_saving_leaves_complete_checkpoints_and_advice_that_resum
     assert (out / "checkpoint-1" / "trainer_state.json").stat().st_mtime_ns == first  # resumed, not restarted
     assert _state(out / "checkpoint-4")["global_step"] == 4 and (out / "model.safetensors").is_file()
     assert "incomplete" not in capsys.readouterr().err + caplog.text
+
+
+def test_sigterm_to_fkd_hf_train_is_handled_as_ctrl_c(labels, tmp_path):
+    """`fkd-hf train` as a scheduler stops it, at whatever moment: this needs the CLI's SIGTERM handler."""
+    out = tmp_path / "out"
+    argv = _argv(_options(labels, out, max_steps=1000))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    with subprocess.Popen([sys.executable, "-m", "fkd_hf", "train", *argv], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as running:  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint-2").is_dir() and running.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running.send_signal(signal.SIGTERM)
+        err = running.communicate(timeout=120)[1]
+    assert running.returncode in (130, 128 + signal.SIGTERM), err[-2000:]
+    kept = last_complete_checkpoint(out)
+    assert kept and f"fkd-hf train: interrupted; {kept} {ADVICE}" in err.splitlines()
+    assert all(is_complete(path) for path in out.glob("checkpoint-*")) and not (out / STAGING_DIR).exists()
 
 
 def test_resume_last_names_and_skips_an_incomplete_checkpoint(labels, tmp_path, capsys, caplog):
