@@ -42,6 +42,7 @@ from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.models.teachers import Teacher
 from fkd_hf.training.config import FKDConfig
 from fkd_hf.training.data import PassDataset, collate_crops, select_crops
+from fkd_hf.training.resolved import ResolvedRun
 from fkd_hf.training.trainer import FKDTrainer
 
 from .relabel import join_label_maps, relabel_targets
@@ -174,19 +175,19 @@ class CropDataset(PassDataset):
 def crop_set_factory(replay: bool = False, teacher: Teacher | None = None, maps: datasets.Dataset | None = None,
                      map_size: int | None = None):  # fmt: skip
     """A ``train_set_factory`` for :func:`~fkd_hf.training.build_trainer`: a :class:`CropDataset` of the joined
-    rows, at the student's input size, with the config's crops per image, seed, columns and interpolation.
+    rows, at the student's input size, with the config's crops per image and interpolation and the run's seed and
+    columns.
 
     ``replay``: FKD's stored crops; ``teacher``: also the crops at the teacher's size and interpolation;
     ``maps``: ReLabel maps (of side ``map_size``) joined to the rows by image key.
     """
 
-    def factory(rows: datasets.Dataset, metadata: LabelSetMetadata, data: dict, config: FKDConfig) -> CropDataset:
+    def factory(rows: datasets.Dataset, metadata: LabelSetMetadata, run: ResolvedRun, config: FKDConfig) -> CropDataset:
         if maps is not None:
-            rows = join_label_maps(rows, config.image_column, maps)
+            rows = join_label_maps(rows, run.data.image_column, maps)
         return CropDataset(
-            rows, config.num_crops, data["input_size"], config.train_interpolation,
-            config.data_seed if config.data_seed is not None else config.seed, config.image_column,
-            config.label_column, metadata, replay, teacher.input_size if teacher else None,
+            rows, config.num_crops, run.input_size, config.train_interpolation, run.data_seed, run.data.image_column,
+            run.data.label_column, metadata, replay, teacher.input_size if teacher else None,
             teacher.interpolation if teacher else "bicubic", map_size,
         )  # fmt: skip
 

@@ -9,6 +9,13 @@ The clients read `HF_ENDPOINT` and friends at import time, so set the environmen
 >>> hub = FakeHub().start()
 >>> env = {**os.environ, **hub.environment(tmp_home)}  # for a child process
 >>> hub.stop()
+
+`hub.echo_authorization = True` makes every request fail with a 500 whose error message and `X-HF-Warning` header
+repeat the request's `Authorization` header, as a misbehaving server or proxy might: what a client prints or logs
+then must not show the token.
+
+Every token the tests use is defined here (`TEST_TOKENS`): after the suite, CI fails when a file the tests wrote holds
+any of them (`.ci/token_guard.py`).
 """
 
 import base64
@@ -25,7 +32,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-FAKE_TOKEN = "hf_fake_test_token"
+FAKE_TOKEN = "hf_fake_test_token"  # the token FakeHub accepts
+WRONG_TOKEN = "hf_wrong_secret_token_42"  # a token FakeHub refuses
+SHAPED_TOKEN = "hf_" + "TestOnly" * 4 + "Qz"  # shaped like a real Hugging Face token (hf_ + 34 letters), nobody's
+ARGV_TOKEN = "argv-only-secret-7d1c9e"  # given only as --hub_token: not token-shaped, so only remembering it redacts it
+CARD_TOKEN = "hf_secret_token_never_in_a_card"
+RUNNER_TOKEN = "hf_runnerTestSecretToken123"
+TRAIN_TOKEN = "hf_trainSafetySecretToken42"
+TEST_TOKENS = (FAKE_TOKEN, WRONG_TOKEN, SHAPED_TOKEN, ARGV_TOKEN, CARD_TOKEN, RUNNER_TOKEN, TRAIN_TOKEN)
 FAKE_USER = "user"
 LFS_SUFFIXES = (
     ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".npy", ".npz",
@@ -161,6 +175,7 @@ class FakeHub:
 
     def __init__(self):
         self.token = FAKE_TOKEN
+        self.echo_authorization = False
         self.requests_log: list[dict] = []
         self.repos: dict[tuple[str, str], Repo] = {}
         self.lfs_objects: dict[str, bytes] = {}
@@ -264,6 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             handler, params = self._route(url.path)
             entry["route"] = handler.__name__.removeprefix("_r_")
+            if self.hub.echo_authorization:
+                self._echo_authorization()
             if entry["route"] != "lfs_upload" and self._auth() == "invalid":
                 raise HubError(401, "Unauthorized", "Invalid credentials in Authorization header")
             status, headers, payload = handler(**params)
@@ -318,6 +335,12 @@ class _Handler(BaseHTTPRequestHandler):
         if header is None:
             return "none"
         return "valid" if header == f"Bearer {self.hub.token}" else "invalid"
+
+    def _echo_authorization(self) -> None:
+        """Fails with a 500 that repeats the Authorization header in its message and in a logged warning."""
+        seen = f"the request's Authorization header was {self.headers.get('Authorization')!r}"
+        warning = f"echo-{len(self.hub.requests_log)}; {seen}"  # a new topic each time: huggingface_hub logs each
+        raise HubError(500, "InternalError", f"Internal error: {seen}", {"X-HF-Warning": warning})
 
     def _require_auth(self) -> None:
         if self._auth() != "valid":

@@ -154,7 +154,7 @@ def test_plain_loss_is_the_cross_entropy_and_eval_batches_use_the_models_loss(ti
     assert isinstance(setup.train_set, CropDataset) and setup.train_set.size == (16, 16)
     assert model.config.num_labels == len(TINY_CLASSES)
     batch = collate_batch([trainer.train_dataset[i] for i in range(4)])
-    pixels = normalize(batch["pixel_values"], config.mean, config.std)
+    pixels = normalize(batch["pixel_values"], setup.resolved.mean, setup.resolved.std)
     with torch.no_grad():
         expected = F.cross_entropy(model(pixel_values=pixels).logits, batch["labels"])
         assert torch.allclose(trainer.compute_loss(model, batch), expected, atol=1e-6)

@@ -17,14 +17,14 @@ from huggingface_hub import DatasetCard, ModelCard
 from transformers import TrainingArguments
 
 from conftest import REPO_ROOT, TINY_CLASSES
-from fkd_hf.hub import StudentInfo, label_set_card, write_label_set_card, write_student_card
+from hub_server import CARD_TOKEN as SECRET
+from fkd_hf.hub import StudentInfo, label_set_card, student_card, write_label_set_card, write_student_card
 from fkd_hf.hub.student_info import STUDENT_FILE
 from fkd_hf.hub.templates import templates_dir
 from fkd_hf.labels.format import LabelSetMetadata
 from fkd_hf.training import StudentCardCallback
 
 TEMPLATES = {"label_set_card.md", "student_card.md"}
-SECRET = "hf_secret_token_never_in_a_card"
 
 
 def make_metadata(**overrides) -> LabelSetMetadata:
@@ -140,7 +140,16 @@ def test_label_set_card_carries_the_metadata_and_parses(tmp_path, monkeypatch):
 
     info = card.data.dataset_info
     assert Features._from_yaml_list(info["features"]) == metadata.features()
-    assert info["splits"] == [{"name": "train", "num_bytes": 0, "num_examples": 1500}]
+    # No shards to measure: the sizes are left out rather than written as 0.
+    assert info["splits"] == [{"name": "train", "num_examples": 1500}] and "dataset_size" not in info
+    # A licence of `other` is named and linked (to the LICENSE.md a push adds), and the card says what it means.
+    assert (card.data.license_name, card.data.license_link) == ("teacher-and-dataset-terms", "LICENSE.md")
+    assert "## Licence\n\nThese soft labels were derived with FKD from the outputs of the teacher" in card.text
+    assert "apache-2.0" not in card.text
+    licensed = label_set_card(metadata, "user/tiny-labels", license="cc-by-4.0")
+    assert licensed.data.license == "cc-by-4.0" and licensed.data.to_dict().keys().isdisjoint({"license_name",
+                                                                                                 "license_link"})
+    assert "## Licence\n\n`cc-by-4.0`." in licensed.text
 
 
 def test_label_set_card_of_a_local_dataset_without_repo(tmp_path):
@@ -149,7 +158,7 @@ def test_label_set_card_of_a_local_dataset_without_repo(tmp_path):
     card = label_set_card(metadata)
     assert card.data.source_datasets is None
     assert 'load_label_set("<user>/<label-set>")' in card.text
-    assert 'images = load_images("imagefolder:/data/photos", split="train").dataset' in card.text
+    assert 'images = load_images("imagefolder:photos", split="train").dataset' in card.text
     assert "| teacher | `efficientnet-lite0`, timm" in card.text and "revision `not pinned`" in card.text
     assert "| bytes per crop on disk | n/a |" in card.text
     on_branch = label_set_card(metadata, "user/tiny-labels", revision="v2").text
@@ -190,25 +199,33 @@ def written_label_set(tmp_path, image_folder) -> tuple[Path, LabelSetMetadata]:
 
 def test_label_set_card_lets_the_hub_viewer_read_exactly_the_rows(written_label_set):
     """The viewer reads the card's `configs` and `dataset_info`: the parquet shards only, with features of plain
-    types; `datasets.load_dataset` of the folder does the same."""
+    types and the sizes `datasets` itself computes; `datasets.load_dataset` of the folder does the same."""
     import datasets
 
     folder, metadata = written_label_set
     card = DatasetCard.load(folder / "README.md")
     [config] = card.data.configs
     assert config["data_files"] == [{"split": "train", "path": "data/*.parquet"}]
-    assert sorted(folder.glob(config["data_files"][0]["path"])) == sorted((folder / "data").glob("*.parquet"))
-    features = card.data.dataset_info["features"]
+    shards = sorted((folder / "data").glob("*.parquet"))
+    assert sorted(folder.glob(config["data_files"][0]["path"])) == shards
+    info = card.data.dataset_info
+    features = info["features"]
     assert [f["name"] for f in features] == list(metadata.features())
     assert {dtype for f in features for dtype in _leaf_dtypes(f)} <= PLAIN_DTYPES
     rows = datasets.load_dataset(str(folder), split="train")
     assert rows.features == metadata.features() and rows.num_rows == metadata.num_rows > 0
+    [split] = info["splits"]
+    measured = datasets.load_dataset("parquet", data_files=[str(p) for p in shards], split="train")  # no card
+    assert split["num_bytes"] == measured.info.splits["train"].num_bytes == info["dataset_size"] > 0
+    assert info["download_size"] == sum(p.stat().st_size for p in shards)
 
 
-def test_label_set_card_usage_snippet_runs(written_label_set, monkeypatch):
-    """The card's Python snippet, with the folder for the repo id, loads the labels and joins them to the images."""
+def test_label_set_card_usage_snippet_runs(written_label_set, image_folder, monkeypatch):
+    """The card's Python snippet, with the folder for the repo id, loads the labels and joins them to the images
+    (run beside the image folder: the card names a local folder by its name only)."""
     folder, metadata = written_label_set
     text = label_set_card(metadata, repo_id=str(folder)).text
+    monkeypatch.chdir(image_folder.parent)
     [snippet] = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
     namespace: dict = {}
     exec(compile(snippet, "label_set_card.md", "exec"), namespace)
@@ -385,3 +402,94 @@ def test_label_set_card_lists_the_dataset_s_own_class_names_beside_the_teacher_s
     assert "| 0 | tench | `n01440764` |" in text and "| 2 | great white shark | `n01484850` |" in text
     plain = label_set_card(make_metadata(class_names=["cat", "dog", "fox"])).text
     assert "0 cat\n1 dog\n2 fox" in plain and "in the dataset |" not in plain
+
+
+# --- what no card may carry: local absolute paths, dead links; what the Hub asks of it ------------------------------
+
+HOME_PHOTOS = f"imagefolder:{Path.home()}/.cache/fkd_hf/demo_photos/foolbox-3.3.4"  # the demo photos' cache folder
+ALLOWED_LINK = re.compile(
+    r"https://arxiv\.org/abs/2112\.01528|https://github\.com/huggingface/(pytorch-image-models|transformers)"
+    r"|https://huggingface\.co/(datasets/)?[\w.-]+/[\w.-]+"
+)
+
+
+def _links(text: str) -> list[str]:
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+def test_cards_hold_no_local_absolute_path_and_only_links_that_exist(tmp_path):
+    """Local folders (the demo photos under the home folder, a teacher folder, merged label sets) appear by their
+    last folder only; every link goes to the paper, timm, transformers or a Hub repo (no PyPI page: fkd-hf is not
+    on PyPI)."""
+    merged = {"method": "merged", "label_sets": [
+        {"source": str(tmp_path / "labels-a"), "teacher": str(tmp_path / "teacher-a"), "kind": "full", "k": 3,
+         "weight": 0.5},
+        {"source": "user/labels-b", "teacher": "timm/resnet18.a1_in1k", "kind": "full", "k": 3, "weight": 0.5}]}
+    metadata = make_metadata(dataset=HOME_PHOTOS, dataset_config=None, dataset_revision=None,
+                             dataset_absolute=HOME_PHOTOS, teacher=str(tmp_path / "my-teacher"), provenance=merged)
+    info = make_student_info(model_id="user/student", label_set=str(tmp_path / "labels"), base_model=None)
+    info.update_from_label_set(metadata)
+    info.eval_dataset = HOME_PHOTOS
+    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3}))
+    student_text = write_student_card(tmp_path, info).read_text()
+    label_text = str(label_set_card(metadata, "user/tiny-labels"))
+    for text in (label_text, student_text):
+        assert str(Path.home()) not in text and str(tmp_path) not in text
+        assert "pypi.org" not in text
+        assert [link for link in _links(text) if not ALLOWED_LINK.fullmatch(link)] == []
+    assert "`imagefolder:foolbox-3.3.4`" in label_text and "`my-teacher`" in label_text
+    assert "| `labels-a` | `teacher-a` |" in label_text
+    assert "`imagefolder:foolbox-3.3.4`" in student_text and "`labels`" in student_text
+    # The local fkd_student.json keeps the paths for its user.
+    assert StudentInfo.load(tmp_path).label_set == str(tmp_path / "labels")
+
+
+def test_portable_spec_cuts_absolute_paths_only():
+    from fkd_hf.repo_ids import portable_spec
+
+    assert portable_spec(HOME_PHOTOS) == "imagefolder:foolbox-3.3.4"
+    assert portable_spec("parquet:/data/photos/train-*.parquet") == "parquet:photos/train-*.parquet"
+    assert portable_spec("~/teachers/lite0") == "lite0"
+    for kept in ("user/photos", "imagefolder:../shared/data/imagenette-mini", "resnet18", None):
+        assert portable_spec(kept) == kept
+
+
+def test_model_index_names_the_hub_dataset_the_label_set_records():
+    """Evaluated on a local copy of the images of a label set made from a Hub dataset: the model-index names that
+    Hub dataset (config, split, revision), not the folder; with no Hub source, the folder by its name."""
+    info = make_student_info(eval_dataset=f"imagefolder:{Path.home()}/copies/tiny-photos")
+    [top1, _] = ModelCard(str(student_card(info))).data.eval_results
+    assert (top1.dataset_type, top1.dataset_name, top1.dataset_config, top1.dataset_split, top1.dataset_revision) == (
+        "user/tiny-photos", "user/tiny-photos", "small", "validation", "b" * 40
+    )
+    local = make_student_info(dataset="imagefolder:/data/tiny-photos", dataset_config=None, dataset_revision=None)
+    [top1, _] = ModelCard(str(student_card(local))).data.eval_results
+    assert (top1.dataset_type, top1.dataset_name, top1.dataset_config) == ("imagefolder", "tiny-photos", None)
+
+
+def test_student_card_of_licence_other_names_and_links_it():
+    data = ModelCard(str(student_card(make_student_info(license=None)))).data
+    assert (data.license, data.license_name, data.license_link) == ("other", "teacher-and-dataset-terms", "LICENSE.md")
+    card = student_card(make_student_info())
+    assert card.data.license == "apache-2.0" and card.data.license_name is None and card.data.license_link is None
+
+
+def test_the_demo_card_names_the_photo_cache_and_a_teacher_folder_by_name_only(tmp_path):
+    """The demo's card in sample-photo mode: the photos' cache folder under the home folder, the teacher folder and
+    the label-set folder appear by name, in the YAML, the tables and the evaluation notes alike."""
+    from types import SimpleNamespace
+
+    from fkd_hf.demo.card import write_demo_card
+
+    teacher = str(tmp_path / "teacher")
+    card = StudentCardCallback()
+    card.card_data.update_from_label_set(make_metadata(dataset=HOME_PHOTOS, dataset_config=None, teacher=teacher))
+    student = tmp_path / "student"
+    student.mkdir()
+    (student / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3}))
+    run = SimpleNamespace(top1=0.5, agreement=0.5, final_metrics={})
+    text = write_demo_card(card, student, tmp_path / "labels", SimpleNamespace(mode="photos"), teacher, run, 54,
+                           None).read_text()  # fmt: skip
+    assert str(tmp_path) not in text and str(Path.home()) not in text
+    assert "Top-1 agreement with the teacher `teacher` on 54 held-out crops" in text
+    assert "| label set | `labels` |" in text and "`imagefolder:foolbox-3.3.4`" in text

@@ -3,15 +3,15 @@ the traceback; config-file values are converted or refused by field type before 
 
 from __future__ import annotations
 
+import sys
 import types
 
 import pytest
 import yaml
+from hub_server import RUNNER_TOKEN as SECRET
 
 from fkd_hf.cli import COMMANDS, main, run_command, take_debug_flag
 from fkd_hf.cli.arguments import UsageError
-
-SECRET = "hf_runnerTestSecretToken123"
 
 
 def _command(error: BaseException) -> types.SimpleNamespace:
@@ -176,3 +176,243 @@ def test_train_help_lists_fkd_options_before_the_trainers(capsys):
         assert own < body.index(f"\n  --{name} ") < trainer, name
     for name in ("learning_rate", "per_device_train_batch_size", "seed", "dataloader_num_workers"):
         assert trainer < body.index(f"\n  --{name} "), name
+
+
+def _nested_aliases(depth: int) -> str:
+    """A small YAML config whose ``dataset`` holds aliases nested in each other: 9**depth values once expanded."""
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth)]
+    return f"dataset: [{', '.join(levels)}]\noutput_dir: out\n"
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_a_config_of_nested_aliases_is_refused_at_once_in_one_line(command, tmp_path, capsys, no_work):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(_nested_aliases(6))  # half a million values; the issue's 443 bytes held 9**9
+    assert len(recipe.read_bytes()) < 500
+    assert main([command, "--config", str(recipe)]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "expands to more than 10000 values (YAML aliases" in lines[0], lines
+    assert len(lines[0]) < 300  # the expanded value is never written out
+
+
+def test_a_config_may_still_repeat_a_value_through_an_alias(tmp_path):
+    from fkd_hf.cli.arguments import parse_config
+    from fkd_hf.generation import GenerateConfig
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: d\noutput_dir: o\nmean: &half [0.5, 0.5, 0.5]\nstd: *half\n")
+    (config,) = parse_config([GenerateConfig], ["--config", str(recipe)], "fkd-hf generate", "")
+    assert config.mean == config.std == [0.5, 0.5, 0.5]
+
+
+# --- one exit-status rule for every command ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--student", "resnet18"], "the following arguments are required: --label_set"),
+        (["train", "--label_set", "labels"], "the following arguments are required: --student"),
+        (["train"], "the following arguments are required: --label_set, --student"),
+        (["train", "--label_set", "outputs/nonexistent", "--student", "resnet18"],
+         "no label-set folder outputs/nonexistent (and no Hub dataset of that name"),
+        (["train", "--label_set", "./no/such/folder", "--student", "resnet18"], "neither a label-set folder nor"),
+        (["generate", "--dataset", "imagefolder:/no/such/folder"], "Image folder /no/such/folder does not exist"),
+        (["generate", "--dataset", "./no/such/folder"], "is neither an existing folder nor a Hub id"),
+        (["demo", "--dataset", "imagefolder:/no/such/folder"], "is neither an existing folder nor a Hub dataset id"),
+    ],
+)  # fmt: skip
+def test_a_command_line_that_cannot_be_used_exits_with_two_in_every_command(argv, message, tmp_path, capsys,
+                                                                           monkeypatch):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+    lines = _error_lines(capsys)
+    assert lines[-1].startswith(f"fkd-hf {argv[0]}: error: ") and message in lines[-1], lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_in_the_demo_is_exit_one_with_its_advice_once(tmp_path, capsys, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    import fkd_hf.demo
+    from fkd_hf.demo import output as demo_output
+
+    full = shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
+    monkeypatch.setattr(demo_output.shutil, "disk_usage", lambda path: full)
+    monkeypatch.setattr(fkd_hf.demo, "run_demo", lambda config: demo_output.prepare_output(Path(config.output_dir)))
+    assert main(["demo", "--output_dir", str(tmp_path / "out")]) == 1
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("fkd-hf demo: error: no space left on the disk (only 1 MiB free")
+    assert lines[0].count("free some space") == 1 and lines[0].count("--output-dir") == 1
+
+
+# --- SIGTERM stops a command as Ctrl-C does ---------------------------------------------------------------------------
+
+
+def _signalling(signum: int, returned: int | None = None) -> types.SimpleNamespace:
+    """A command that signals itself, then returns ``returned`` if it catches the interrupt (as generate, train and
+    demo do) or lets it reach the runner."""
+    import os
+    import time
+
+    def signalled_main(argv):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(30)  # the handler interrupts this at once
+            raise AssertionError("the signal did not interrupt the command")
+        except KeyboardInterrupt:
+            if returned is None:
+                raise
+            print("fkd-hf fake: interrupted; 2 shards kept", file=sys.stderr)
+            return returned
+
+    return types.SimpleNamespace(PROG="fkd-hf fake", main=signalled_main)
+
+
+@pytest.mark.parametrize("caught", [True, False])
+def test_sigterm_is_handled_as_ctrl_c_with_exit_status_143(caught, capsys):
+    import signal
+
+    def before(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        assert run_command(_signalling(signal.SIGTERM, 130 if caught else None), []) == 143
+        assert signal.getsignal(signal.SIGTERM) is before  # the handler the runner found is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    expected = "fkd-hf fake: interrupted; 2 shards kept" if caught else "fkd-hf fake: interrupted."
+    assert _error_lines(capsys) == [expected]
+
+
+def test_ctrl_c_keeps_exit_status_130(capsys):
+    import signal
+
+    assert run_command(_signalling(signal.SIGINT, 130), []) == 130
+    assert run_command(_signalling(signal.SIGINT), []) == 130
+    assert _error_lines(capsys) == ["fkd-hf fake: interrupted; 2 shards kept", "fkd-hf fake: interrupted."]
+
+
+SIGTERM_AFTER_TWO_SHARDS = """
+import os, signal, sys, time
+from fkd_hf.labels.writer import LabelSetWriter
+
+write_shard = LabelSetWriter.write_shard
+
+def write_then_wait(self, shard, *args):
+    path = write_shard(self, shard, *args)
+    if shard == 1:
+        print("two shards written", flush=True)
+        time.sleep(120)  # the test sends SIGTERM now
+    return path
+
+LabelSetWriter.write_shard = write_then_wait
+from fkd_hf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_generate_keeps_the_finished_shards_and_the_rerun_resumes(image_folder, teacher_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    from fkd_hf import load_label_set
+
+    output = tmp_path / "labels"
+    argv = ["generate", "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir), "--output_dir",
+            str(output), "--stored_crops", "3", "--k", "2", "--num_shards", "6", "--num_workers", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        child = subprocess.Popen([sys.executable, "-c", SIGTERM_AFTER_TWO_SHARDS, *argv], stdout=subprocess.PIPE,
+                                 stderr=stderr, text=True, env=env, cwd=tmp_path)  # fmt: skip
+        try:
+            assert "two shards written\n" in iter(child.stdout.readline, "")  # reads up to the marker, or to the end
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=120)
+        finally:
+            child.kill()
+    err = log.read_text()
+    assert child.returncode == 143, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-1] == (f"fkd-hf generate: interrupted; 2 of 6 shards kept in {output}: rerun the same command to "
+                         "resume.")  # fmt: skip
+    assert "Traceback" not in err
+    assert main(argv) == 0
+    assert load_label_set(output).metadata.num_shards == 6
+
+
+# --- usage and help ---------------------------------------------------------------------------------------------------
+
+
+def _help(command: str, capsys, monkeypatch) -> tuple[str, object]:
+    """``fkd-hf <command> --help`` as printed, and the parser that printed it."""
+    import argparse
+
+    printed, print_help = [], argparse.ArgumentParser.print_help
+
+    def recording(parser, file=None):
+        printed.append(parser)
+        print_help(parser, file)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "print_help", recording)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0 and len(printed) == 1
+    return capsys.readouterr().out, printed[0]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_shows_the_default_of_every_option_that_has_one(command, capsys, monkeypatch):
+    import argparse
+    import re
+
+    text, parser = _help(command, capsys, monkeypatch)
+    blocks = {block.split()[0].rstrip(","): " ".join(block.split()) for block in re.split(r"\n(?=  -)", text)[1:]}
+    with_default = [action.option_strings[0] for action in parser._actions if action.option_strings
+                    and action.default not in (None, "", argparse.SUPPRESS) and action.help is not argparse.SUPPRESS
+                    and not isinstance(action, argparse._StoreConstAction)]  # fmt: skip
+    missing = [flag for flag in with_default if "default" not in blocks[flag].lower()]
+    assert missing == [], f"no default shown for {missing}"
+    assert command in ("push-student", "merge-labels") or "(default: " in text
+
+
+def test_help_shows_defaults_as_they_are_typed(capsys, monkeypatch):
+    text = " ".join(_help("generate", capsys, monkeypatch)[0].split())
+    assert "R: crops stored per image. (default: 8)" in text
+    assert "(default: 0.08 1.0)" in text and "(default: false)" in text  # a list, a true|false flag
+
+
+@pytest.mark.parametrize("command, name", [("import-fkd", "LABEL_DIR"),
+                                           ("merge-labels", "LABEL_SETS [LABEL_SETS ...]")])  # fmt: skip
+def test_the_positional_argument_is_shown_as_one(command, name, capsys, monkeypatch):
+    text, _ = _help(command, capsys, monkeypatch)
+    usage = " ".join(text[: text.index("\n\n")].split())
+    flag = "--" + name.split()[0].lower()
+    assert usage.endswith(f" {name}") and flag not in usage
+    assert f"\npositional arguments:\n  {name.split()[0]} " in text
+
+
+def test_the_positional_argument_comes_from_the_command_line_a_flag_or_the_config(tmp_path):
+    from fkd_hf.cli.arguments import parse_config
+    from fkd_hf.generation.import_config import ImportFKDConfig
+
+    def label_dir(*argv):
+        (config,) = parse_config([ImportFKDConfig], [*argv, "--dataset", "d", "--output_dir", "o"], "fkd-hf import-fkd",
+                                 "", positional="label_dir")  # fmt: skip
+        return config.label_dir
+
+    recipe = tmp_path / "import.yaml"
+    recipe.write_text("label_dir: from-config\n")
+    assert label_dir("files") == label_dir("--label_dir", "files") == label_dir("--label-dir=files") == "files"
+    assert label_dir("--config", str(recipe)) == "from-config"
+    assert label_dir("--config", str(recipe), "files") == label_dir("--config", str(recipe), "--label_dir", "files")
+    assert label_dir("--dataset", "d2", "files") == "files"  # after an option too
+    with pytest.raises(UsageError, match=r"the following arguments are required: LABEL_DIR \(run `fkd-hf import-fkd"):
+        label_dir()

@@ -139,7 +139,7 @@ def test_rerun_from_the_saved_config_replaces_the_result(finished, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(demo_labels, "generate", full_disk)
-    assert cli_main(["demo", "--config", str(output / "demo_config.yaml")]) == 2
+    assert cli_main(["demo", "--config", str(output / "demo_config.yaml")]) == 1
     assert (output / RESULT_FILE).read_text() == before and _leftovers(output) == []
     monkeypatch.undo()
     assert cli_main(["demo", "--config", str(output / "demo_config.yaml"), "--seed", "1", "--compare", "false"]) == 0
@@ -216,11 +216,11 @@ def test_missing_photo_package_says_what_to_install(monkeypatch):
         demo_data.find_sample_photos()
 
 
-def _bad(capsys, tmp_path, *argv) -> str:
+def _bad(capsys, tmp_path, *argv, status=2) -> str:
     output = tmp_path / "bad"
     code = cli_main(["demo", "--output_dir", str(output), *argv])
     err = capsys.readouterr().err  # progress bars, then the error
-    assert code == 2, err
+    assert code == status, err
     errors = [line for line in err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("fkd-hf demo: error: ") and "Traceback" not in err
     err = errors[0]
@@ -256,14 +256,15 @@ def test_no_space_left_is_a_one_line_error_and_leaves_nothing(splits, teacher_di
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(demo_labels, "generate", full_disk)
-    err = _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
+    err = _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY, status=1)
     assert "no space left" in err and "--output-dir" in err
 
 
 def test_too_little_free_space_is_refused_before_any_work(splits, teacher_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(demo_output.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
     monkeypatch.setattr(demo_labels, "generate", lambda *a, **k: pytest.fail("work started despite a full disk"))
-    assert "no space left" in _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY)
+    assert "no space left" in _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY,
+                                   status=1)
 
 
 def test_bad_options_and_foreign_output_folders_are_one_line_errors(splits, teacher_dir, tmp_path, capsys):
@@ -274,7 +275,7 @@ def test_bad_options_and_foreign_output_folders_are_one_line_errors(splits, teac
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
     code = cli_main(["demo", *data, *TINY, "--output_dir", str(foreign)])
-    assert code == 2 and "not empty" in capsys.readouterr().err
+    assert code == 1 and "not empty" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 

@@ -12,7 +12,8 @@ from conftest import make_image_folder
 
 from fkd_hf import FKDConfig, generate, load_label_set
 from fkd_hf.labels.images import image_bytes, image_key, load_images, locate_dataset
-from fkd_hf.training.builder import build_trainer, resolve_data_defaults
+from fkd_hf.training.builder import build_trainer
+from fkd_hf.training.resolved import resolve_data
 
 
 def _config(label_set, output_dir, **overrides) -> FKDConfig:
@@ -46,15 +47,14 @@ def test_the_dataset_is_found_again_from_another_directory(generate_config, tmp_
     assert (metadata.dataset, metadata.dataset_absolute) == ("imagefolder:photos", f"imagefolder:{work / 'photos'}")
 
     monkeypatch.chdir(elsewhere)
-    config = _config(work / "labels", elsewhere / "student")
-    resolve_data_defaults(config, metadata)
-    assert config.dataset == f"imagefolder:{work / 'photos'}"
+    found = resolve_data(_config(work / "labels", elsewhere / "student"), metadata)
+    assert found.dataset == f"imagefolder:{work / 'photos'}"
     assert len(build_trainer(_config(work / "labels", elsewhere / "student")).train_set) == 6
 
     shutil.move(work / "photos", tmp_path / "moved")
     with pytest.raises(FileNotFoundError, match=r"made from the images in imagefolder:photos \(imagefolder:/.*/work/"
                                                 r"photos\), which are not found from .*: pass --dataset"):
-        resolve_data_defaults(_config(work / "labels", elsewhere / "student"), metadata)
+        resolve_data(_config(work / "labels", elsewhere / "student"), metadata)
     assert locate_dataset("user/some-dataset") == "user/some-dataset"  # a Hub id is left to the Hub
 
 

@@ -17,17 +17,20 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_server import FAKE_TOKEN, FakeHub
+from hub_server import ARGV_TOKEN, FAKE_TOKEN, SHAPED_TOKEN, WRONG_TOKEN, FakeHub
 
 from conftest import TINY_CLASSES, assert_same_logits
 
-WRONG_TOKEN = "hf_wrong_secret_token_42"
+TRAIN_ARGS = ("--student", "test_resnet", "--input_size", "32", "--num_crops", "2", "--per_device_train_batch_size",
+              "6", "--max_steps", "1", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
+              "--dataloader_num_workers", "0")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,7 @@ def run_scenario(hub: FakeHub | None, tmp_path: Path, name: str, folder: Path, e
 
 def assert_no_token_anywhere(hub: FakeHub, output: str, *folders: Path) -> None:
     """The token is in no stored file of any repo, no child output and no file of the pushed folders."""
-    for token in (FAKE_TOKEN, WRONG_TOKEN):
+    for token in (FAKE_TOKEN, WRONG_TOKEN, ARGV_TOKEN, SHAPED_TOKEN):
         assert token not in output
         for repo in hub.repos.values():
             for commit in repo.commits.values():
@@ -119,7 +122,7 @@ def make_student(folder: Path, seed: int, fkd_info: bool = True) -> Path:
 def students(tmp_path_factory):
     root = tmp_path_factory.mktemp("students")
     make_student(root / "first", seed=0)
-    (root / "first" / "old-weights.safetensors").write_bytes(b"stale")
+    shutil.copy(root / "first" / "model.safetensors", root / "first" / "old-weights.safetensors")
     make_student(root / "second", seed=1)
     make_student(root / "bare", seed=2, fkd_info=False)
     shutil.rmtree(root / "bare" / "checkpoint-2")
@@ -154,6 +157,26 @@ def test_unloadable_student_is_refused(tmp_path, capsys):
     assert "repeats num_classes in model_args" in capsys.readouterr().err
 
 
+def test_weights_that_cannot_be_read_are_refused_by_name(tmp_path, capsys):
+    """The weights are opened (header, tensor sizes against the file size) before any request to the Hub."""
+    from fkd_hf.cli import main
+
+    folder = make_student(tmp_path / "student", seed=0)
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    for damaged in (whole[:-1], whole[:6], whole[:8] + b"x" + whole[9:]):  # truncated data, header, bad JSON
+        weights.write_bytes(damaged)
+        assert main(["push-student", str(folder), "--repo-id", "user/never"]) == 1
+        err = capsys.readouterr().err
+        assert f"{weights} cannot be read as weights" in err and "nothing was pushed" in err, err
+    weights.unlink()
+    shards = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(shards))
+    (folder / "model-00001-of-00002.safetensors").write_bytes(whole)
+    assert main(["push-student", str(folder), "--repo-id", "user/never"]) == 1
+    assert "names shards the folder lacks: model-00002-of-00002.safetensors" in capsys.readouterr().err
+
+
 def test_cli_lists_the_push_commands(capsys):
     from fkd_hf.cli import main
 
@@ -167,7 +190,8 @@ def test_label_set_round_trip_update_in_place_private_and_cli(hub, tmp_path, lab
     repo = hub.repos[("dataset", "user/labels")]
     head = repo.resolve("main").files
     # The re-push left one shard (the 3 of the first push are gone) with the local bytes, and nothing else changed.
-    assert sorted(head) == [".gitattributes", "README.md", "data/shard-00000.parquet", "fkd_labels.json"]
+    assert sorted(head) == [".gitattributes", "LICENSE.md", "README.md", "data/shard-00000.parquet", "fkd_labels.json"]
+    assert head["LICENSE.md"].data.startswith(b"# Licence\n\nThese soft labels were derived with FKD")
     assert head["data/shard-00000.parquet"].data == (label_sets / "second/data/shard-00000.parquet").read_bytes()
     assert head["data/shard-00000.parquet"].lfs
     first_push = [c for c in repo.commits.values() if "data/shard-00002.parquet" in c.files]
@@ -187,26 +211,93 @@ def test_student_round_trip_card_update_in_place_private_and_cli(hub, tmp_path, 
     output = run_scenario(hub, tmp_path, "students", students)
     files = hub.repos[("model", "user/student")].resolve("main").files
     assert sorted(files) == [".gitattributes", "README.md", "config.json", "fkd_student.json", "model.safetensors"]
+    pushed_info = json.loads(files["fkd_student.json"].data)
+    assert pushed_info["label_set"] == "user/labels" and str(students) not in files["README.md"].data.decode()
+    assert "LICENSE.md" in hub.repos[("model", "user/private-student")].resolve("main").files  # licence other
     assert files["model.safetensors"].data == (students / "second/model.safetensors").read_bytes()
     assert hub.repos[("model", "user/private-student")].private
     assert not (students / "first" / "README.md").exists(), "push_student must not modify the local folder"
     assert_no_token_anywhere(hub, output, students)
 
 
-def test_push_of_a_file_holding_the_token_is_refused_before_the_repo_is_created(hub, tmp_path, label_sets, students):
-    """A file that would leak the token stops the push before any request that writes to the Hub."""
-    labels, student = tmp_path / "labels", tmp_path / "student"
-    shutil.copytree(label_sets / "second", labels)
-    metadata = json.loads((labels / "fkd_labels.json").read_text())
-    metadata["dataset"] = f"parquet:https://user:{FAKE_TOKEN}@example.com/photos/*.parquet"
-    (labels / "fkd_labels.json").write_text(json.dumps(metadata))
-    shutil.copytree(students / "second", student)
-    (student / "train_config.yaml").write_text(f"student: test_resnet\nhub_token: {FAKE_TOKEN}\n")
+def _event_file(text: str) -> bytes:
+    """Bytes shaped like a TensorBoard event record holding ``text`` (length, CRC, protobuf)."""
+    payload = b"\x09" + os.urandom(8) + b"\x1a" + bytes([len(text)]) + text.encode()
+    return len(payload).to_bytes(8, "little") + os.urandom(4) + payload + os.urandom(4)
+
+
+# (command, folder, planted file, its content, how the scenario holds the user's token); the user's token is
+# FAKE_TOKEN from HF_TOKEN, or WRONG_TOKEN from the stored login, or ARGV_TOKEN given to push_student(token=...).
+LEAKS = [
+    ("push-student", "student", "run.sh", f"export HF_TOKEN={FAKE_TOKEN}\nfkd-hf train ...\n".encode(), "env"),
+    ("push-student", "student", "train.log", f"step 1 ... token={FAKE_TOKEN}\n".encode(), "env"),
+    ("push-student", "student", "logs/events.out.tfevents.1700000000.host.1.0", _event_file(FAKE_TOKEN), "env"),
+    ("push-student", "student", "train_config.yaml", f"student: x\nhub_token: {FAKE_TOKEN}\n".encode(), "env"),
+    ("push-student", "student", "notes.pdf", b"%PDF-1.4\x00\xff" + SHAPED_TOKEN.encode() + b"\x00", "env"),
+    ("push-student", "student", "launch.json", json.dumps({"token": WRONG_TOKEN}).encode(), "stored"),
+    ("push_student", "student", "secrets/run.sh", f"--hub_token {ARGV_TOKEN}".encode(), "argument"),
+    ("push-labels", "labels", "fkd_labels.json", f"https://user:{FAKE_TOKEN}@example.com/photos".encode(), "env"),
+    ("push-labels", "labels", "fkd_labels.json", SHAPED_TOKEN.encode(), "env"),  # a token that is not the user's
+]
+
+
+@pytest.fixture
+def leaky_folders(tmp_path, label_sets, students):
+    """One copy of a label set or student per entry of LEAKS, with the token planted; removed afterwards, so no file
+    the suite leaves holds a token (CI checks)."""
+    cases = []
+    for index, (command, kind, name, content, source) in enumerate(LEAKS):
+        folder = tmp_path / f"leak-{index}"
+        shutil.copytree(label_sets / "second" if kind == "labels" else students / "second", folder)
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name == "fkd_labels.json":  # the token inside a value of the real metadata
+            metadata = json.loads(target.read_text())
+            metadata["dataset"] = f"parquet:{content.decode()}/*.parquet"
+            content = json.dumps(metadata).encode()
+        target.write_bytes(content)
+        cases.append({"command": command, "folder": str(folder), "repo_id": f"user/leak-{index}", "file": name,
+                      "source": source})  # fmt: skip
+    truncated = tmp_path / "truncated"
+    shutil.copytree(students / "second", truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    yield cases
+    for case in cases:
+        shutil.rmtree(case["folder"])
+
+
+def test_a_push_is_refused_before_anything_is_created_when_any_file_holds_a_token(hub, tmp_path, leaky_folders):
+    """Every file of any type is scanned, for the user's token from every source and for anything shaped like a
+    Hugging Face token; truncated weights are refused too. Each refusal names the file and sends no request."""
     before = len(hub.requests_log)
-    output = run_scenario(hub, tmp_path, "token_in_files", tmp_path)
-    assert ("dataset", "user/leaky-labels") not in hub.repos and ("model", "user/leaky-student") not in hub.repos
+    output = run_scenario(hub, tmp_path, "refusals", tmp_path)
     assert [r["route"] for r in hub.requests_log[before:]] == []
-    assert FAKE_TOKEN not in output
+    assert [case["repo_id"] for case in leaky_folders if ("model", case["repo_id"]) in hub.repos
+            or ("dataset", case["repo_id"]) in hub.repos] == []  # fmt: skip
+    for token in (FAKE_TOKEN, WRONG_TOKEN, ARGV_TOKEN, SHAPED_TOKEN):
+        assert token not in output
+
+
+def test_no_command_shows_a_token_a_server_echoes(tmp_path, label_sets, students):
+    """A server that repeats the Authorization header in its 500 errors and warnings: every push, and `train
+    --push_to_hub`, shows `Bearer ***` for the token, whichever the source (--hub_token, HF_TOKEN, stored login),
+    in what is printed, logged and raised."""
+    echoing = FakeHub().start()
+    echoing.echo_authorization = True
+    try:
+        folders = {"FKD_HF_TEST_LABELS": str(label_sets / "first"), "FKD_HF_TEST_STUDENT": str(students / "second")}
+        output = run_scenario(echoing, tmp_path, "echo", tmp_path, env=folders)
+    finally:
+        echoing.stop()
+    assert echoing.repos == {} and {r["status"] for r in echoing.requests_log} == {500}
+    for token in (FAKE_TOKEN, WRONG_TOKEN, ARGV_TOKEN):
+        assert token not in output
+    assert "Authorization header was 'Bearer ***'" in output  # huggingface_hub logged the echoed warning, redacted
+    assert output.count("Bearer ***") >= 8
+    for token in (FAKE_TOKEN, WRONG_TOKEN, ARGV_TOKEN):  # nor in any file the commands wrote (the trained student)
+        assert [p for p in tmp_path.rglob("*") if p.is_file() and token.encode() in p.read_bytes()] == []
 
 
 @pytest.mark.skipif(
@@ -281,9 +372,16 @@ def scenario_labels(root: str) -> None:
     data_files = [{"split": "train", "path": "data/*.parquet"}]
     assert card.data.configs == [{"config_name": "default", "data_files": data_files}]
     assert card.data.dataset_info["splits"][0]["num_examples"] == local.metadata.num_rows
+    shards = [str(p) for p in sorted((root / "first" / "data").glob("*.parquet"))]
+    measured = datasets.load_dataset("parquet", data_files=shards, split="train").info.splits["train"].num_bytes
+    assert card.data.dataset_info["splits"][0]["num_bytes"] == measured > 0
+    assert (card.data.license, card.data.license_name, card.data.license_link) == (
+        "other", "teacher-and-dataset-terms", "LICENSE.md"
+    )
+    assert local.metadata.dataset_absolute.split(":", 1)[1] not in card.content  # the photos' folder
     assert {"fkd", "knowledge-distillation"} <= set(card.data.tags)
     meta = local.metadata
-    for text in ('load_label_set("user/labels")', f"`{meta.teacher}`", f"R) | {meta.stored_crops} |", f"`{meta.kind}`",
+    for text in ('load_label_set("user/labels")', f"`{Path(meta.teacher).name}`", f"R) | {meta.stored_crops} |", f"`{meta.kind}`",
                  f"k = {meta.k}", f"temperature {meta.temperature}", f"{meta.bytes_per_crop:.1f}", "shen2022fast",
                  "\n".join(f"{i} {name}" for i, name in enumerate(meta.class_names)),
                  "datasets.concatenate_datasets([images, labels.dataset], axis=1)"):  # fmt: skip
@@ -310,10 +408,7 @@ def scenario_labels(root: str) -> None:
 
     # `fkd-hf train` takes the Hub id where it takes a folder; the student it writes pushes and loads back.
     student = Path("student").resolve()
-    code, out, err = _cli("train", "--label_set", "user/private-labels", "--student", "test_resnet",
-                          "--input_size", "32", "--num_crops", "2", "--per_device_train_batch_size", "6",
-                          "--max_steps", "1", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
-                          "--dataloader_num_workers", "0", "--output_dir", str(student))  # fmt: skip
+    code, out, err = _cli("train", "--label_set", "user/private-labels", *TRAIN_ARGS, "--output_dir", str(student))
     assert code == 0, err
     push_student(student, "user/trained", label_set="user/private-labels")
     from transformers import AutoModelForImageClassification
@@ -339,12 +434,66 @@ def scenario_labels(root: str) -> None:
     os.environ["HF_TOKEN"] = FAKE_TOKEN
 
 
-def scenario_token_in_files(root: str) -> None:
-    root = Path(root)
-    for command, folder, repo_id, file in [("push-labels", "labels", "user/leaky-labels", "fkd_labels.json"),
-                                           ("push-student", "student", "user/leaky-student", "train_config.yaml")]:
-        code, _, err = _cli(command, str(root / folder), "--repo-id", repo_id)
-        assert code == 1 and f"{file} contains a Hugging Face token: remove it from the file" in err, err
+@contextlib.contextmanager
+def _token_source(source: str):
+    """The user's token as HF_TOKEN (FAKE_TOKEN), or only as the stored login (WRONG_TOKEN; removed afterwards)."""
+    from huggingface_hub import constants
+
+    if source != "stored":
+        yield
+        return
+    stored, environment = Path(constants.HF_TOKEN_PATH), os.environ.pop("HF_TOKEN")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_text(WRONG_TOKEN)
+    try:
+        yield
+    finally:
+        stored.unlink()
+        os.environ["HF_TOKEN"] = environment
+
+
+def scenario_refusals(root: str) -> None:
+    from fkd_hf import push_student
+
+    for case in json.loads((Path(root) / "cases.json").read_text()):
+        with _token_source(case["source"]):
+            if case["command"] == "push_student":
+                with pytest.raises(ValueError) as raised:
+                    push_student(case["folder"], case["repo_id"], token=ARGV_TOKEN)
+                err = str(raised.value)
+            else:
+                code, _, err = _cli(case["command"], case["folder"], "--repo-id", case["repo_id"])
+                assert code == 1, err
+        assert f"{case['file']} contains a Hugging Face token: remove it from the file" in err, err
+    code, _, err = _cli("push-student", str(Path(root) / "truncated"), "--repo-id", "user/truncated")
+    assert code == 1 and "model.safetensors cannot be read as weights" in err and "truncated" in err, err
+
+
+def scenario_echo(root: str) -> None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from fkd_hf import push_student
+
+    _verbose_logging()
+    labels, student = os.environ["FKD_HF_TEST_LABELS"], os.environ["FKD_HF_TEST_STUDENT"]
+    for source, command, folder in [("env", "push-labels", labels), ("stored", "push-student", student),
+                                    ("env", "push-student", student)]:  # fmt: skip
+        with _token_source(source):
+            code, _, err = _cli(command, folder, "--repo-id", "user/echo")
+        assert code == 1 and "Bearer ***" in err, err
+
+    # --hub_token is the only token: train, then its push fails; with --debug the traceback is redacted too.
+    os.environ.pop("HF_TOKEN")
+    code, _, err = _cli("--debug", "train", "--label_set", labels, *TRAIN_ARGS, "--output_dir", "student-echo",
+                        "--push_to_hub", "true", "--hub_token", ARGV_TOKEN, "--hub_model_id", "user/echo")  # fmt: skip
+    assert code == 1 and "Traceback" in err and "Bearer ***" in err, err
+
+    # The Python API: the error raised holds no token either.
+    with pytest.raises(HfHubHTTPError) as raised:
+        push_student(student, "user/echo", token=ARGV_TOKEN)
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "Bearer ***" in shown and ARGV_TOKEN not in shown + str(raised.value.server_message)
+    print(shown, file=sys.stderr)
 
 
 def scenario_labels_offline(root: str) -> None:

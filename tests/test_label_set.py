@@ -71,3 +71,42 @@ def test_unfinished_label_set_is_refused(generate_config, tmp_path):
 def test_newer_format_asks_for_an_upgrade():
     with pytest.raises(ValueError, match="upgrade fkd_hf"):
         LabelSetMetadata.from_dict({"format_version": 99})
+
+
+def test_a_mistyped_folder_is_named_at_once_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from fkd_hf.errors import InputNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputNotFoundError, match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
+                                                 r"that name: HF_HUB_OFFLINE is set"):  # fmt: skip
+        load_label_set("outputs/nonexistent")
+    with pytest.raises(InputNotFoundError, match="neither a label-set folder nor a Hub dataset repo id"):
+        load_label_set("./outputs/nonexistent")  # path-shaped, not a Hub id: the Hub is not asked
+
+
+def test_a_mistyped_folder_is_named_at_once_when_the_hub_cannot_be_reached(tmp_path, monkeypatch):
+    import socket
+    import time
+
+    from huggingface_hub import constants
+
+    from fkd_hf.errors import InputNotFoundError
+
+    with socket.socket() as closed:  # a port nothing listens on: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+
+    def no_retries(seconds):
+        raise AssertionError(f"waited {seconds} s to retry a Hub that cannot be reached")
+
+    monkeypatch.setattr(time, "sleep", no_retries)
+    with pytest.raises(InputNotFoundError, match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
+                                                 r"that name: the Hub cannot be reached"):  # fmt: skip
+        load_label_set("outputs/nonexistent")

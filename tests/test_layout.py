@@ -60,7 +60,7 @@ def _definitions(name: str) -> list[str]:
         ("LabelSetWriter", "fkd_hf/labels/writer.py"),
         ("build_trainer", "fkd_hf/training/builder.py"),
         ("normalize", "fkd_hf/models/pixels.py"),
-        ("is_repo_id", "fkd_hf/hub/ids.py"),
+        ("is_repo_id", "fkd_hf/repo_ids.py"),
     ],
 )
 def test_each_shared_job_is_defined_once(name, home):
@@ -113,3 +113,113 @@ def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name():
         module = importlib.import_module(package)
         submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
         assert set(getattr(module, "__all__", [])) & submodules == set(), package
+
+
+# --- layers: imports point down only ----------------------------------------------------------------------------------
+
+# Each top-level module or subpackage of fkd_hf by layer, lowest first. A module may import its own subpackage and any
+# lower layer; two subpackages of one layer (generation and training) import neither each other nor anything above.
+LAYERS = (
+    ("_lazy", "version", "errors", "config_io", "repo_ids", "cpu_memory"),  # used by every layer
+    ("labels",),
+    ("hub",),
+    ("models",),
+    ("generation", "training"),
+    ("demo",),
+    ("cli",),
+    ("__main__",),  # `python -m fkd_hf` runs the command line
+    ("",),  # fkd_hf/__init__.py: the lazy facade over every layer
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+# Edges that break the rule and are being removed; delete an entry once its edge is gone.
+ALLOWED_EDGES = {
+    # the label-set writer renders the card; the card moves out of the writer's reach (labels must not import hub)
+    ("fkd_hf.labels.writer", "fkd_hf.hub.label_card"),
+}
+
+
+def _module_name(path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _lazy_structure(tree: ast.Module) -> dict[str, str]:
+    """A package ``__init__``'s lazy names (``lazy_namespace(..., {module: [names]})``) as name -> submodule."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "lazy_namespace":
+            return {name: module for module, names in ast.literal_eval(node.args[2]).items() for name in names}
+    return {}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the fkd_hf modules it imports, anywhere in it (inside functions and ``TYPE_CHECKING`` too). A name
+    taken from a lazy package counts as an import of the submodule that defines it."""
+    trees = {_module_name(path): (path, ast.parse(path.read_text())) for path in (REPO_ROOT / "fkd_hf").rglob("*.py")}
+    lazy = {name: _lazy_structure(tree) for name, (path, tree) in trees.items() if path.name == "__init__.py"}
+    graph: dict[str, set[str]] = {}
+    for name, (path, tree) in trees.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = graph.setdefault(name, set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names if alias.name.split(".")[0] == "fkd_hf")
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                module = ".".join([*base, *([node.module] if node.module else [])])
+                if module.split(".")[0] != "fkd_hf":
+                    continue
+                for alias in node.names:
+                    submodule = f"{module}.{alias.name}"
+                    if submodule in trees:
+                        targets.add(submodule)
+                    elif alias.name in lazy.get(module, {}):
+                        targets.add(f"{module}.{lazy[module][alias.name]}")
+                    else:
+                        targets.add(module)
+        targets.discard(name)
+    return graph
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_the_import_graph_sees_function_level_and_lazy_imports():
+    graph = _import_graph()
+    assert "fkd_hf.labels.checks" in graph["fkd_hf.labels.format"]
+    assert "fkd_hf.hub.label_card" in graph["fkd_hf.labels.writer"]  # imported inside a function
+    assert "fkd_hf.training.runner" in graph["fkd_hf.cli.train"]  # `from ..training import train`, a lazy name
+    assert set(RANK) >= {_layer(module) for module in graph}, "a new top-level module needs a place in LAYERS"
+
+
+def test_imports_point_down_the_layers_only():
+    upward = sorted(
+        (module, target)
+        for module, targets in _import_graph().items()
+        for target in targets
+        if _layer(target) != _layer(module)
+        and RANK[_layer(target)] >= RANK[_layer(module)]
+        and (module, target) not in ALLOWED_EDGES
+    )
+    assert upward == [], "these imports point up or sideways: " + ", ".join(f"{a} -> {b}" for a, b in upward)
+
+
+def test_nothing_but_the_command_line_imports_it():
+    importers = {module for module, targets in _import_graph().items() if any(_layer(t) == "cli" for t in targets)}
+    assert {_layer(module) for module in importers} <= {"cli", "__main__"}, sorted(importers)
+
+
+def test_no_modules_import_each_other_even_inside_functions():
+    graph = _import_graph()
+    cycles = []
+    for start in sorted(graph):  # a path back to ``start`` through the graph
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            module, path = stack.pop()
+            for target in sorted(graph.get(module, ())):
+                if target == start:
+                    cycles.append(" -> ".join((*path, start)))
+                elif target not in seen and target > start:  # each cycle once, from its smallest module
+                    seen.add(target)
+                    stack.append((target, (*path, target)))
+    assert cycles == []

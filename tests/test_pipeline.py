@@ -1,11 +1,14 @@
-"""The input-pipeline benchmark (benchmarks/pipeline.py) and the device check (benchmarks/gpu_check.sh), on tiny
-photos and a tiny teacher, on the CPU."""
+"""The input-pipeline benchmark (benchmarks/pipeline/) and the device check (benchmarks/gpu_check.sh), on tiny
+photos and a tiny teacher, on the CPU. The FFCV arm's test runs where ffcv is installed and is skipped, saying so,
+elsewhere; its skip path is tested everywhere."""
 
+import dataclasses
 import io
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +21,10 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: i
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import pipeline  # noqa: E402
+from benchmarks.pipeline import arms, ffcv_arm, photos, timing  # noqa: E402
 from fkd_hf.labels.crops import crop_rng, crops_to_pixels, replay_crops, sample_crops  # noqa: E402
-from fkd_hf.labels.decode import decode_pixels  # noqa: E402
+from fkd_hf.labels.decode import JPEG_MAGIC, decode_pixels  # noqa: E402
+from fkd_hf.training import FKDCropDataset  # noqa: E402
 
 
 def _jpeg(height=375, width=500) -> bytes:
@@ -35,7 +40,7 @@ def test_device_crops_are_the_tensor_replay_within_a_level():
     photo = decode_pixels(_jpeg())
     crops, flips = sample_crops(375, 500, 6, crop_rng(0, 1))
     boxes = crops_to_pixels(crops, 375, 500)
-    on_device = pipeline.device_crops([photo, photo], [boxes[:2], boxes[2:]], [flips[:2], flips[2:]], (40, 48), "cpu")
+    on_device = arms.device_crops([photo, photo], [boxes[:2], boxes[2:]], [flips[:2], flips[2:]], (40, 48), "cpu")
     expected = torch.from_numpy(replay_crops(photo, boxes, flips, (40, 48), "bilinear", "tensor"))
     assert on_device.shape == (6, 3, 40, 48) and on_device.dtype == torch.uint8
     assert (on_device.permute(0, 2, 3, 1).int() - expected.int()).abs().max() <= 1
@@ -45,7 +50,7 @@ def test_bound_share_and_cores_follow_the_measured_times():
     args = pipeline.make_parser().parse_args(["--num-crops", "4"])
     decode = {"pil": 0.4, "tensor": 0.8, "torchvision": 0.9}  # fkd: the tensor replay's ops
     costs = {"fkd": (0.5, 0.1, 1.6), "plain": (2.0, 0.0, 1.5), "fkd_device": (0.0, 0.0, 1.2)}
-    rows = pipeline.derive(costs, decode, args)
+    rows = timing.derive(costs, decode, args)
     fkd = rows["fkd"]
     assert fkd["crops_per_decode"] == 4 and fkd["decode_ms"] == 0.8
     assert fkd["crop_ms"] == pytest.approx((1.6 - 0.8) / 4)
@@ -57,25 +62,30 @@ def test_bound_share_and_cores_follow_the_measured_times():
 
 
 def test_draft_decoding_needs_every_stored_crop_twice_the_output():
-    shares = pipeline.draft_shares([_jpeg(), _jpeg(300, 420)], 8, [1, 200])
+    shares = timing.draft_shares([_jpeg(), _jpeg(300, 420)], 8, [1, 200])
     assert shares == {"1": {"fkd": 1.0, "single": 1.0}, "200": {"fkd": 0.0, "single": 0.0}}
 
 
-def test_the_benchmark_measures_every_method(tmp_path, image_folder):
+def _run_benchmark(tmp_path: Path, image_folder: Path, *flags: str) -> dict:
+    """The benchmark's results on the tiny photos (12 photos, 32 px crops, one short round)."""
     output = tmp_path / "pipeline.json"
     args = pipeline.make_parser().parse_args([
         "--dataset", f"imagefolder:{image_folder}", "--photos", "12", "--sizes", "32", "--batch-crops", "8",
         "--crops", "8", "--rounds", "1", "--stored-crops", "4", "--num-crops", "2", "--classes", "10",
-        "--output", str(output),
+        "--output", str(output), *flags,
     ])  # fmt: skip
     threads = torch.get_num_threads()
     try:
         pipeline.main(args)
     finally:
         torch.set_num_threads(threads)
-    data = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def test_the_benchmark_measures_every_method(tmp_path, image_folder):
+    data = _run_benchmark(tmp_path, image_folder)
     cost = data["cpu_s_per_1k_crops"]
-    assert {"plain", "plain_fast", "relabel", "fkd", "fkd_spread", "generation"} <= set(cost)
+    assert {"plain", "plain_fast", "relabel", "fkd", "fkd_official", "fkd_spread", "generation"} <= set(cost)
     assert all(value > 0 for value in cost.values() if value is not None)
     assert data["decode_ms"] > 0 and data["crop_ms"] > 0 and data["photos"] == 12
     fkd, plain = data["methods"]["32"]["fkd"], data["methods"]["32"]["plain"]
@@ -84,6 +94,56 @@ def test_the_benchmark_measures_every_method(tmp_path, image_folder):
     assert 0 < fkd["share_of_bound"] < 5 and fkd["targets_cpu_s_per_1k_crops"] > 0
     assert data["methods"]["32"]["relabel"]["targets_cpu_s_per_1k_crops"] > 0
     assert data["load_average"]["start"] >= 0
+    assert data["photos_described"] == "12 photos at 500x375 (JPEG q90)"
+
+
+def test_photos_as_they_are_keep_their_bytes(image_folder):
+    files = {path.read_bytes() for path in image_folder.rglob("*.*")}
+    as_is = photos.train_photos(f"imagefolder:{image_folder}", 7, "as-is")
+    reencoded = photos.train_photos(f"imagefolder:{image_folder}", 7)
+    assert len(as_is) == 7 and set(as_is) <= files
+    assert all(Image.open(io.BytesIO(data)).size == (500, 375) and data not in files for data in reencoded)
+    jpeg = sum(data.startswith(JPEG_MAGIC) for data in as_is)
+    assert 0 < jpeg < 7  # the tiny folder mixes JPEG and PNG
+    assert photos.describe(as_is, "as-is").startswith(f"7 photos as they are ({jpeg} JPEG; median ")
+
+
+def test_the_official_loader_replays_the_crops_fkd_replays():
+    """fkd_official cuts the same stored crops of the pass as FKDCropDataset, with their labels; its pixels are
+    torchvision's crop-then-resize of the PIL image, within a few levels of fkd-hf's PIL replay (its edges differ)."""
+    rows, metadata, _ = photos.training_rows([_jpeg(), _jpeg(300, 420)], 4, 10)
+    official = arms.OfficialFKDCrops(rows, metadata, 2, (40, 48))
+    fkd = FKDCropDataset(rows, dataclasses.replace(metadata, replay="pil"), 2, (40, 48))
+    for dataset in (official, fkd):
+        dataset.set_pass(1)
+    for ours, theirs in zip(official.__getitems__([0, 1]), fkd.__getitems__([0, 1])):
+        assert torch.equal(ours["topk_indices"], theirs["topk_indices"])
+        assert ours["pixel_values"].shape == theirs["pixel_values"].shape == (2, 40, 48, 3)
+        assert (ours["pixel_values"].float() - theirs["pixel_values"].float()).abs().mean() < 3
+
+
+def test_an_unknown_method_is_refused_by_name(tmp_path, image_folder):
+    with pytest.raises(SystemExit, match="unknown nope; choose from plain, "):
+        _run_benchmark(tmp_path, image_folder, "--methods", "plain,nope")
+
+
+def test_without_ffcv_its_arm_is_skipped_with_a_note(tmp_path, image_folder, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ffcv", None)  # import ffcv now raises ImportError
+    data = _run_benchmark(tmp_path, image_folder, "--methods", "plain,ffcv", "--photo-bytes", "as-is")
+    assert set(data["methods"]["32"]) == {"plain"} and data["generation"] == {}
+    note = next(note for note in data["notes"] if note.startswith("ffcv"))
+    assert "skipped" in note and "RESULTS.md" in note and note in capsys.readouterr().out
+
+
+def test_the_ffcv_arm_reads_the_photos_own_bytes(tmp_path, image_folder):
+    pytest.importorskip("ffcv", reason="ffcv is not installed here (see benchmarks/RESULTS.md for its install)")
+    as_is = photos.train_photos(f"imagefolder:{image_folder}", 12, "as-is")
+    reencoded = ffcv_arm.write_beton(as_is, list(range(12)), tmp_path / "photos.beton")
+    assert reencoded == sum(not data.startswith(JPEG_MAGIC) for data in as_is) > 0  # the PNGs
+    batches, unit = ffcv_arm.ffcv_batches(tmp_path / "photos.beton", (32, 40), 4, 12)
+    batch = next(batches)
+    assert unit == 3 and batch["pixel_values"].shape == (4, 3, 32, 40) and batch["pixel_values"].dtype == torch.uint8
+    assert batch["pixel_values"].float().std() > 0 and sorted(batch["labels"].flatten().tolist())[-1] < 12
 
 
 def test_the_device_check_runs_on_the_cpu(tmp_path, teacher_dir):

@@ -3,6 +3,7 @@ pass, independent of workers, resumable, partitioned over processes, bounded mem
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from _fkd_data import make_label_set, make_splits
 from accelerate.data_loader import BatchSamplerShard, SkipBatchSampler
 from torch.utils.data import BatchSampler, DataLoader, SequentialSampler
@@ -22,8 +24,8 @@ from fkd_hf.labels.crops import crops_to_pixels, replay_crop
 from fkd_hf.labels.format import load_label_set
 from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.training.builder import build_trainer
-from fkd_hf.training.data import collate_crops, select_crops
-from fkd_hf.training.spread import SpreadCropDataset, SpreadLayout, spread_train_set
+from fkd_hf.training.data import FKDCropDataset, collate_crops, select_crops
+from fkd_hf.training.layouts.spread import SpreadCropDataset, SpreadLayout, SpreadSteps
 
 STORED = 4  # crops per image in the label set
 PHOTOS = 12
@@ -44,7 +46,8 @@ def _dataset(data, num_crops=2, batch_size=2, **kwargs):
 
 
 def _batches(dataset, sampler=None):
-    sampler = sampler or BatchSampler(SequentialSampler(range(len(dataset))), dataset.batch_size, drop_last=False)
+    batch_size = dataset.layout.batch_size
+    sampler = sampler or BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last=False)
     return [list(batch) for batch in sampler]
 
 
@@ -93,7 +96,7 @@ def test_a_batch_holds_as_many_photos_as_crops(data, batch_size, num_crops):
 
 @pytest.mark.parametrize("photos, lanes", [(1000, 8), (1000, 3), (70, 8)])
 def test_large_passes_place_each_crop_once_in_distinct_photo_steps(photos, lanes):
-    layout = SpreadLayout(num_photos=photos, batch_size=8, num_crops=4, lanes=lanes, seed=3)
+    layout = SpreadSteps(num_photos=photos, batch_size=8, num_crops=4, lanes=lanes, seed=3)
     steps = [layout.step(s) for s in range(-(-photos // 8))]
     assert layout.rest == photos % 32 and len(steps) - layout.rest_step <= 4  # the rest: fewer than 32 photos
     for s, (step_photos, rounds) in enumerate(steps):
@@ -124,19 +127,19 @@ def test_samples_replay_the_stored_crops_with_their_labels(data):
 
 def test_each_photo_is_decoded_once_per_pass_and_memory_stays_bounded(data, decodes):
     dataset = _dataset(data, lanes=3)
-    assert dataset.layout.max_cached_crops == 3 * 4 * 1  # lanes x crops per step x (m - 1)
+    assert dataset.layout.steps(dataset).max_cached_crops == 3 * 4 * 1  # lanes x crops per step x (m - 1)
     for pass_index in range(2):
         dataset.set_pass(pass_index)
         waiting = []
         for batch in _batches(dataset):
             dataset.__getitems__(batch)
-            waiting.append(dataset.cached_crops)
+            waiting.append(dataset.layout.cached_crops)
         assert int(decodes.sum()) == PHOTOS * (pass_index + 1)
-        assert max(waiting) == dataset.layout.max_cached_crops and waiting[-1] == 0
+        assert max(waiting) == dataset.layout.steps(dataset).max_cached_crops and waiting[-1] == 0
 
 
 def _passes(dataset, passes=2, **loader_args):
-    loader = DataLoader(dataset, batch_size=dataset.batch_size, sampler=SequentialSampler(dataset),
+    loader = DataLoader(dataset, batch_size=dataset.layout.batch_size, sampler=SequentialSampler(dataset),
                         collate_fn=collate_crops, **loader_args)  # fmt: skip
     out = []
     for pass_index in range(passes):
@@ -185,13 +188,16 @@ def test_two_processes_train_on_disjoint_photos(data, batch_size):
     assert not photos[0] & photos[1] and photos[0] | photos[1] == set(range(PHOTOS))
 
 
-def test_layout_and_options_are_checked(data, tmp_path):
+def test_layout_and_options_are_checked_when_the_config_is_made(tmp_path):
     with pytest.raises(ValueError, match="crop_layout must be one of grouped, spread"):
         FKDConfig(output_dir=str(tmp_path), crop_layout="mixed")
-    config = FKDConfig(output_dir=str(tmp_path), crop_layout="spread", accelerator_config={"split_batches": True},
-                       use_cpu=True)  # fmt: skip
     with pytest.raises(ValueError, match="turn off .*split_batches"):
-        spread_train_set(join_labels(data[0], data[1]), data[1].metadata, {"input_size": (24, 24)}, config)
+        FKDConfig(output_dir=str(tmp_path), crop_layout="spread", accelerator_config={"split_batches": True},
+                  use_cpu=True)  # fmt: skip
+    with pytest.raises(ValueError, match="spread_lanes must be at least 1"):
+        FKDConfig(output_dir=str(tmp_path), crop_layout="spread", spread_lanes=0)
+    grouped = FKDConfig(output_dir=str(tmp_path), crop_layout="grouped", accelerator_config={"split_batches": True})
+    assert grouped.accelerator_config.split_batches  # the grouped layout works with whole batches split
 
 
 def _config(labels, output_dir, **overrides) -> FKDConfig:
@@ -206,14 +212,35 @@ def _config(labels, output_dir, **overrides) -> FKDConfig:
 def test_training_resumes_mid_pass_to_the_same_loss(data, tmp_path):
     def run(output_dir, resume=None):
         config = _config(data[2], output_dir, max_steps=8, save_strategy="steps", save_steps=1, mixup_alpha=0.4)
-        setup = build_trainer(config, train_set_factory=spread_train_set)
-        assert isinstance(setup.train_set, SpreadCropDataset)
+        setup = build_trainer(config)
+        assert isinstance(setup.train_set.layout, SpreadLayout) and setup.train_set.layout.lanes == 2
+        assert isinstance(setup.trainer._get_train_sampler(), SequentialSampler)  # the layout orders the samples
         setup.trainer.train(resume_from_checkpoint=resume)
         state = json.loads((output_dir / "checkpoint-8" / "trainer_state.json").read_text())
         return next(log["loss"] for log in state["log_history"] if log.get("step") == 8 and "loss" in log)
 
     first = run(tmp_path / "a")
     assert run(tmp_path / "b", resume=str(tmp_path / "a" / "checkpoint-7")) == pytest.approx(first, rel=1e-6)
+
+
+def test_train_leaves_the_config_as_given_and_its_card_records_the_layout_lanes_and_tail(data, tmp_path):
+    from fkd_hf.training import train
+
+    config = _config(data[2], tmp_path / "out", fkd_epochs=2, single_crop_tail=True, eval_split="none",
+                     hub_token="hf_notWrittenAnywhere")  # fmt: skip
+    given = config.to_dict()
+    train(config)
+    assert config.to_dict() == given and config.input_size == 32 and config.mean is None and config.dataset is None
+    info = json.loads((tmp_path / "out" / "fkd_student.json").read_text())
+    layout = (info["crop_layout"], info["crop_layout_options"], info["single_crop_tail"])
+    assert layout == ("spread", {"spread_lanes": 2}, True)
+    assert info["input_size"] == [32, 32] and info["eval_dataset"] == f"imagefolder:{data[2].parent / 'images'}"
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert re.search(r"crop layout\W+spread", card) and re.search(r"spread_lanes\W+2", card)
+    saved = yaml.safe_load((tmp_path / "out" / "train_config.yaml").read_text())  # the resolved values
+    student = json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]
+    assert saved["dataset"] == info["eval_dataset"] and saved["mean"] == student["mean"] and saved["input_size"] == 32
+    assert saved["train_split"] == "train" and saved["eval_split"] == "" and "hub_token" not in saved
 
 
 @pytest.mark.distributed
@@ -234,17 +261,17 @@ def test_two_process_training_gives_each_process_its_own_photos(data, tmp_path):
 
 def _record_two_process_training(labels: str, output_dir: str) -> None:
     """torchrun target of the test above: trains 2 passes and writes each process's (pass, [(photo, round)])."""
-    seen, read = [], SpreadCropDataset.__getitems__
+    seen, read = [], FKDCropDataset.__getitems__
 
     def recording(self, indices):
         photos, rounds = self.crop_plan(indices)
         seen.append((self.pass_index, list(zip(photos.ravel().tolist(), rounds.ravel().tolist()))))
         return read(self, indices)
 
-    SpreadCropDataset.__getitems__ = recording
+    FKDCropDataset.__getitems__ = recording
     config = _config(labels, output_dir, fkd_epochs=4)
     try:
-        build_trainer(config, train_set_factory=spread_train_set).trainer.train()
+        build_trainer(config).trainer.train()
         Path(output_dir, f"rank{config.process_index}.json").write_text(json.dumps(seen))
     finally:  # as `fkd-hf` does: an open process group can abort the interpreter's exit
         torch.distributed.destroy_process_group()

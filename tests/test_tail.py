@@ -16,7 +16,9 @@ from fkd_hf.labels.format import load_label_set
 from fkd_hf.labels.images import load_images
 from fkd_hf.training.builder import build_trainer
 from fkd_hf.training.data import FKDCropDataset, select_crops
-from fkd_hf.training.spread import SpreadCropDataset, spread_train_set
+from fkd_hf.training.layouts import LAYOUTS, layout_class, plan_layout
+from fkd_hf.training.layouts.grouped import GroupedLayout
+from fkd_hf.training.layouts.spread import SpreadCropDataset
 
 STORED = 4
 PHOTOS = 12
@@ -88,8 +90,8 @@ def test_training_with_the_tail_counts_fkd_epochs_exactly(data, tmp_path, layout
         per_device_train_batch_size=2, learning_rate=0.05, optim="sgd", logging_steps=1, save_strategy="no",
         report_to="none", use_cpu=True, dataloader_num_workers=0, seed=0,
     )  # fmt: skip
-    factory = {"spread": spread_train_set}.get(layout)
-    setup = build_trainer(config, **({"train_set_factory": factory} if factory else {}))
+    setup = build_trainer(config)
+    assert setup.train_set.layout.name == layout and setup.resolved.layout.single_crop_tail
     trainer, crops = setup.trainer, []
     record = _Record(setup.train_set)
     trainer.add_callback(record)
@@ -114,3 +116,47 @@ def test_a_tail_needs_whole_passes(tmp_path):
     with pytest.raises(ValueError, match="set fkd_epochs to a multiple of num_crops"):
         FKDConfig(output_dir=str(tmp_path), num_crops=4, fkd_epochs=10, single_crop_tail=True)
     assert FKDConfig(output_dir=str(tmp_path), num_crops=4, fkd_epochs=12, single_crop_tail=True).num_train_epochs == 3
+
+
+class _EvenPhotos(GroupedLayout):
+    """A layout of the test: the grouped one on the even photos only (as a process of two would train)."""
+
+    rank = 1
+
+    def pass_photos(self, dataset):
+        return np.arange(0, len(dataset), 2)
+
+    def local_samples(self, dataset, indices):
+        return np.asarray(indices, dtype=np.int64) % (len(dataset) // 2)
+
+
+def test_the_tail_is_a_schedule_on_top_of_any_layout(data):
+    dataset = FKDCropDataset(*_rows(data), 2, (24, 24), layout=_EvenPhotos())
+    dataset.set_pass(0, tail=True)
+    photos, rounds = dataset.crop_plan(range(PHOTOS // 2))
+    assert Counter(photos.ravel().tolist()) == {p: 2 for p in range(0, PHOTOS, 2)}  # each photo once per FKD epoch
+    assert Counter(rounds.ravel().tolist()) == {0: PHOTOS // 2, 1: PHOTOS // 2}
+    samples = dataset.__getitems__([0, 1])
+    expected = FKDCropDataset(*_rows(data), 2, (24, 24))  # the grouped layout's crops of the same photos
+    expected.set_pass(0)
+    for sample, sample_photos, sample_rounds in zip(samples, photos[:2], rounds[:2]):
+        for crop, photo, round_ in zip(sample["pixel_values"], sample_photos, sample_rounds):
+            assert np.array_equal(crop.numpy(), expected[int(photo)]["pixel_values"][round_].numpy())
+
+
+def test_every_registered_layout_is_a_config_choice_and_the_card_records_it(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from fkd_hf.training import FKDConfig, StudentCardCallback
+
+    choices = FKDConfig.__dataclass_fields__["crop_layout"].metadata["choices"]
+    assert choices == tuple(LAYOUTS) and all(layout_class(name).name == name for name in LAYOUTS)
+    for name, options in (("grouped", {}), ("spread", {"spread_lanes": 3})):
+        tail = name == "grouped"
+        config = FKDConfig(output_dir=str(tmp_path), crop_layout=name, spread_lanes=3, single_crop_tail=tail)
+        plan = plan_layout(config)
+        assert (plan.name, dict(plan.options), plan.single_crop_tail) == (name, options, tail)
+        callback = StudentCardCallback()  # without a run: the layout the arguments set
+        callback.on_train_begin(config, TrainerState(), TrainerControl())
+        info = callback.card_data
+        assert (info.crop_layout, info.crop_layout_options, info.single_crop_tail) == (name, options, tail)

@@ -21,8 +21,9 @@ from fkd_hf import FKDConfig, FKDTrainer, create_student, train
 from fkd_hf.labels import LabelMismatchError, join_labels
 from fkd_hf.models import student_data_config
 from fkd_hf.training import FKDCropDataset
-from fkd_hf.cli.arguments import parse_config, save_config
+from fkd_hf.cli.arguments import parse_config
 from fkd_hf.cli import main as cli_main
+from fkd_hf.config_io import save_config
 from fkd_hf.labels.images import load_images
 from fkd_hf.labels.format import load_label_set
 from fkd_hf.training.data import collate_crops

@@ -9,14 +9,13 @@ import warnings
 import pytest
 from _fkd_data import make_label_set, make_splits
 from conftest import make_image_folder
+from hub_server import TRAIN_TOKEN as SECRET
 
 import fkd_hf.training.runner as runner
 from fkd_hf.cli import main as cli_main
 from fkd_hf.training import FKDConfig, build_trainer, train
 from fkd_hf.training.config import default_loader_workers
 from fkd_hf.training.runner import CONFIG_FILE, check_output_dir, resolve_eval_split
-
-SECRET = "hf_trainSafetySecretToken42"
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def test_the_hub_token_reaches_the_push_and_no_file(data, tmp_path, monkeypatch,
 def test_the_validation_split_is_found_or_its_absence_said(data, tmp_path, monkeypatch):
     def resolved(**options):
         config = FKDConfig(output_dir=str(tmp_path / "o"), train_split="train", **options)
-        return resolve_eval_split(config), config.eval_split
+        return resolve_eval_split(config)
 
     line, split = resolved(dataset=f"imagefolder:{data[0]}")
     assert split == "validation" and "evaluating on split 'validation'" in line

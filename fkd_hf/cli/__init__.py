@@ -1,18 +1,24 @@
 """The ``fkd-hf`` command line: ``fkd-hf <command> [options]``; ``fkd-hf <command> --help`` lists the options.
 
 Every command runs through one runner: an error is one line (two for a Hub authentication failure) naming the
-problem, with exit status 2 for a command line or config file that cannot be used and 1 for anything else;
-``--debug`` (anywhere on the line) or ``FKD_HF_DEBUG=1`` also prints the traceback. No token is ever printed.
+problem, with exit status 2 for a command line or config file that cannot be used (an unknown option, a value of
+the wrong type, a missing required option, a folder or Hub repo an option names that does not exist) and 1 for
+anything else; ``--debug`` (anywhere on the line) or ``FKD_HF_DEBUG=1`` also prints the traceback. No token is
+ever printed. SIGTERM (what a scheduler sends before a kill) stops a command as Ctrl-C does: it says what it kept
+and how to resume, and exits with status 143 (130 after Ctrl-C).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 # command -> (module, one-line description); a module has ``PROG`` and ``main(argv) -> int``
@@ -30,6 +36,7 @@ DEBUG_FLAG, DEBUG_ENV = "--debug", "FKD_HF_DEBUG"
 TRAINER_DEBUG_VALUES = ("underflow_overflow", "tpu_metrics_debug")
 # Errors whose message is written for the user; any other type is named in front of its message.
 USER_ERRORS = (ValueError, OSError, LookupError, ImportError)
+INTERRUPTED = 130  # the exit status of Ctrl-C (128 + SIGINT); a command returns it when interrupted
 
 
 def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, kind: str,
@@ -83,26 +90,53 @@ def error_message(err: BaseException) -> str:
 
 
 def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int:
-    """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)."""
-    from .arguments import UsageError
+    """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)
+    and SIGTERM handled as Ctrl-C (:func:`terminate_as_interrupt`)."""
+    from ..errors import USAGE_ERRORS
+    from ..hub.tokens import redact_logs, remember_tokens_in_argv
 
     prog = getattr(module, "PROG", "fkd-hf")
-    try:
-        return module.main(argv) or 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted.", file=sys.stderr)
-        return 130
-    except Exception as err:
-        if debug:
-            from ..hub.push import redact_tokens
+    remember_tokens_in_argv(argv)  # a --hub_token is redacted like HF_TOKEN, in errors and in every log record
+    redact_logs()
+    with terminate_as_interrupt() as received:
+        try:
+            status = module.main(argv) or 0
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted.", file=sys.stderr)
+            status = INTERRUPTED
+        except Exception as err:
+            if debug:
+                from ..hub.push import redact_tokens
 
-            print(redact_tokens("".join(traceback.format_exception(err))), file=sys.stderr, end="")
-        print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
-        if not debug and not isinstance(err, USER_ERRORS):
-            print(f"{prog}: rerun with {DEBUG_FLAG} for the traceback.", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 1
+                print(redact_tokens("".join(traceback.format_exception(err))), file=sys.stderr, end="")
+            print(f"{prog}: error: {error_message(err)}", file=sys.stderr)
+            if not debug and not isinstance(err, USER_ERRORS):
+                print(f"{prog}: rerun with {DEBUG_FLAG} for the traceback.", file=sys.stderr)
+            status = 2 if isinstance(err, USAGE_ERRORS) else 1
+        finally:
+            _end_process_group()
+    return 128 + received[0] if received and status == INTERRUPTED else status
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[list[int]]:
+    """Within the block, SIGTERM raises KeyboardInterrupt, so a command stops as on Ctrl-C (keeps what is finished,
+    says how to resume); yields the list of SIGTERMs received. The previous handler is restored after. Outside the
+    main thread, where no handler can be set, nothing changes."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield received
     finally:
-        _end_process_group()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 def _end_process_group() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from .arguments import _Parser
+from .arguments import CommandParser
 
 
 def push_parser(prog: str, description: str, directory_help: str, repo_type: str) -> argparse.ArgumentParser:
     """A parser with the folder argument and the options of every push: repo id, visibility, branch, message."""
-    parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(prog=prog, description=description)
     parser.add_argument("directory", help=directory_help)
     parser.add_argument("--repo-id", "--repo_id", dest="repo_id", required=True, help=f"Hub {repo_type} repo: user/name.")
     parser.add_argument("--private", action="store_true", default=None, help="Create the repo private.")

@@ -13,14 +13,13 @@ import dataclasses
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+import enum
+from collections.abc import Collection, Mapping, Sequence
 
-__all__ = ["UsageError", "make_parser", "parse_config", "save_config"]
+from ..config_io import ConfigFileError, read_config_file
+from ..errors import UsageError
 
-
-class UsageError(ValueError):
-    """A command line or config file that cannot be used as given (the command exits with status 2)."""
+__all__ = ["UsageError", "CommandParser", "HelpFormatter", "make_parser", "parse_config", "require"]
 
 
 def _bool(text: str | bool) -> bool:
@@ -45,9 +44,13 @@ def _field_kind(annotation) -> tuple[type, bool]:
     return annotation, False
 
 
+def _flag_names(name: str) -> list[str]:
+    return [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+
+
 def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annotation) -> None:
     kind, is_list = _field_kind(annotation)
-    names = [f"--{field.name}"] + ([f"--{field.name.replace('_', '-')}"] if "_" in field.name else [])
+    names = _flag_names(field.name)
     options: dict = {"dest": field.name, "help": field.metadata.get("help")}
     if field.default is not dataclasses.MISSING:
         options["default"] = field.default
@@ -64,24 +67,64 @@ def _add_field(parser: argparse.ArgumentParser, field: dataclasses.Field, annota
     parser.add_argument(*names, **options)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line plus where to look, as :class:`UsageError`."""
+def _add_positional(parser: argparse.ArgumentParser, field: dataclasses.Field, annotation, required: bool) -> None:
+    """``field`` as the command's positional argument (``NAME``, or ``NAME ...`` for a list), also accepted as the
+    flag ``--name`` (dest ``--name``, not shown); optional where the config file or that flag gives it."""
+    _, is_list = _field_kind(annotation)
+    nargs = ("+" if is_list else None) if required else ("*" if is_list else "?")
+    parser.add_argument(field.name, nargs=nargs, metavar=field.name.upper(), help=field.metadata.get("help"))
+    parser.add_argument(*_flag_names(field.name), dest=f"--{field.name}", nargs="+" if is_list else None,
+                        default=None, help=argparse.SUPPRESS)  # fmt: skip
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout, and ends the help of each option that has a default with ``(default: X)``
+    (unless its help already names its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if (not action.option_strings or default is None or default is argparse.SUPPRESS or default == ""
+                or isinstance(action, argparse._StoreConstAction) or "default" in text.lower()):  # fmt: skip
+            return text
+        if isinstance(default, enum.Enum):
+            default = default.value
+        if isinstance(default, bool):
+            shown = str(default).lower()
+        elif isinstance(default, (list, tuple)):
+            shown = " ".join(map(str, default))  # as it is typed
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of an fkd-hf command: its errors are one line plus where to look, as :class:`UsageError`, and its
+    help shows the defaults (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (run `{self.prog} --help` for the options)")
 
 
-def make_parser(dataclass_types: Sequence[type], prog: str, description: str) -> argparse.ArgumentParser:
-    """The parser of ``dataclass_types``: one flag per field (``--name`` and ``--name-with-dashes``)."""
+def make_parser(dataclass_types: Sequence[type], prog: str, description: str, positional: str | None = None,
+                supplied: Collection[str] = ()) -> argparse.ArgumentParser:  # fmt: skip
+    """The parser of ``dataclass_types``: one flag per field (``--name`` and ``--name-with-dashes``). The field
+    named ``positional`` (none for ``TrainingArguments`` subclasses) is a positional argument instead, required
+    unless it is in ``supplied`` (given by the config file or as a flag)."""
     from_transformers = any(_is_training_arguments(dtype) for dtype in dataclass_types)
     if from_transformers:
         parser = _trainer_parser(dataclass_types, prog, description)
     else:
-        parser = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser = CommandParser(prog=prog, description=description)
         for dtype in dataclass_types:
             hints = typing.get_type_hints(dtype)
             for field in dataclasses.fields(dtype):
-                if field.init:
+                if field.init and field.name == positional:
+                    _add_positional(parser, field, hints[field.name], required=positional not in supplied)
+                elif field.init:
                     _add_field(parser, field, hints[field.name])
     parser.add_argument("--config", type=str, default=None, help="YAML file of defaults; flags override it.")
     return parser
@@ -96,9 +139,8 @@ def _trainer_parser(dataclass_types: Sequence[type], prog: str, description: str
     of their own, listed first in ``--help``."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.error = types.MethodType(_Parser.error, parser)
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description, formatter_class=HelpFormatter)
+    parser.error = types.MethodType(CommandParser.error, parser)
     inherited = {field.name for field in dataclasses.fields(TrainingArguments)}
     own = {field.name for dtype in dataclass_types for field in dataclasses.fields(dtype)} - inherited
     group = parser.add_argument_group(f"{dataclass_types[0].__name__} options")
@@ -155,20 +197,17 @@ def _check_unconverted(path: str, key: str, value, annotation) -> None:
             raise UsageError(f"{path}: {key} takes {names}, got {value!r}; fix the value or remove the key.")
 
 
-def _config_argv(path: str, parser: argparse.ArgumentParser, hints: Mapping[str, object], renamed: Mapping[str, str],
-                 prog: str) -> list[str]:  # fmt: skip
-    """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
-    import yaml
-
+def _read_config(path: str, renamed: Mapping[str, str], prog: str) -> dict:
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as err:
-        raise UsageError(f"cannot read --config {path}: {err.strerror or err}") from err
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from err
-    if not isinstance(values, dict):
-        raise UsageError(f"{path} must be a mapping of option names to values, got {type(values).__name__}.")
-    values = _rename(values, renamed, prog, f"{path}: ")
+        values = read_config_file(path)
+    except ConfigFileError as err:
+        raise UsageError(str(err)) from err
+    return _rename(values, renamed, prog, f"{path}: ")
+
+
+def _config_argv(path: str, values: Mapping[str, object], parser: argparse.ArgumentParser,
+                 hints: Mapping[str, object], prog: str, positional: str | None) -> list[str]:  # fmt: skip
+    """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
     actions = {action.dest: action for action in parser._actions}
     unknown = sorted(set(values) - set(actions) - {"config"})
     if unknown:
@@ -177,7 +216,9 @@ def _config_argv(path: str, parser: argparse.ArgumentParser, hints: Mapping[str,
     for key, value in values.items():
         if key in hints and (value is None or isinstance(value, (dict, list))):
             _check_unconverted(path, key, value, hints[key])
-        if value is None or isinstance(value, dict) or value == []:  # taken as they are: nothing to convert
+        if key == positional:  # a default of the positional argument, which the command line may give instead
+            parser.set_defaults(**{key: list(map(str, value)) if isinstance(value, list) else str(value)})
+        elif value is None or isinstance(value, dict) or value == []:  # taken as they are: nothing to convert
             parser.set_defaults(**{key: value})
             actions[key].required = False
         elif isinstance(value, list):
@@ -193,22 +234,29 @@ def parse_config(
     prog: str,
     description: str,
     renamed: Mapping[str, str] | None = None,
+    positional: str | None = None,
 ) -> tuple:
     """Parses ``argv`` into instances of ``dataclass_types``.
 
     A ``--config`` YAML file supplies defaults (its keys are the flag names with underscores); flags on the command
-    line override it. ``renamed`` maps deprecated option names to their new ones (accepted with a note). Unknown
-    keys, unconvertible values and invalid fields raise :class:`UsageError`.
+    line override it. ``renamed`` maps deprecated option names to their new ones (accepted with a note); the field
+    ``positional`` is given without its flag (``fkd-hf import-fkd LABEL_DIR ...``). Unknown keys, unconvertible
+    values and invalid fields raise :class:`UsageError`.
     """
     renamed = dict(renamed or {})
     argv = _renamed_argv(argv, renamed, prog)
-    parser = make_parser(dataclass_types, prog, description)
     pre_parser = argparse.ArgumentParser(add_help=False)
     pre_parser.add_argument("--config", type=str, default=None)
     pre, _ = pre_parser.parse_known_args(argv)
+    values = _read_config(pre.config, renamed, prog) if pre.config else {}
+    as_flag = positional is not None and any(word.partition("=")[0] in _flag_names(positional) for word in argv)
+    supplied = set(values) | ({positional} if as_flag else set())
+    parser = make_parser(dataclass_types, prog, description, positional, supplied)
     hints = {name: hint for dtype in dataclass_types for name, hint in typing.get_type_hints(dtype).items()}
-    config_words = _config_argv(pre.config, parser, hints, renamed, prog) if pre.config else []
+    config_words = _config_argv(pre.config, values, parser, hints, prog, positional) if pre.config else []
     namespace = parser.parse_args(config_words + list(argv))
+    if as_flag:
+        setattr(namespace, positional, getattr(namespace, f"--{positional}"))
     outputs = []
     for dtype in dataclass_types:
         names = {field.name for field in dataclasses.fields(dtype) if field.init}
@@ -219,13 +267,11 @@ def parse_config(
     return tuple(outputs)
 
 
-def save_config(config, path: str | Path) -> Path:
-    """Writes a config dataclass as YAML that ``--config`` reads back. Secrets (``*token*`` fields) are left out."""
-    import yaml
+def require(config, names: Sequence[str], prog: str) -> None:
+    """Raises :class:`UsageError`, as the parser does for a missing required flag, if a field in ``names`` that the
+    config class leaves optional (for use from Python) is not set on the command line or in the config file."""
+    missing = [f"--{name}" for name in names if getattr(config, name) in (None, "")]
+    if missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} (run `{prog} --help` for the "
+                         "options)")  # fmt: skip
 
-    values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
-    values = {key: value for key, value in values.items() if "token" not in key}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(values, sort_keys=False))
-    return path

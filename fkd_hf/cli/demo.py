@@ -11,50 +11,31 @@ training_curves.png, demo_config.yaml and demo_result.json. A failed run leaves 
 from __future__ import annotations
 
 import errno
-import signal
 import sys
-import threading
 
-from .arguments import parse_config
 from ..demo.config import DemoConfig
+from .arguments import parse_config
 
 PROG = "fkd-hf demo"
 
 
-def _message(err: BaseException, output_dir: str) -> str:
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        detail = err.strerror or str(err)
-        return (f"no space left on the disk ({detail}); nothing was written to {output_dir}: free some space or pass "
-                "--output-dir on another disk.")  # fmt: skip
-    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    return " ".join(str(text).split()) or type(err).__name__
-
-
 def main(argv: list[str]) -> int:
-    try:
-        (config,) = parse_config([DemoConfig], argv, prog=PROG, description=__doc__)
-    except ValueError as err:
-        print(f"{PROG}: error: {_message(err, '')}", file=sys.stderr)
-        return 2
-    def terminate(signum, frame):  # clean up like Ctrl-C does: no half-written result is left behind
-        raise KeyboardInterrupt
+    (config,) = parse_config([DemoConfig], argv, prog=PROG, description=__doc__)
+    from ..cpu_memory import keep_freed_memory
+    from ..demo import run_demo
 
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, terminate) if main_thread else None
+    keep_freed_memory()
     try:
-        from ..cpu_memory import keep_freed_memory
-        from ..demo import run_demo
-
-        keep_freed_memory()
         result = run_demo(config)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the command runner raises it): no half-written result is left
         print(f"{PROG}: interrupted; nothing was written to {config.output_dir}.", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, ImportError, KeyError, OSError) as err:
-        print(f"{PROG}: error: {_message(err, config.output_dir)}", file=sys.stderr)
-        return 2
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        advice = "free some space or pass --output-dir on another disk"
+        print(f"{PROG}: error: no space left on the disk ({err.strerror or err}); nothing was written to "
+              f"{config.output_dir}: {advice}.", file=sys.stderr)  # fmt: skip
+        return 1
     print("\n" + result.summary, flush=True)
     return 0

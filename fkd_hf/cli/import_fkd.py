@@ -1,6 +1,6 @@
 """``fkd-hf import-fkd``: convert the label files of FKD's official generator into an fkd-hf label set.
 
-    fkd-hf import-fkd FKD_soft_label_500_crops_marginal_smoothing_k_5/imagenet/train \
+    fkd-hf import-fkd FKD_soft_label_500_crops_marginal_smoothing_k_5/imagenet/train \\
         --dataset imagefolder:imagenet/train --output_dir outputs/imagenet-fkd-labels
     accelerate launch -m fkd_hf import-fkd LABEL_DIR --dataset imagefolder:imagenet/train --output_dir OUT
 
@@ -12,22 +12,14 @@ regenerated; a rerun of the same command finishes an interrupted import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ..generation.import_config import ImportFKDConfig
 from .arguments import parse_config
 
 PROG = "fkd-hf import-fkd"
 
 
-def with_positionals(argv: Sequence[str], field: str) -> list[str]:
-    """``argv`` with its leading words that are not options passed as ``--field`` (``cmd A B --x 1``)."""
-    count = next((i for i, word in enumerate(argv) if word.startswith("-")), len(argv))
-    return [f"--{field}", *argv] if count else list(argv)
-
-
 def main(argv: list[str]) -> int:
-    (config,) = parse_config([ImportFKDConfig], with_positionals(argv, "label_dir"), prog=PROG, description=__doc__)
+    (config,) = parse_config([ImportFKDConfig], argv, prog=PROG, description=__doc__, positional="label_dir")
     from ..generation import import_fkd
 
     import_fkd(config)

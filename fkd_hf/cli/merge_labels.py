@@ -14,7 +14,6 @@ import dataclasses
 
 from ..labels.kinds import KINDS, check_kind
 from .arguments import parse_config
-from .import_fkd import with_positionals
 
 PROG = "fkd-hf merge-labels"
 
@@ -40,8 +39,7 @@ class MergeLabelsConfig:
 
 
 def main(argv: list[str]) -> int:
-    (config,) = parse_config([MergeLabelsConfig], with_positionals(argv, "label_sets"), prog=PROG,
-                             description=__doc__)  # fmt: skip
+    (config,) = parse_config([MergeLabelsConfig], argv, prog=PROG, description=__doc__, positional="label_sets")
     from ..labels import merge_label_sets
 
     metadata = merge_label_sets(config.label_sets, config.output_dir, config.weights, config.kind, config.k)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from .arguments import parse_config
+from .arguments import parse_config, require
 
 PROG = "fkd-hf train"
 
@@ -24,6 +24,7 @@ def main(argv: list[str]) -> int:
     from ..training import FKDConfig
 
     (config,) = parse_config([FKDConfig], argv, prog=PROG, description=__doc__)
+    require(config, ["label_set", "student"], PROG)  # optional in FKDConfig, for a loop that sets them later
     from ..training import train  # after parsing: `--help` needs only the config
 
     keep_freed_memory()

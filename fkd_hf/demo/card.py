@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..repo_ids import portable_spec
 from ..training import StudentCardCallback
 from .config import DemoConfig
 from .data import HOLDOUT_EVERY, DemoData
@@ -16,12 +17,14 @@ from .train_stage import StudentRun
 
 __all__ = ["demo_card_callback", "write_demo_card"]
 
+
 def demo_card_callback(config: DemoConfig) -> StudentCardCallback:
     """The callback that fills the FKD student's card while it trains."""
     return StudentCardCallback(model_name=f"{config.student} FKD demo student", tags=["fkd-hf-demo"])
 
 
 def _evaluation_notes(data: DemoData, teacher_name: str, run: StudentRun, eval_items: int) -> str:
+    teacher_name = portable_spec(teacher_name)  # a teacher folder by its name: no card holds a local path
     if data.mode == "photos":
         return (f"Top-1 agreement with the teacher `{teacher_name}` on {eval_items} held-out crops of the training "
                 f"photos (crops no training step used): {pct(run.top1)}. This is agreement with the teacher, not "

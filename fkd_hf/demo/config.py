@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ..errors import UsageError
 from ..models.precision import resolve_precision
 
 __all__ = ["DemoConfig", "PHOTO_DEFAULTS", "DATASET_DEFAULTS", "device_type"]
@@ -116,7 +117,7 @@ class DemoConfig:
         values["precision"] = resolve_precision(self.precision, device_type())
         config = dataclasses.replace(self, **values)
         if config.num_crops > config.stored_crops:
-            raise ValueError(
+            raise UsageError(
                 f"num_crops (m = {config.num_crops}) cannot exceed stored_crops (R = {config.stored_crops}): each pass "
                 "replays m of the R crops the teacher labelled."
             )

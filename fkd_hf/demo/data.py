@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hub.ids import is_repo_id
 from ..labels.images import SPLIT_DIRS, ImageSource, load_images
+from ..errors import InputNotFoundError, UsageError
+from ..repo_ids import is_repo_id
 from .config import DemoConfig
 
 __all__ = ["HOLDOUT_EVERY", "DemoData", "holdout_rows", "label_map", "prepare_data"]
@@ -61,10 +62,10 @@ def label_map(source: ImageSource, names: Sequence[str], to_class: np.ndarray) -
     """``source``'s label -> label-set class index; ``names`` are the training split's classes and ``to_class``
     maps them to the label set's."""
     if source.label_column is None or source.label_names is None:
-        raise ValueError(f"Split {source.split!r} of {source.spec!r} has no class labels: the demo needs labelled images.")
+        raise UsageError(f"Split {source.split!r} of {source.spec!r} has no class labels: the demo needs labelled images.")
     missing = [name for name in source.label_names if name not in names]
     if missing:
-        raise ValueError(f"The classes {missing[:5]} of split {source.split!r} are not among the training split's.")
+        raise UsageError(f"The classes {missing[:5]} of split {source.split!r} are not among the training split's.")
     return np.asarray(to_class)[[list(names).index(name) for name in source.label_names]]
 
 
@@ -74,7 +75,7 @@ def _check_dataset_spec(spec: str) -> None:
     if spec.startswith("parquet:"):
         return
     if (spec.startswith("imagefolder:") or not is_repo_id(spec, namespaced=False)) and not path.is_dir():
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"--dataset {spec!r} is neither an existing folder nor a Hub dataset id: give imagefolder:PATH of a "
             "folder with one subfolder per class (or train/ and val/ of those), or a Hub id such as 'frgfm/imagenette'."
         )
@@ -86,12 +87,12 @@ def _load(spec: str, config: str | None, split: str) -> ImageSource:
     except (ValueError, KeyError, TypeError) as err:
         if "split" in str(err).lower():
             raise
-        raise ValueError(f"Cannot read --dataset {spec!r}: {err}") from err
+        raise UsageError(f"Cannot read --dataset {spec!r}: {err}") from err
     except (ConnectionError, OSError) as err:
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"--dataset {spec!r} is neither an existing folder nor a Hub dataset that can be loaded ({first}). Give "
             "imagefolder:PATH, or a Hub id (online, or already in the local cache)."
         ) from err
@@ -135,13 +136,13 @@ def _train_split(config: DemoConfig) -> ImageSource:
     if root is not None and not any((root / name).is_dir() for name in SPLIT_DIRS.get(config.train_split, ())):
         held = [name for names in SPLIT_DIRS.values() for name in names if (root / name).is_dir()]
         if held:
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"--dataset {spec!r} has {'/'.join(held)}/ but no {config.train_split}/ folder: put the training "
                 "images in train/<class>/ (or pass --train-split)."
             )
     train = _load(spec, config.dataset_config, config.train_split)
     if train.label_column is None or train.label_names is None:
-        raise ValueError(
+        raise UsageError(
             f"--dataset {spec!r} has no class-label column 'label': the demo needs labelled images (one subfolder "
             "per class for a folder)."
         )
@@ -156,7 +157,7 @@ def _eval_split(config: DemoConfig) -> ImageSource | None:
             break
     if evaluation is None:
         if config.eval_split:
-            raise ValueError(f"--dataset {config.dataset!r} has no split {config.eval_split!r}: name an existing one.")
+            raise UsageError(f"--dataset {config.dataset!r} has no split {config.eval_split!r}: name an existing one.")
         return None
     if config.max_eval_images is not None and evaluation.num_rows > config.max_eval_images:
         picks = np.linspace(0, evaluation.num_rows - 1, config.max_eval_images).round().astype(int)
@@ -173,7 +174,7 @@ def _dataset_data(config: DemoConfig) -> DemoData:
         mode, eval_name = "split", f"{evaluation.num_rows} images of split {evaluation.split!r}"
     else:
         if train.num_rows <= HOLDOUT_EVERY // 2:
-            raise ValueError(
+            raise UsageError(
                 f"--dataset {spec!r} has only {train.num_rows} images and no validation split: the demo holds out every "
                 f"{HOLDOUT_EVERY}th image for evaluation, so give it more images or a val/ folder."
             )

@@ -66,8 +66,7 @@ def prepare_output(final: Path) -> Path:
     if free < MIN_FREE_BYTES:
         raise OSError(
             errno.ENOSPC,
-            f"only {free / 2**20:.0f} MiB free where {final} goes; the demo needs {MIN_FREE_BYTES / 2**20:.0f} MiB: "
-            "free some space or pass --output-dir on another disk",
+            f"only {free / 2**20:.0f} MiB free where {final} goes; the demo needs {MIN_FREE_BYTES / 2**20:.0f} MiB",
         )
     partial = parent / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli.arguments import save_config
+from ..config_io import save_config
 from ..models.students import create_student, student_data_config
 from .card import demo_card_callback, write_demo_card
 from .config import DemoConfig, device_type

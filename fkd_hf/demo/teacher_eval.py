@@ -12,6 +12,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import UsageError
 from ..models.teacher_runner import TeacherRunner
 from ..models.teachers import Teacher, load_teacher, resolve_class_map
 from .config import DemoConfig, device_type
@@ -45,7 +46,7 @@ def load_demo_teacher(spec: str) -> Teacher:
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise UsageError(
             f"Cannot load teacher {spec!r} ({first}). Give efficientnet-lite0 (offline), a timm model name, "
             "timm/<name> or hf-hub:<org>/<name>, a transformers Hub id, or a folder with config.json and weights."
         ) from err

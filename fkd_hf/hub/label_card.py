@@ -3,21 +3,25 @@
 Its YAML (``configs`` -> ``data/*.parquet``, ``dataset_info`` features) makes ``datasets.load_dataset(repo_id)`` and
 the Hub's dataset viewer read exactly the label rows, with their dtypes. Every field of
 :class:`~fkd_hf.labels.format.LabelSetMetadata` is a template variable, so a new metadata field needs only a
-template edit. The card never holds a token: it is built from metadata fields only.
+template edit. The card never holds a token (it is built from metadata fields only) nor a local absolute path (local
+specs are shown as :func:`~fkd_hf.repo_ids.portable_spec` gives them; ``fkd_labels.json`` keeps the recorded paths).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
+import pyarrow.parquet as pq
 from datasets.info import DatasetInfosDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..labels.format import DATA_DIR, LabelSetMetadata
-from .ids import hub_repo_id
-from .templates import FKD_CITATION, FKD_PAPER_URL, LABEL_SET_TEMPLATE, hub_link, templates_dir
+from ..repo_ids import hub_repo_id, portable_spec
+from .templates import (FKD_CITATION, FKD_PAPER_URL, LABEL_SET_TEMPLATE, derived_license_text, hub_link,
+                        license_fields, templates_dir)  # fmt: skip
 
 __all__ = ["label_set_card", "write_label_set_card"]
 
@@ -30,37 +34,60 @@ def _size_category(rows: int) -> str:
     return next((name for bound, name in _SIZE_CATEGORIES if rows < bound), "n>1T")
 
 
-def _card_data(metadata: LabelSetMetadata, license: str) -> DatasetCardData:
+def _card_data(metadata: LabelSetMetadata, license: str, shards: Sequence[Path] | None) -> DatasetCardData:
     source = hub_repo_id(metadata.dataset)
     card_data = DatasetCardData(
         license=license,
+        **license_fields(license),
         task_categories=["image-classification"],
         tags=["fkd", "knowledge-distillation", "soft-labels"],
         size_categories=[_size_category(metadata.num_rows)],
         source_datasets=[source] if source else None,
-        pretty_name=f"FKD soft labels: {metadata.dataset} ({metadata.dataset_split}) from {metadata.teacher}",
+        pretty_name=(f"FKD soft labels: {portable_spec(metadata.dataset)} ({metadata.dataset_split}) from "
+                     f"{portable_spec(metadata.teacher)}"),  # fmt: skip
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}],
     )
-    info = datasets.DatasetInfo(
-        features=metadata.features(),
-        splits=datasets.SplitDict({"train": datasets.SplitInfo(name="train", num_examples=metadata.num_rows)}),
-    )
+    num_bytes, download_size = _sizes(shards) if shards else (None, None)
+    split = datasets.SplitInfo(name="train", num_examples=metadata.num_rows, num_bytes=num_bytes or 0)
+    info = datasets.DatasetInfo(features=metadata.features(), splits=datasets.SplitDict({"train": split}),
+                                download_size=download_size, dataset_size=num_bytes)  # fmt: skip
     DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
+    if num_bytes is None:  # unknown, not zero
+        for entry in card_data.dataset_info["splits"]:
+            entry.pop("num_bytes", None)
     return card_data
 
 
+def _sizes(shards: Sequence[Path]) -> tuple[int, int]:
+    """``(num_bytes, download_size)`` as ``datasets`` defines them: the Arrow size of the rows in memory (each
+    shard read as one table, as ``load_dataset`` reads it) and the size of the parquet files."""
+    return sum(pq.read_table(p).nbytes for p in shards), sum(Path(p).stat().st_size for p in shards)
+
+
 def label_set_card(
-    metadata: LabelSetMetadata, repo_id: str | None = None, license: str = "other", revision: str | None = None
+    metadata: LabelSetMetadata,
+    repo_id: str | None = None,
+    license: str = "other",
+    revision: str | None = None,
+    shards: Sequence[Path] | None = None,
 ) -> DatasetCard:
     """The dataset card of a label set.
 
     Its text gives the teacher and revision, the source dataset and revision, R, kind, k, temperature, crop ranges,
     class names, bytes per crop, a usage snippet that loads ``repo_id`` (at ``revision``, when it is pushed to a
-    branch) and joins it with the images, and the FKD citation.
+    branch) and joins it with the images, the licence and the FKD citation. ``shards`` (the parquet files) give the
+    YAML's sizes; without them the sizes are left out.
     """
     dataset_repo = hub_repo_id(metadata.dataset)
+    dataset, teacher = portable_spec(metadata.dataset), portable_spec(metadata.teacher)
     values = metadata.to_dict()
     values.update(
+        dataset=dataset,
+        teacher=teacher,
+        dataset_absolute=None,
+        provenance=_portable_provenance(metadata.provenance),
+        license=license,
+        license_text=derived_license_text("These soft labels", teacher, dataset) if license == "other" else None,
         skipped_count=len(metadata.skipped_rows),
         bytes_per_crop=f"{metadata.bytes_per_crop:.1f}" if metadata.bytes_per_crop is not None else "n/a",
         repo_id=repo_id or "<user>/<label-set>",
@@ -72,13 +99,24 @@ def label_set_card(
         paper_url=FKD_PAPER_URL,
     )
     template = str(templates_dir() / LABEL_SET_TEMPLATE)
-    return DatasetCard.from_template(_card_data(metadata, license), template_path=template, **values)
+    return DatasetCard.from_template(_card_data(metadata, license, shards), template_path=template, **values)
+
+
+def _portable_provenance(provenance: dict | None) -> dict | None:
+    """The provenance with the label sets and teachers of a merge as a card shows them."""
+    if not provenance or "label_sets" not in provenance:
+        return provenance
+    parts = [{**part, "source": portable_spec(part.get("source")), "teacher": portable_spec(part.get("teacher"))}
+             for part in provenance["label_sets"]]  # fmt: skip
+    return {**provenance, "label_sets": parts}
 
 
 def write_label_set_card(
     directory: str | os.PathLike, metadata: LabelSetMetadata, repo_id: str | None = None, license: str = "other"
 ) -> Path:
-    """Writes the label set's ``README.md`` into ``directory``; returns its path."""
+    """Writes the label set's ``README.md`` into ``directory`` (its sizes from the shards in ``data/``); returns
+    its path."""
     path = Path(directory) / "README.md"
-    label_set_card(metadata, repo_id, license).save(path)
+    shards = sorted((Path(directory) / DATA_DIR).glob("*.parquet"))
+    label_set_card(metadata, repo_id, license, shards=shards or None).save(path)
     return path

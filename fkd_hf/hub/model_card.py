@@ -2,28 +2,32 @@
 ``hub_cards/student_card.md`` with one ``ModelCard.from_template`` call.
 
 The YAML names the library, licence, tags, the label set and datasets (Hub ids only), the initial weights and the
-evaluation results as a model-index, so the Hub shows them. The card never holds a token: it is built from the info's
-fields only.
+evaluation results as a model-index, so the Hub shows them. The card never holds a token (it is built from the info's
+fields only) nor a local absolute path (see :func:`portable_info`).
 
     >>> write_student_card("outputs/student")  # from its fkd_student.json and config.json  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .ids import hub_repo_id
+from ..repo_ids import hub_repo_id, portable_spec
 from .student_info import StudentInfo
-from .templates import FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, hub_link, templates_dir
+from .templates import (FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, derived_license_text, hub_link, license_fields,
+                        templates_dir)  # fmt: skip
 
-__all__ = ["CARD_TAGS", "student_card", "write_student_card"]
+__all__ = ["CARD_TAGS", "portable_info", "student_card", "write_student_card"]
 
 CARD_TAGS = ["fkd", "knowledge-distillation", "image-classification"]
 
+# Fields that may hold a local path (a label-set folder, a teacher folder, imagefolder:PATH).
+_PATH_FIELDS = ("label_set", "teacher", "dataset", "eval_dataset", "base_model")
 # Fields of the FKD hyperparameter table, in order, with their display names.
 _HYPERPARAMETERS = {
     "num_crops": "crops per image and pass (m)",
@@ -37,6 +41,8 @@ _HYPERPARAMETERS = {
     "per_device_batch_size": "images per device and step",
     "total_batch_size": "images per optimizer step",
     "crops_per_step": "crops per optimizer step",
+    "crop_layout": "crop layout",
+    "single_crop_tail": "single-crop tail (last pass)",
     "temperature": "loss temperature",
     "mixup_alpha": "Mixup alpha",
     "cutmix_alpha": "CutMix alpha",
@@ -57,6 +63,7 @@ def _title(info: StudentInfo) -> str:
 def _hyperparameters(info: StudentInfo) -> dict[str, Any]:
     """The FKD hyperparameters that are set, as display name -> value, in a fixed order."""
     table = {name: getattr(info, key) for key, name in _HYPERPARAMETERS.items() if getattr(info, key) is not None}
+    table.update(info.crop_layout_options)
     table.update(info.extra_hyperparameters)
     return table
 
@@ -67,19 +74,29 @@ def _eval_config(info: StudentInfo) -> str | None:
     return info.eval_dataset_config or (info.dataset_config if same else None)
 
 
+def _eval_dataset(info: StudentInfo) -> dict[str, Any]:
+    """The model-index dataset: the evaluation dataset when it is a Hub repo, else the Hub dataset the label set
+    records as its source (a local copy of it was evaluated), else the local folder by its name."""
+    evaluated = info.eval_dataset or info.dataset
+    same = info.eval_dataset in (None, info.dataset)
+    repo = hub_repo_id(evaluated)
+    if repo is not None:
+        return dict(dataset_type=repo, dataset_name=repo, dataset_config=_eval_config(info),
+                    dataset_revision=info.dataset_revision if same else None)  # fmt: skip
+    source = hub_repo_id(info.dataset)
+    if source is not None:
+        return dict(dataset_type=source, dataset_name=source, dataset_config=info.dataset_config,
+                    dataset_revision=info.dataset_revision)  # fmt: skip
+    spec = portable_spec(evaluated)
+    kind = "parquet" if str(spec).startswith("parquet:") else "imagefolder"
+    return dict(dataset_type=kind, dataset_name=Path(str(spec).split(":", 1)[-1]).name or str(spec))
+
+
 def _eval_results(info: StudentInfo) -> list[EvalResult]:
-    dataset = info.eval_dataset or info.dataset
-    if dataset is None:
+    if (info.eval_dataset or info.dataset) is None:
         return []
-    repo = hub_repo_id(dataset)
-    common = dict(
-        task_type="image-classification",
-        task_name="Image Classification",
-        dataset_type=repo or "imagefolder",
-        dataset_name=repo or Path(str(dataset).split(":", 1)[-1]).name or str(dataset),
-        dataset_config=_eval_config(info),
-        dataset_split=info.eval_split,
-    )
+    common = dict(task_type="image-classification", task_name="Image Classification", dataset_split=info.eval_split,
+                  **_eval_dataset(info))  # fmt: skip
     metrics = [("accuracy", "top-1 accuracy", info.top1), ("top_5_accuracy", "top-5 accuracy", info.top5)]
     return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 6))
             for kind, name, value in metrics if value is not None]  # fmt: skip
@@ -90,8 +107,10 @@ def _card_data(info: StudentInfo) -> ModelCardData:
     linked = [hub_repo_id(info.label_set), hub_repo_id(info.dataset), hub_repo_id(info.eval_dataset)]
     datasets = list(dict.fromkeys(repo for repo in linked if repo))
     results = _eval_results(info)
+    license = info.license or "other"
     return ModelCardData(
-        license=info.license or "other",
+        license=license,
+        **license_fields(license),
         library_name=info.library_name,
         pipeline_tag="image-classification",
         tags=list(dict.fromkeys([*CARD_TAGS, info.library_name, *info.tags])),
@@ -116,6 +135,8 @@ def _template_values(info: StudentInfo) -> dict[str, Any]:
         "teacher_link": hub_link(hub_repo_id(info.teacher)),
         "dataset_link": hub_link(hub_repo_id(info.dataset), "dataset"),
         "eval_dataset_name": info.eval_dataset or info.dataset,
+        "license_text": (derived_license_text("These weights", info.teacher, info.dataset)
+                         if info.license in (None, "other") else None),  # fmt: skip
         "eval_config": _eval_config(info),
         "top1_percent": f"{100 * info.top1:.2f}" if info.top1 is not None else None,
         "top5_percent": f"{100 * info.top5:.2f}" if info.top5 is not None else None,
@@ -124,8 +145,15 @@ def _template_values(info: StudentInfo) -> dict[str, Any]:
     }
 
 
+def portable_info(info: StudentInfo) -> StudentInfo:
+    """A copy of ``info`` whose local paths are shown as :func:`~fkd_hf.repo_ids.portable_spec` gives them (the
+    ``fkd_student.json`` a push uploads; the local file keeps the paths)."""
+    return dataclasses.replace(info, **{name: portable_spec(getattr(info, name)) for name in _PATH_FIELDS})
+
+
 def student_card(info: StudentInfo) -> ModelCard:
-    """The student's model card."""
+    """The student's model card (no local absolute path: it is rendered from :func:`portable_info`)."""
+    info = portable_info(info)
     template = str(templates_dir() / STUDENT_TEMPLATE)
     return ModelCard.from_template(_card_data(info), template_path=template, **_template_values(info))
 

@@ -11,11 +11,15 @@ deleted in the same commit, so a re-push updates the repo in place. ``load_label
 ``datasets.load_dataset(repo_id)`` read it back (the card's YAML points ``load_dataset`` at ``data/*.parquet``).
 
 A student folder (weights + ``config.json``, optionally ``fkd_student.json``) is pushed with a model card rendered
-from ``fkd_student.json``; training state (checkpoints, optimizer, ``training_args.bin``) stays local.
+from ``fkd_student.json``; training state (checkpoints, optimizer, ``training_args.bin``) stays local. Its safetensors
+weights are opened (header, and tensor sizes against the file size) before anything is created on the Hub.
+
+A card whose licence is ``other`` links to a ``LICENSE.md`` that the push adds (unless the folder has one).
 
 Tokens come from ``token=``, the ``HF_TOKEN`` environment variable or ``hf auth login``. They are never printed,
-logged or written into a card; :func:`redact_tokens` removes them from any text shown to the user, and a push whose
-files hold one is refused before anything is created on the Hub.
+logged or written into a card: :mod:`fkd_hf.hub.tokens` removes them from errors, log records and any text shown to
+the user, and a push is refused before anything is created on the Hub when any of its files (of any type) holds a
+known token or anything shaped like a Hugging Face token.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoUrl
 
 from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata
+from ..repo_ids import portable_spec
 from .label_card import label_set_card
-from .model_card import student_card
+from .model_card import portable_info, student_card
 from .student_info import STUDENT_FILE, StudentInfo
+from .templates import LICENSE_FILE, derived_license_text, license_fields
+from .tokens import redact_tokens, refuse_tokens_in_files, tokens_scrubbed
 
 logger = logging.getLogger(__name__)
 
@@ -56,42 +63,6 @@ STUDENT_IGNORED = (
 )  # fmt: skip
 STUDENT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "pytorch_model.bin.index.json")  # fmt: skip
-_TEXT_SUFFIXES = (".json", ".yaml", ".yml", ".md", ".txt", ".cfg", ".toml", ".ini")
-
-
-# --- tokens ----------------------------------------------------------------------------------------------------------
-
-
-def _known_tokens(token: str | None = None) -> list[str]:
-    from huggingface_hub import get_token
-
-    candidates = [token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
-    try:
-        candidates.append(get_token())
-    except Exception:  # a broken token file must not hide the real error
-        pass
-    return [t for t in dict.fromkeys(candidates) if isinstance(t, str) and len(t) >= 4]
-
-
-def redact_tokens(text: str, token: str | None = None) -> str:
-    """``text`` with every Hugging Face token this process knows (``token``, environment, login) replaced."""
-    for known in _known_tokens(token):
-        text = text.replace(known, "***")
-    return text
-
-
-def _refuse_token_in_files(files: dict[str, Path | bytes], token: str | None) -> None:
-    """Raises if a text file about to be uploaded contains a token (e.g. a config dump that kept ``hub_token``)."""
-    tokens = _known_tokens(token)
-    for path_in_repo, source in files.items():
-        if not path_in_repo.endswith(_TEXT_SUFFIXES):
-            continue
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-        if any(t.encode() in data for t in tokens):
-            raise ValueError(
-                f"{path_in_repo} contains a Hugging Face token: remove it from the file before pushing "
-                "(tokens belong in HF_TOKEN or `hf auth login`, never in files)."
-            )
 
 
 # --- commits ---------------------------------------------------------------------------------------------------------
@@ -176,23 +147,33 @@ def push_label_set(
         license: the dataset card's licence (the labels derive from the teacher and the images).
     """
     metadata, shards = check_label_set_folder(directory)
+    with tokens_scrubbed(token):
 
-    def card(repo: str) -> bytes:
-        return str(label_set_card(metadata, repo, license=license, revision=revision)).encode()
+        def card(repo: str) -> bytes:
+            return str(label_set_card(metadata, repo, license=license, revision=revision, shards=shards)).encode()
 
-    files: dict[str, Path | bytes] = {f"{DATA_DIR}/{p.name}": p for p in shards}
-    files[METADATA_FILE] = Path(directory) / METADATA_FILE
-    files["README.md"] = card(repo_id)
-    _refuse_token_in_files(files, token)  # before anything is created on the Hub
-    api = HfApi(token=token)
-    url = _create_repo(api, repo_id, "dataset", private, revision)
-    if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
-        files["README.md"] = card(url.repo_id)
-    message = commit_message or (
-        f"Upload FKD label set ({metadata.num_rows} rows, R={metadata.stored_crops}, {metadata.kind} k={metadata.k})"
-    )
-    _commit(api, url.repo_id, "dataset", files, LABEL_SET_OWNED, revision, message)
+        files: dict[str, Path | bytes] = {f"{DATA_DIR}/{p.name}": p for p in shards}
+        files[METADATA_FILE] = Path(directory) / METADATA_FILE
+        files["README.md"] = card(repo_id)
+        if license_fields(license):
+            files[LICENSE_FILE] = _license_file("These soft labels", metadata.teacher, metadata.dataset)
+        refuse_tokens_in_files(files, token)  # before anything is created on the Hub
+        api = HfApi(token=token)
+        url = _create_repo(api, repo_id, "dataset", private, revision)
+        if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
+            files["README.md"] = card(url.repo_id)
+        message = commit_message or (
+            f"Upload FKD label set ({metadata.num_rows} rows, R={metadata.stored_crops}, {metadata.kind} "
+            f"k={metadata.k})"
+        )
+        _commit(api, url.repo_id, "dataset", files, LABEL_SET_OWNED, revision, message)
     return str(url)
+
+
+def _license_file(subject: str, teacher: str | None, dataset: str | None) -> bytes:
+    """The ``LICENSE.md`` a card of licence ``other`` links to."""
+    text = derived_license_text(subject, portable_spec(teacher), portable_spec(dataset))
+    return f"# Licence\n\n{text}\n".encode()
 
 
 # --- students --------------------------------------------------------------------------------------------------------
@@ -221,7 +202,31 @@ def check_student_folder(directory: str | os.PathLike) -> dict:
             "values for keyword argument 'num_classes'\"). Save the student with fkd_hf.models.save_student, or "
             "remove num_classes from model_args."
         )
+    _check_weights(directory, set(_student_files(directory)))
     return config
+
+
+def _check_weights(directory: Path, names: set[str]) -> None:
+    """Opens every safetensors file (its header, and each tensor's size against the file's) and checks that a
+    sharded index names only shards the folder has."""
+    from safetensors import safe_open
+
+    for name in sorted(names):
+        path = directory / name
+        try:
+            if name.endswith(".safetensors"):
+                with safe_open(str(path), framework="np"):
+                    pass
+            elif name.endswith(".safetensors.index.json"):
+                missing = sorted(set(json.loads(path.read_text())["weight_map"].values()) - names)
+                if missing:
+                    raise ValueError(f"it names shards the folder lacks: {', '.join(missing[:3])}")
+        except Exception as err:
+            raise ValueError(
+                f"{path} cannot be read as weights ({' '.join(str(err).split())}): it is truncated or damaged. Save "
+                "the student again (the output_dir of `fkd-hf train`, or fkd_hf.models.save_student); nothing was "
+                "pushed."
+            ) from None
 
 
 def _student_files(directory: Path) -> dict[str, Path]:
@@ -250,9 +255,10 @@ def push_student(
     The card (``README.md``) is rendered anew from the folder's ``fkd_student.json`` (missing fields come from
     ``config.json``) with ``model_id = repo_id``, so change the card through ``fkd_student.json``; ``label_set``
     (e.g. the Hub id the label set was pushed to), ``license`` and ``model_name`` override its fields. The local
-    folder is not modified. Weights of an earlier push that the folder no longer has are deleted; checkpoints,
-    optimizer state and ``training_args.bin`` are not uploaded, and a text file holding a token stops the push before
-    anything is created on the Hub.
+    folder is not modified; the uploaded ``fkd_student.json`` and card show local paths by their last folder only.
+    Weights of an earlier push that the folder no longer has are deleted; checkpoints, optimizer state and
+    ``training_args.bin`` are not uploaded. Weights that cannot be read, or any file holding a token, stop the push
+    before anything is created on the Hub.
     ``private``, ``revision``, ``token`` and ``commit_message`` work as in :func:`push_label_set`.
     """
     directory = Path(directory)
@@ -264,20 +270,23 @@ def push_student(
     if label_set is not None:
         info.label_set_revision = None
     files: dict[str, Path | bytes] = _student_files(directory)
+    if license_fields(info.license) and LICENSE_FILE not in files:
+        files[LICENSE_FILE] = _license_file("These weights", info.teacher, info.dataset)
 
     def add_card(repo: str) -> None:
         info.model_id = repo
-        files[STUDENT_FILE] = info.to_json().encode()
+        files[STUDENT_FILE] = portable_info(info).to_json().encode()
         files["README.md"] = str(student_card(info)).encode()
 
-    add_card(repo_id)
-    _refuse_token_in_files(files, token)  # before anything is created on the Hub
-    api = HfApi(token=token)
-    url = _create_repo(api, repo_id, "model", private, revision)
-    if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
-        add_card(url.repo_id)
-    message = commit_message or f"Upload FKD student ({info.architecture or 'model'})"
-    _commit(api, url.repo_id, "model", files, STUDENT_OWNED, revision, message)
+    with tokens_scrubbed(token):
+        add_card(repo_id)
+        refuse_tokens_in_files(files, token)  # before anything is created on the Hub
+        api = HfApi(token=token)
+        url = _create_repo(api, repo_id, "model", private, revision)
+        if url.repo_id != repo_id:  # a bare name: the card names the repo with its namespace
+            add_card(url.repo_id)
+        message = commit_message or f"Upload FKD student ({info.architecture or 'model'})"
+        _commit(api, url.repo_id, "model", files, STUDENT_OWNED, revision, message)
     return str(url)
 
 

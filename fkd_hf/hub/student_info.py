@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ..labels.format import LabelSetMetadata
+from ..repo_ids import hub_repo_id
 from ..version import __version__
-from .ids import hub_repo_id
 
 __all__ = ["STUDENT_FILE", "STUDENT_SCHEMA_VERSION", "StudentInfo"]
 
@@ -93,6 +93,9 @@ class StudentInfo:
     per_device_batch_size: int | None = None  # images
     total_batch_size: int | None = None  # images per optimizer step, all devices and accumulation
     crops_per_step: int | None = None
+    crop_layout: str | None = None  # where a photo's crops go: grouped (FKD's loader) or spread
+    crop_layout_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"spread_lanes": 8}
+    single_crop_tail: bool | None = None  # the last pass replayed as num_crops passes of one crop per photo
     temperature: float | None = None  # loss temperature
     mixup_alpha: float | None = None
     cutmix_alpha: float | None = None

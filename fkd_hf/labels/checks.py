@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .format import (
+from .schema import (
     DATA_DIR, DIGESTED_FIELDS, LABEL_COLUMNS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE, SHARD_NAME, SHARD_PATTERN,
     LabelSetMetadata,
 )  # fmt: skip

@@ -10,7 +10,10 @@ import os
 from pathlib import Path
 
 import datasets
+import numpy as np
 from PIL import Image
+
+from ..errors import InputNotFoundError
 
 __all__ = [
     "ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError", "local_dataset_path",
@@ -71,7 +74,7 @@ def locate_dataset(spec: str, absolute: str | None = None) -> str:
     if absolute is not None and _found(local_dataset_path(absolute)):
         return absolute
     where = f" ({absolute})" if absolute not in (None, spec) else ""
-    raise FileNotFoundError(
+    raise InputNotFoundError(
         f"The label set was made from the images in {spec}{where}, which are not found from {os.getcwd()}: pass "
         "--dataset with where they are now (e.g. --dataset imagefolder:/path/to/train)."
     )
@@ -85,20 +88,20 @@ def _check_has_images(folder: Path, split_dir: Path) -> None:
         if any(os.path.splitext(name)[1].lower() in extensions for name in files):
             return
     inside = f" (looked in {split_dir})" if split_dir != folder else ""
-    raise FileNotFoundError(f"{folder} holds no images{inside}: give a folder of class subfolders of images.")
+    raise InputNotFoundError(f"{folder} holds no images{inside}: give a folder of class subfolders of images.")
 
 
 def _load(spec: str, config: str | None, split: str, revision: str | None, streaming: bool):
     local = Path(spec.removeprefix("imagefolder:"))
     if spec.startswith("imagefolder:") or local.is_dir():
         if not local.is_dir():
-            raise FileNotFoundError(f"Image folder {local} does not exist.")
+            raise InputNotFoundError(f"Image folder {local} does not exist.")
         # A folder with one subfolder per split (train/, val/) or with the class folders directly. Files are named
         # explicitly: datasets' split inference from file names misreads e.g. ImageNet's "*_val_*" train images.
         split_dir = next((local / name for name in SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), None)
         if split_dir is None:  # only the train split may be the folder itself (class folders directly in it)
             if split != "train":
-                raise FileNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
+                raise InputNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
                                         f"{' or '.join(SPLIT_DIRS.get(split, (split,)))}/ of class folders.")  # fmt: skip
             split_dir = local
         _check_has_images(local, split_dir)
@@ -109,7 +112,7 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
         files = spec.removeprefix("parquet:")
         return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
     if spec.count("/") > 1 or spec.startswith((".", "/", "~")):
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"Dataset {spec!r} is neither an existing folder nor a Hub id: give a Hub id like 'ILSVRC/imagenet-1k', "
             "'imagefolder:PATH' for a folder of class subfolders, or 'parquet:GLOB'."
         )
@@ -117,7 +120,7 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
         return datasets.load_dataset(spec, config, split=split, revision=revision, streaming=streaming)
     except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise FileNotFoundError(
+        raise InputNotFoundError(
             f"no folder {spec} (and no Hub dataset of that name: {reason}): give an existing folder, "
             "imagefolder:PATH, parquet:GLOB or a Hub dataset id."
         ) from err
@@ -175,10 +178,25 @@ def image_key(data: bytes) -> str:
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """Decodes encoded image bytes to RGB, fully (a truncated file raises BadImageError)."""
+    """Decodes encoded image bytes to 8-bit RGB, fully (a truncated file raises BadImageError). 16-bit pixels
+    (a 16-bit grey PNG or TIFF) keep their high byte, as PIL does for 16-bit RGB and torchvision for any 16-bit
+    image; PIL's own conversion would clip them to white."""
     try:
         image = Image.open(io.BytesIO(data))
         image.load()
     except Exception as err:  # PIL raises several types for corrupt data
         raise BadImageError(f"cannot decode the image: {err}") from err
+    if image.mode.startswith("I") or image.mode == "F":
+        image = _grey_to_eight_bits(image)
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _grey_to_eight_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image (mode ``I;16*``, or ``I`` holding values 0-65535) as 8-bit ``L``; other integer or float
+    modes have no agreed 8-bit scale and raise BadImageError."""
+    pixels = np.asarray(image)
+    if image.mode == "F" or (image.mode == "I" and pixels.size and not 0 <= pixels.min() <= pixels.max() <= 65535):
+        kind = "32-bit float" if image.mode == "F" else "32-bit integer"
+        raise BadImageError(f"cannot decode the image: its {kind} pixels (PIL mode {image.mode}) have no 8-bit scale; "
+                            "save it as 8- or 16-bit")  # fmt: skip
+    return Image.fromarray((pixels.astype(np.uint32) >> 8).astype(np.uint8), "L")

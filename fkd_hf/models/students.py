@@ -34,8 +34,9 @@ from transformers import (
     TimmWrapperForImageClassification,
 )
 
-from ..hub.ids import is_repo_id
+from ..errors import InputNotFoundError, UsageError
 from ..hub.student_info import timm_architecture
+from ..repo_ids import is_repo_id
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 from .teachers import config_library
 
@@ -50,7 +51,7 @@ def _student_library(spec: str) -> str:
     if local.is_dir():
         config = local / "config.json"
         if not config.is_file():
-            raise FileNotFoundError(f"Student folder {spec} has no config.json.")
+            raise InputNotFoundError(f"Student folder {spec} has no config.json.")
         return config_library(json.loads(config.read_text()))
     if spec.startswith(("hf-hub:", "timm/")) or timm.is_model(spec.split(".")[0]):
         return "timm"
@@ -58,7 +59,7 @@ def _student_library(spec: str) -> str:
         from huggingface_hub import hf_hub_download
 
         return config_library(json.loads(Path(hf_hub_download(spec, "config.json")).read_text()))
-    raise ValueError(
+    raise UsageError(
         f"Unknown student {spec!r}: give a timm architecture (resnet50, deit_tiny_patch16_224, ...), "
         "'timm/<name>' or 'hf-hub:<org>/<name>', a transformers Hub id, or a local folder with config.json."
     )

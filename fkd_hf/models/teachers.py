@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..hub.ids import is_repo_id
+from ..errors import InputNotFoundError, UsageError
+from ..repo_ids import is_repo_id
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 
 __all__ = ["Teacher", "load_teacher", "resolve_class_map", "LITE_TEACHERS"]
@@ -173,7 +174,7 @@ def load_teacher(
     elif local.is_dir():
         config_path = local / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(
+            raise InputNotFoundError(
                 f"Teacher folder {spec} has no config.json: save it with timm's save_for_hf or transformers' "
                 "save_pretrained."
             )
@@ -196,7 +197,7 @@ def load_teacher(
     elif spec in timm.list_models(pretrained=True) or spec in timm.list_models():
         teacher = _timm_teacher(timm.create_model(spec, pretrained=True), spec, revision)
     else:
-        raise ValueError(
+        raise UsageError(
             f"Cannot load teacher {spec!r}: give one of {', '.join(LITE_TEACHERS)}, a timm model name, "
             "'timm/<name>' or 'hf-hub:<org>/<name>', a transformers Hub id, or a local folder with config.json."
         )

@@ -1,4 +1,5 @@
-"""FKD training: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer`` and ``train``."""
+"""FKD training: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets and their crop layouts,
+``build_trainer`` (and the values it resolves) and ``train``."""
 
 from .._lazy import lazy_namespace
 
@@ -10,7 +11,9 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "trainer": ["FKDTrainer"],
         "loss": ["mix_crops", "sample_mix", "soft_cross_entropy"],
         "data": ["EvalDataset", "FKDCropDataset", "collate_crops", "select_crops"],
-        "spread": ["SpreadCropDataset", "spread_train_set"],
+        "layouts": ["LAYOUTS", "LayoutPlan", "plan_layout"],
+        "layouts.spread": ["SpreadCropDataset"],
+        "resolved": ["ResolvedRun"],
         "builder": ["FKDSetup", "build_trainer"],
         "runner": ["train"],
         "card_callback": ["StudentCardCallback"],

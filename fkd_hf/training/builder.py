@@ -18,43 +18,44 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 
 from ..labels.attach import join_labels, open_label_set
 from ..labels.format import LabelSet, LabelSetMetadata
-from ..labels.images import ImageSource, load_images, locate_dataset
+from ..labels.images import ImageSource, load_images
 from ..models.students import create_student, student_data_config
 from .config import FKDConfig
 from .data import EvalDataset, FKDCropDataset
-from .spread import spread_train_set
+from .layouts import plan_layout
+from .resolved import DataPlan, ResolvedRun, resolve_data
 from .trainer import FKDTrainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FKDSetup", "build_trainer", "resolve_data_defaults", "eval_label_map"]
+__all__ = ["FKDSetup", "build_trainer", "eval_label_map", "fkd_train_set", "load_labels"]
 
-# (joined rows, label-set metadata, student data config, config) -> the training dataset
-TrainSetFactory = Callable[[datasets.Dataset, LabelSetMetadata, dict, FKDConfig], object]
+# (joined rows, label-set metadata, the run's resolved values, config) -> the training dataset
+TrainSetFactory = Callable[[datasets.Dataset, LabelSetMetadata, ResolvedRun, FKDConfig], object]
 
 
 @dataclasses.dataclass
 class FKDSetup:
-    """What :func:`build_trainer` assembled."""
+    """What :func:`build_trainer` assembled, and the values it resolved the config to."""
 
     trainer: FKDTrainer
     train_set: object
     eval_set: object | None
     labels: LabelSet
     images: ImageSource
-    data_config: dict  # the student's preprocessing: input_size, mean, std, interpolation, crop_pct
+    resolved: ResolvedRun
+
+    @property
+    def data_config(self) -> dict:
+        """The student's preprocessing: input_size, mean, std, interpolation, crop_pct."""
+        return self.resolved.data_config
 
 
-def resolve_data_defaults(config: FKDConfig, metadata: LabelSetMetadata) -> None:
-    """Fills the dataset, split, columns and revision that ``config`` leaves unset with the label set's (its
-    dataset's absolute path when the path it was given by is not found from here)."""
-    if config.dataset is None:
-        config.dataset = locate_dataset(metadata.dataset, metadata.dataset_absolute)
-        config.dataset_config = config.dataset_config or metadata.dataset_config
-        config.dataset_revision = config.dataset_revision or metadata.dataset_revision
-    config.train_split = config.train_split or metadata.dataset_split
-    config.image_column = config.image_column or metadata.image_column
-    config.label_column = config.label_column or metadata.label_column or "label"
+def load_labels(config: FKDConfig) -> LabelSet:
+    """The label set ``config.label_set`` names."""
+    if not config.label_set:
+        raise ValueError("Set label_set (a folder from `fkd-hf generate` or a Hub id).")
+    return open_label_set(config.label_set, config.label_set_revision)
 
 
 def eval_label_map(
@@ -79,15 +80,15 @@ def eval_label_map(
     )
 
 
-def _load_eval_images(config: FKDConfig) -> ImageSource | None:
-    if not config.eval_split:
+def _load_eval_images(config: FKDConfig, data: DataPlan) -> ImageSource | None:
+    if not data.eval_split:
         return None
     evaluation = load_images(
-        config.dataset, config.dataset_config, config.eval_split, config.dataset_revision,
-        image_column=config.image_column, label_column=config.label_column,
+        data.dataset, data.dataset_config, data.eval_split, data.dataset_revision,
+        image_column=data.image_column, label_column=data.label_column,
     )  # fmt: skip
     if evaluation.label_column is None:
-        raise ValueError(f"The eval split {config.eval_split!r} has no {config.label_column!r} column.")
+        raise ValueError(f"The eval split {data.eval_split!r} has no {data.label_column!r} column.")
     if config.max_eval_samples is not None:  # a random subset: splits are often sorted by class
         count = min(config.max_eval_samples, evaluation.num_rows)
         evaluation.dataset = evaluation.dataset.shuffle(seed=config.seed).select(range(count))
@@ -95,24 +96,19 @@ def _load_eval_images(config: FKDConfig) -> ImageSource | None:
 
 
 def _student(config: FKDConfig, class_names: list[str]) -> tuple[PreTrainedModel, dict]:
-    """The student, created after seeding, and its preprocessing written back into ``config``."""
+    """The student, created after seeding, and its preprocessing (``config``'s values where it sets them)."""
     set_seed(config.seed)
     model = create_student(config.student, class_names, config.student_pretrained, config.student_kwargs)
     data = student_data_config(model, config.input_size, config.mean, config.std, config.interpolation, config.crop_pct)
-    height, width = data["input_size"]
-    config.input_size = height if height == width else config.input_size
-    config.mean, config.std = list(data["mean"]), list(data["std"])
-    config.interpolation, config.crop_pct = data["interpolation"], data["crop_pct"]
     return model, data
 
 
-def fkd_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, data: dict, config: FKDConfig) -> FKDCropDataset:
-    """FKD's multi-crop training set (the default of :func:`build_trainer`), in ``config.crop_layout``."""
-    if config.crop_layout == "spread":
-        return spread_train_set(rows, metadata, data, config)
-    seed = config.data_seed if config.data_seed is not None else config.seed
-    return FKDCropDataset(rows, metadata, config.num_crops, data["input_size"], config.train_interpolation, seed,
-                          config.image_column)  # fmt: skip
+def fkd_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, run: ResolvedRun,
+                  config: FKDConfig) -> FKDCropDataset:  # fmt: skip
+    """FKD's multi-crop training set in the run's crop layout (the default of :func:`build_trainer`)."""
+    layout = run.layout.create(config.train_batch_size, config.process_index, config.world_size)
+    return FKDCropDataset(rows, metadata, config.num_crops, run.input_size, config.train_interpolation, run.data_seed,
+                          run.data.image_column, layout=layout)  # fmt: skip
 
 
 def build_trainer(
@@ -120,6 +116,7 @@ def build_trainer(
     *,
     labels: LabelSet | None = None,
     images: ImageSource | None = None,
+    data: DataPlan | None = None,
     train_rows: Sequence[int] | None = None,
     eval_dataset=None,
     callbacks: Sequence[TrainerCallback] = (),
@@ -130,37 +127,37 @@ def build_trainer(
     """Assembles the trainer of ``config``: label set, images, the check that they line up, student, datasets.
 
     ``labels`` and ``images`` default to ``config.label_set`` and the dataset it was made from (config fields
-    override); ``train_rows`` keeps only those image rows (e.g. a hold-out split); ``eval_dataset`` replaces the
-    evaluation set built from ``config.eval_split``. ``train_set_factory`` and ``trainer_class`` swap the training
-    set and the trainer (the benchmarks' baselines); ``trainer_kwargs`` go to the trainer. Unset preprocessing
-    fields of ``config`` are filled with the student's.
+    override; ``data``, from :func:`~fkd_hf.training.resolved.resolve_data`, when already resolved); ``train_rows``
+    keeps only those image rows (e.g. a hold-out split); ``eval_dataset`` replaces the evaluation set built from the
+    eval split. ``train_set_factory`` and ``trainer_class`` swap the training set and the trainer (the benchmarks'
+    baselines); ``trainer_kwargs`` go to the trainer. ``config`` is not changed: the values it resolves to (images,
+    the student's preprocessing, the crop layout) are in the returned setup's ``resolved``.
     """
-    if labels is None:
-        if not config.label_set:
-            raise ValueError("Set label_set (a folder from `fkd-hf generate` or a Hub id).")
-        labels = open_label_set(config.label_set, config.label_set_revision)
+    labels = load_labels(config) if labels is None else labels
     if not config.student:
         raise ValueError("Set student: a timm architecture, timm/<name>, a transformers Hub id or a folder.")
     metadata = labels.metadata
-    resolve_data_defaults(config, metadata)
+    data = resolve_data(config, metadata) if data is None else data
     with PartialState().main_process_first():
         if images is None:
-            images = load_images(config.dataset, config.dataset_config, config.train_split, config.dataset_revision,
-                                 image_column=config.image_column, label_column=None)  # fmt: skip
-        evaluation = _load_eval_images(config) if eval_dataset is None else None
-    config.image_column = images.image_column
+            images = load_images(data.dataset, data.dataset_config, data.train_split, data.dataset_revision,
+                                 image_column=data.image_column, label_column=None)  # fmt: skip
+        evaluation = _load_eval_images(config, data) if eval_dataset is None else None
+    data = dataclasses.replace(data, image_column=images.image_column)
     rows = join_labels(images, labels, config.max_train_samples, config.key_check_rows)
     if train_rows is not None:
         skipped = set(metadata.skipped_rows)
         rows = rows.select([row for row in train_rows if row not in skipped])
         metadata = dataclasses.replace(metadata, skipped_rows=[])
-    model, data = _student(config, list(metadata.class_names))
-    train_set = train_set_factory(rows, metadata, data, config)
+    model, student = _student(config, list(metadata.class_names))
+    seed = config.data_seed if config.data_seed is not None else config.seed
+    run = ResolvedRun.of(data, student, plan_layout(config), seed)
+    train_set = train_set_factory(rows, metadata, run, config)
     if evaluation is not None:
         eval_dataset = EvalDataset(
-            evaluation.dataset, data["input_size"], data["crop_pct"], data["interpolation"],
-            evaluation.image_column, evaluation.label_column, eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
+            evaluation.dataset, run.input_size, run.crop_pct, run.interpolation, evaluation.image_column,
+            evaluation.label_column, eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
         )  # fmt: skip
     trainer = trainer_class(model, config, train_set, eval_dataset=eval_dataset, callbacks=list(callbacks),
                             **trainer_kwargs)  # fmt: skip
-    return FKDSetup(trainer, train_set, eval_dataset, dataclasses.replace(labels, metadata=metadata), images, data)
+    return FKDSetup(trainer, train_set, eval_dataset, dataclasses.replace(labels, metadata=metadata), images, run)

@@ -14,6 +14,9 @@ from transformers import TrainerCallback
 from ..hub.model_card import write_student_card
 from ..hub.student_info import StudentInfo, timm_architecture
 from ..labels.format import LabelSetMetadata, read_metadata
+from .config import FKDConfig
+from .layouts import plan_layout
+from .resolved import ResolvedRun
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +53,19 @@ class StudentCardCallback(TrainerCallback):
     - ``on_save`` and ``on_train_end``: ``fkd_student.json`` + ``README.md`` in ``args.output_dir`` (and in the new
       checkpoint folder on save); after training ends, each evaluation rewrites them.
 
-    ``fields`` set :class:`StudentInfo` fields (``license``, ``model_name``, ``tags``, ...).
+    ``run`` (:attr:`FKDSetup.resolved <fkd_hf.training.FKDSetup>`) gives the values the run resolved its config to:
+    images, evaluation split, input size and crop layout; without it they come from the arguments as given. ``fields``
+    set :class:`StudentInfo` fields (``license``, ``model_name``, ``tags``, ...).
 
     >>> callback = StudentCardCallback(license="apache-2.0")  # doctest: +SKIP
     >>> trainer = Trainer(model, args, callbacks=[callback], ...)  # doctest: +SKIP
     >>> callback.write("outputs/student")  # e.g. after saving the student there  # doctest: +SKIP
     """
 
-    def __init__(self, card_data: StudentInfo | None = None, label_set: LabelSetMetadata | None = None, **fields):
+    def __init__(self, card_data: StudentInfo | None = None, label_set: LabelSetMetadata | None = None,
+                 run: ResolvedRun | None = None, **fields):  # fmt: skip
         self.card_data = card_data if card_data is not None else StudentInfo()
+        self.run = run
         for key, value in fields.items():
             if not hasattr(self.card_data, key):
                 raise TypeError(f"StudentInfo has no field {key!r}.")
@@ -87,6 +94,20 @@ class StudentCardCallback(TrainerCallback):
             if value is not None and (key in ("architecture", "library_name") or not getattr(self.card_data, key)):
                 setattr(self.card_data, key, value)
 
+    def fill_from_run(self, args) -> None:
+        """The crop layout (the run's, else the one ``args`` sets) and the images, evaluation split and input size the
+        run resolved."""
+        info, run = self.card_data, self.run
+        layout = run.layout if run is not None else plan_layout(args) if isinstance(args, FKDConfig) else None
+        if layout is not None:
+            info.crop_layout, info.single_crop_tail = layout.name, layout.single_crop_tail
+            info.crop_layout_options = dict(layout.options)
+        if run is not None:
+            info.input_size = list(run.input_size)
+            info.eval_dataset = info.eval_dataset or run.data.dataset
+            info.eval_dataset_config = info.eval_dataset_config or run.data.dataset_config
+            info.eval_split = info.eval_split or run.data.eval_split or None
+
     def write(self, output_dir: str | os.PathLike) -> Path:
         """Writes ``fkd_student.json`` and ``README.md`` into ``output_dir`` (fields still unset come from its
         ``config.json``, when it has one); returns the README path."""
@@ -97,6 +118,7 @@ class StudentCardCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         self._train_ended = False
         self.card_data.update_from_args(args)
+        self.fill_from_run(args)
         if model is not None:
             self.fill_from_model(model)
         metadata = self._label_set_metadata(args, train_dataloader)

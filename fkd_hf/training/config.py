@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
 import os
 
 from transformers import TrainingArguments
 
 from ..labels.crops import resample_filter
+from .layouts import LAYOUTS, layout_class
 
 __all__ = ["FKDConfig", "default_loader_workers"]
 
 _field = dataclasses.field
-logger = logging.getLogger(__name__)
 NO_EVAL = ("none", "no", "")  # --eval_split values that turn evaluation off (stored as "")
-CROP_LAYOUTS = ("grouped", "spread")  # values of crop_layout
 
 
 def default_loader_workers() -> int:
@@ -40,8 +38,8 @@ class FKDConfig(TrainingArguments):
     ``fkd_epochs`` sets it in FKD epochs. Logs show ``epoch`` (passes) and ``fkd_epoch``.
 
     ``crop_layout = "spread"`` (the default) keeps these numbers (a batch still holds ``per_device_train_batch_size x
-    num_crops`` crops) but fills it with crops of that many different photos (:mod:`fkd_hf.training.spread`);
-    ``"grouped"`` is the paper's loader, a photo's crops in one batch.
+    num_crops`` crops) but fills it with crops of that many different photos (:mod:`fkd_hf.training.layouts.spread`);
+    ``"grouped"`` is the paper's loader, a photo's crops in one batch. Each layout checks its options here.
     ``single_crop_tail`` replays the last pass as ``num_crops`` passes of one crop per photo, each one FKD epoch,
     with as many crops per step: the pass still counts ``num_crops`` FKD epochs, so ``fkd_epoch`` stays
     ``epoch x num_crops`` throughout (with ``max_steps``, the tail is the last pass the run reaches, maybe cut).
@@ -112,7 +110,7 @@ class FKDConfig(TrainingArguments):
     crop_layout: str = _field(
         default="spread", metadata={"help": "Where a photo's num_crops crops go: spread (num_crops batches of "
                                             "different photos, still one decode per photo and pass; higher top-1) or "
-                                            "grouped (one batch, the FKD paper's loader).", "choices": CROP_LAYOUTS}
+                                            "grouped (one batch, the FKD paper's loader).", "choices": tuple(LAYOUTS)}
     )
     spread_lanes: int = _field(
         default=8, metadata={"help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
@@ -161,15 +159,7 @@ class FKDConfig(TrainingArguments):
         self._check_crop_layout()
 
     def _check_crop_layout(self) -> None:
-        if self.crop_layout not in CROP_LAYOUTS:
-            raise ValueError(f"crop_layout must be one of {', '.join(CROP_LAYOUTS)}, got {self.crop_layout!r}.")
-        if self.spread_lanes < 1:
-            raise ValueError(f"spread_lanes must be at least 1, got {self.spread_lanes}.")
-        workers = self.dataloader_num_workers
-        if self.crop_layout == "spread" and workers > 1 and self.spread_lanes % workers:
-            logger.warning(f"spread_lanes={self.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
-                           "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
-                           "spread_lanes.")
+        layout_class(self.crop_layout).check(self)
         if self.single_crop_tail and self.max_steps <= 0 and not float(self.num_train_epochs).is_integer():
             raise ValueError(f"single_crop_tail replays the last whole pass, but num_train_epochs is "
                              f"{self.num_train_epochs}: set fkd_epochs to a multiple of num_crops.")

@@ -1,19 +1,18 @@
 """The multi-crop loader: decode each image once and replay ``num_crops`` of its stored crops with their soft labels.
 
 Batch semantics: a batch of B samples (``per_device_train_batch_size`` counts samples) holds ``B x num_crops``
-crops. A sample of :class:`FKDCropDataset` is one image with its crops (image-major: the crops of image 0, then of
-image 1, ...); FKD's ``-b 1024 --num_crops 4`` is 256 images x 4 crops per optimizer step over all devices. The
-spread layout (:mod:`fkd_hf.training.spread`) keeps these numbers and puts each photo's crops in different batches.
+crops. A sample of :class:`FKDCropDataset` holds ``num_crops`` crops; which ones is its crop layout's choice
+(:mod:`fkd_hf.training.layouts`): in the grouped layout, FKD's, a sample is one image with its crops (image-major:
+the crops of image 0, then of image 1, ...); FKD's ``-b 1024 --num_crops 4`` is 256 images x 4 crops per optimizer
+step over all devices. The spread layout keeps these numbers and puts each photo's crops in different batches.
 
 Crop selection, without replacement as in FKD: with R stored crops and ``num_crops = m`` per pass, image ``i`` in
 pass ``p`` draws the permutation ``perm = default_rng([seed, i, p // (R // m)]).permutation(R)`` and uses the slice
 ``perm[(p % (R // m)) * m : ... + m]`` (its *rounds* 0..m-1). Every R // m passes see each stored crop once; the
 crops depend only on ``(seed, i, p)``, never on worker count, layout or resuming.
 
-Single-crop tail (``FKDConfig.single_crop_tail``, FKD's ``train_FKD.py``): the last pass is replayed as m passes of
-one crop per photo, with the same crops per step, so it still counts m FKD epochs. Round t of every photo is used in
-the t-th of them, in the order ``tail_order(seed, p, n, m)[t]``; a sample is m consecutive crops of that sequence.
-Each crop decodes its photo, as in single-crop training.
+The single-crop tail (``FKDConfig.single_crop_tail``, :mod:`fkd_hf.training.layouts.tail`) replays the last pass as m
+passes of one crop per photo over either layout's photos.
 
 Pixels stay uint8 (``[N, 3, H, W]`` in channels-last memory) until the device: :func:`normalize` runs there, four
 times less data to move than float32 and no float work on the loader's CPUs. A batch's crops are replayed straight
@@ -38,18 +37,18 @@ from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.images import decode_image, image_bytes, image_key
 from ..labels.attach import LabelMismatchError
 from ..labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
+from .layouts.base import CropLayout
+from .layouts.grouped import GroupedLayout
+from .layouts.tail import SingleCropTail
 
 __all__ = [
     "select_crops",
-    "tail_order",
     "PassDataset",
     "FKDCropDataset",
     "EvalDataset",
     "eval_transform",
     "collate_crops",
 ]
-
-TAIL_STREAM = 0x7A11  # keeps the tail's random streams apart from select_crops' ([seed, row, cycle])
 
 # One replayed crop: uint8 pixels [H, W, 3], its stored top-k indices and values.
 Crop = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -61,25 +60,6 @@ def select_crops(seed: int, row: int, pass_index: int, num_stored: int, num_crop
     cycle, slot = divmod(pass_index, passes_per_cycle)
     order = np.random.default_rng([seed, row, cycle]).permutation(num_stored)
     return order[slot * num_crops : (slot + 1) * num_crops]
-
-
-def tail_order(
-    seed: int, pass_index: int, num_photos: int, num_crops: int, rank: int = 0, window: int = 0
-) -> np.ndarray:
-    """``[num_crops, num_photos]`` int32: row t is the photo order of the t-th single-crop pass of a tail pass.
-
-    The first ``window`` photos of each row avoid the last ``window`` of the row before (at most half the photos),
-    so any ``window + 1`` consecutive crops of the whole sequence are of different photos."""
-    window = min(window, num_photos // 2)
-    rows = []
-    for t in range(num_crops):
-        row = np.random.default_rng([seed, TAIL_STREAM, pass_index, rank, t]).permutation(num_photos)
-        if t and window:
-            seen = np.isin(row, rows[-1][num_photos - window :])
-            early, free = np.flatnonzero(seen[:window]), np.flatnonzero(~seen[window:]) + window
-            row[early], row[free[: len(early)]] = row[free[: len(early)]], row[early]
-        rows.append(row)
-    return np.stack(rows).astype(np.int32)
 
 
 class PassDataset(torch.utils.data.Dataset):
@@ -111,18 +91,18 @@ class PassDataset(torch.utils.data.Dataset):
 class FKDCropDataset(PassDataset):
     """Joined image + label rows (see :func:`~fkd_hf.join.join_labels`) as FKD training samples.
 
-    Each sample is one image: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, ``topk_indices`` and ``topk_values``
-    ``[num_crops, k]`` as stored, and ``sample_id`` (``pass * len(rows) + row``, a stable id for batch-level
-    randomness). Rows the label set records as skipped are left out. Call :meth:`set_pass` when a pass over the data
-    begins (FKDTrainer does). Crops are replayed the way the label set records (``metadata.replay``), so they are the
-    teacher's pixels.
+    Each sample holds ``num_crops`` crops: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, ``topk_indices`` and
+    ``topk_values`` ``[num_crops, k]`` as stored, and ``sample_id`` (``pass * len(rows) + row``, a stable id for
+    batch-level randomness). ``layout`` (a :class:`~fkd_hf.training.layouts.base.CropLayout`) says which crops: by
+    default the grouped layout, where sample i is image i with its crops; a pass set with ``tail=True`` is the
+    single-crop tail on top of it. Rows the label set records as skipped are left out. Call :meth:`set_pass` when a
+    pass over the data begins (FKDTrainer does). Crops are replayed the way the label set records
+    (``metadata.replay``), so they are the teacher's pixels.
 
     Every row is checked against its stored image key each time it is read: the first time this dataset object
     (each loader worker holds its own) reads the row, by the BLAKE2b key itself; after that, by comparing a 64-bit
     xxh3 of the bytes, some 50x cheaper to compute, with that of the bytes it verified (kept: 8 bytes a row).
     """
-
-    ordered = False  # samples may be read in any order (FKDTrainer shuffles them)
 
     def __init__(
         self,
@@ -133,6 +113,7 @@ class FKDCropDataset(PassDataset):
         interpolation: str = "bilinear",
         seed: int = 0,
         image_column: str = "image",
+        layout: CropLayout | None = None,
     ):
         if not 1 <= num_crops <= metadata.stored_crops:
             raise ValueError(
@@ -150,7 +131,8 @@ class FKDCropDataset(PassDataset):
         self.image_column = image_column
         skipped = np.asarray(metadata.skipped_rows, dtype=np.int64)
         self.row_ids = np.setdiff1d(np.arange(len(rows)), skipped)
-        self._tail: tuple[int, np.ndarray] | None = None  # (pass, tail_order) of the last tail pass read
+        self.layout = layout if layout is not None else GroupedLayout()
+        self.tail = SingleCropTail()
         self._verified = np.zeros(len(rows), dtype=np.uint64)  # xxh3 of each row's verified bytes (0: none yet)
 
     def __len__(self) -> int:
@@ -159,20 +141,13 @@ class FKDCropDataset(PassDataset):
     def crop_plan(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """The crops that the samples at ``indices`` replay: photos (positions in this dataset) and rounds (indices
         into the pass's :func:`select_crops`), each ``[len(indices), num_crops]``."""
-        samples = np.asarray(indices, dtype=np.int64)
         if self.in_tail:
-            return self._tail_plan(samples, np.arange(len(self)))
-        rounds = np.tile(np.arange(self.num_crops), (len(samples), 1))
-        return np.repeat(samples[:, None], self.num_crops, axis=1), rounds
+            return self.tail.crop_plan(self, self.layout, indices)
+        return self.layout.crop_plan(self, indices)
 
-    def _tail_plan(self, samples: np.ndarray, photos: np.ndarray, rank: int = 0, window: int = 0):
-        """:meth:`crop_plan` of a single-crop tail over ``photos``: sample q holds the crops ``q*m .. q*m + m - 1``
-        of the tail's sequence (module doc; ``window`` as in :func:`tail_order`)."""
-        pass_index, m, n = self.pass_index, self.num_crops, len(photos)
-        if self._tail is None or self._tail[0] != pass_index or self._tail[1].shape[1] != n:
-            self._tail = pass_index, tail_order(self.seed, pass_index, n, m, rank, window)
-        rounds, column = np.divmod(samples[:, None] * m + np.arange(m), n)
-        return photos[self._tail[1][rounds, column]], rounds
+    def train_sampler(self) -> torch.utils.data.Sampler | None:
+        """The sampler the layout needs for training; None: any (the Trainer shuffles)."""
+        return self.layout.sampler(self)
 
     def _checked_bytes(self, row: int, value, key: str) -> bytes:
         """The encoded image of ``row`` after checking it against its stored ``key`` (see the class doc)."""
@@ -208,7 +183,7 @@ class FKDCropDataset(PassDataset):
             top_v.append(values_k[j][chosen])
         return pixels, top_i, top_v
 
-    def _read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict[int, dict[int, Crop]]:
+    def read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict[int, dict[int, Crop]]:
         """``{photo: {round: crop}}`` for ``(photo, round)`` pairs; each photo is decoded once."""
         wanted: dict[int, dict[int, None]] = {}
         for photo, round_ in pairs:
@@ -218,7 +193,7 @@ class FKDCropDataset(PassDataset):
         read = zip(*self.read_crops(list(wanted), [list(r) for r in wanted.values()]))
         return {photo: dict(zip(r, zip(*crops))) for (photo, r), crops in zip(wanted.items(), read)}
 
-    def _new_pixels(self, samples: int) -> torch.Tensor:
+    def new_pixels(self, samples: int) -> torch.Tensor:
         """Uninitialised uint8 ``[samples, num_crops, H, W, 3]`` for a batch; inside a loader worker in shared
         memory, as ``default_collate`` allocates a worker's batches, so it reaches the main process uncopied."""
         shape = (samples, self.num_crops, *self.size, 3)
@@ -226,33 +201,31 @@ class FKDCropDataset(PassDataset):
             return torch.empty(shape, dtype=torch.uint8)
         return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(math.prod(shape))).view(shape)
 
-    def _pack(self, indices: Sequence[int], pixels: torch.Tensor, top_i: np.ndarray, top_v: np.ndarray) -> list[dict]:
+    def pack(self, indices: Sequence[int], pixels: torch.Tensor, top_i: np.ndarray, top_v: np.ndarray) -> list[dict]:
         """Samples of ``indices`` whose tensors are slices of the batch's ``pixels``, ``top_i`` and ``top_v``."""
         ids = self.pass_index * len(self.rows) + self.row_ids[np.asarray(indices, dtype=np.int64)]
         top_i, top_v = torch.from_numpy(top_i), torch.from_numpy(top_v)
         return [{"pixel_values": pixels[i], "topk_indices": top_i[i], "topk_values": top_v[i], "sample_id": sample_id}
                 for i, sample_id in enumerate(ids.tolist())]  # fmt: skip
 
-    def _samples(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
+    def assemble(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
         """Samples of ``indices`` from their ``plan`` (:meth:`crop_plan`) and ``crops`` (``crops[photo][round]``)."""
         chosen = [[crops[p][r] for p, r in zip(photos, rounds)] for photos, rounds in zip(*(a.tolist() for a in plan))]
-        pixels = self._new_pixels(len(chosen))
+        pixels = self.new_pixels(len(chosen))
         out = pixels.numpy()
         for i, sample in enumerate(chosen):
             for j, crop in enumerate(sample):
                 out[i, j] = crop[0]
         top_i, top_v = (np.array([[crop[c] for crop in sample] for sample in chosen]) for c in (1, 2))
-        return self._pack(indices, pixels, top_i, top_v)
+        return self.pack(indices, pixels, top_i, top_v)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
-        """Reads a batch of rows with one Arrow take, then decodes each image once and replays its crops into the
-        batch."""
+        """The samples at ``indices`` (a batch), read as the layout reads them; in the tail, each crop decodes its
+        photo."""
+        if not self.in_tail:
+            return self.layout.read(self, indices)
         plan = self.crop_plan(indices)
-        if self.in_tail:  # a sample's crops come from several photos
-            return self._samples(indices, plan, self._read_plan(zip(plan[0].ravel(), plan[1].ravel())))
-        pixels = self._new_pixels(len(plan[0]))
-        _, top_i, top_v = self.read_crops(plan[0][:, 0], plan[1], pixels.numpy())
-        return self._pack(indices, pixels, np.stack(top_i), np.stack(top_v))
+        return self.assemble(indices, plan, self.read_plan(zip(plan[0].ravel(), plan[1].ravel())))
 
 
 def eval_transform(image: Image.Image, size: Sequence[int], crop_pct: float, interpolation: str) -> Image.Image:

@@ -8,20 +8,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
 
 import datasets
 
-from ..cli.arguments import save_config
+from ..config_io import save_config
 from ..hub.push import push_student
-from ..labels.attach import open_label_set
 from ..models.students import save_student
-from .builder import FKDSetup, build_trainer, resolve_data_defaults
+from .builder import FKDSetup, build_trainer, load_labels
 from .card_callback import StudentCardCallback
 from .checkpoints import is_complete, last_complete_checkpoint
 from .config import FKDConfig
+from .resolved import DataPlan, config_with, resolve_data
 
 CONFIG_FILE = "train_config.yaml"
 VALIDATION = "validation"
@@ -66,8 +67,8 @@ def check_output_dir(config: FKDConfig, resume: str | None = None) -> None:
         )
 
 
-def _has_validation_split(config: FKDConfig) -> bool:
-    spec = config.dataset
+def _has_validation_split(data: DataPlan | FKDConfig) -> bool:
+    spec = data.dataset
     if not spec:
         return False
     folder = Path(spec.removeprefix("imagefolder:")).expanduser()
@@ -76,23 +77,25 @@ def _has_validation_split(config: FKDConfig) -> bool:
     if spec.startswith("parquet:") or spec.endswith(".parquet"):
         return False
     try:
-        return VALIDATION in datasets.get_dataset_split_names(spec, config.dataset_config,
-                                                              revision=config.dataset_revision)  # fmt: skip
+        return VALIDATION in datasets.get_dataset_split_names(spec, data.dataset_config,
+                                                              revision=data.dataset_revision)  # fmt: skip
     except Exception as err:  # offline and not cached, or no such config: train without evaluation and say so
         logger.warning("Cannot list the splits of %s (%s): no evaluation.", spec, " ".join(str(err).split()))
         return False
 
 
-def resolve_eval_split(config: FKDConfig) -> str:
-    """Sets an unset ``config.eval_split`` to the dataset's validation split if it has one (else ``""``: none);
-    returns what the start-up line says about evaluation."""
+def resolve_eval_split(config: FKDConfig, data: DataPlan | None = None) -> tuple[str, str]:
+    """What the start-up line says about evaluation, and the split to evaluate on: ``config.eval_split``, else the
+    validation split of ``data`` (default: the config's dataset) if it has one, else ``""`` (none)."""
+    data = config if data is None else data
     if config.eval_split is None:
-        found = config.train_split != VALIDATION and _has_validation_split(config)
-        config.eval_split = VALIDATION if found else ""
+        found = data.train_split != VALIDATION and _has_validation_split(data)
         if not found:
-            return "no evaluation: the dataset has no validation split (--eval_split NAME names one)"
-        return f"evaluating on split {VALIDATION!r} (--eval_split none to skip)"
-    return f"evaluating on split {config.eval_split!r}" if config.eval_split else "no evaluation (--eval_split none)"
+            return "no evaluation: the dataset has no validation split (--eval_split NAME names one)", ""
+        return f"evaluating on split {VALIDATION!r} (--eval_split none to skip)", VALIDATION
+    if config.eval_split:
+        return f"evaluating on split {config.eval_split!r}", config.eval_split
+    return "no evaluation (--eval_split none)", ""
 
 
 def _start_line(config: FKDConfig, setup: FKDSetup, evaluation: str) -> str:
@@ -101,10 +104,11 @@ def _start_line(config: FKDConfig, setup: FKDSetup, evaluation: str) -> str:
     steps_per_pass = math.ceil(steps_per_pass / config.gradient_accumulation_steps)
     passes = config.max_steps / steps_per_pass if config.max_steps > 0 else config.num_train_epochs
     processes = f"{config.world_size} process{'es' if config.world_size > 1 else ''}"
-    tail = " (the last pass: one crop per photo per FKD epoch)" if config.single_crop_tail else ""
+    layout = setup.resolved.layout
+    tail = " (the last pass: one crop per photo per FKD epoch)" if layout.single_crop_tail else ""
     return (
         f"FKD on {processes}: {images} images x {config.num_crops} of {meta.stored_crops} stored crops ({meta.kind}, "
-        f"k={meta.k}), {config.crop_layout} crops; {config.crops_per_step} crops per optimizer step; {passes:.4g} "
+        f"k={meta.k}), {layout.name} crops; {config.crops_per_step} crops per optimizer step; {passes:.4g} "
         f"passes = {passes * config.num_crops:.4g} FKD epochs{tail}; {evaluation}."
     )
 
@@ -126,37 +130,33 @@ def train(config: FKDConfig) -> dict[str, float]:
 
     The dataset, split, columns and revision default to the ones the label set was made from, evaluation to the
     dataset's validation split. The resolved config is written to ``output_dir/train_config.yaml`` (``--config``
-    reads it back), the student to ``output_dir``. ``hub_token`` is used for the final push only and is cleared
-    from ``config`` during training, so no checkpoint's ``training_args.bin`` holds it.
+    reads it back), the student to ``output_dir``. ``hub_token`` is used for the final push only: the Trainer runs
+    on a copy of ``config`` without it, so no checkpoint's ``training_args.bin`` holds it.
     """
-    if not config.label_set or not config.student:
-        raise ValueError("Set both label_set (a folder from `fkd-hf generate` or a Hub id) and student.")
     resume = _resume_path(config)
     check_output_dir(config, resume)
-    labels = open_label_set(config.label_set, config.label_set_revision)
-    resolve_data_defaults(config, labels.metadata)
-    evaluation = resolve_eval_split(config)
+    labels = load_labels(config)
+    data = resolve_data(config, labels.metadata)
+    evaluation, eval_split = resolve_eval_split(config, data)
     # The Trainer's own push would upload its checkpoint format and training_args.bin: the finished student is
     # pushed once at the end instead, in the format timm and transformers both load, with its card.
-    push_at_end, token = config.push_to_hub, config.hub_token
-    config.push_to_hub, config.hub_token = False, None
-    try:
-        card = StudentCardCallback()
-        setup = build_trainer(config, labels=labels, callbacks=[card])
-        trainer = setup.trainer
-        if trainer.is_world_process_zero():
-            save_config(config, Path(config.output_dir) / CONFIG_FILE)
-        trainer.accelerator.print(_start_line(config, setup, evaluation))
-        metrics = _fit(setup, config, resume)
-        if trainer.is_world_process_zero():
-            trainer.save_metrics("all", metrics)
-            save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, setup.data_config)
-            card.write(config.output_dir)
-            if push_at_end:
-                repo_id = config.hub_model_id or Path(config.output_dir).name
-                url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=token,
-                                   revision=config.hub_revision)  # fmt: skip
-                trainer.accelerator.print(f"Student pushed to {url}")
-    finally:
-        config.push_to_hub, config.hub_token = push_at_end, token
+    trainer_config = config_with(config, push_to_hub=False, hub_token=None)
+    setup = build_trainer(trainer_config, labels=labels, data=dataclasses.replace(data, eval_split=eval_split))
+    trainer = setup.trainer
+    card = StudentCardCallback(run=setup.resolved)
+    trainer.add_callback(card)
+    if trainer.is_world_process_zero():
+        resolved_config = config_with(trainer_config, **setup.resolved.config_values())
+        save_config(resolved_config, Path(config.output_dir) / CONFIG_FILE)
+    trainer.accelerator.print(_start_line(config, setup, evaluation))
+    metrics = _fit(setup, config, resume)
+    if trainer.is_world_process_zero():
+        trainer.save_metrics("all", metrics)
+        save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, setup.data_config)
+        card.write(config.output_dir)
+        if config.push_to_hub:
+            repo_id = config.hub_model_id or Path(config.output_dir).name
+            url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=config.hub_token,
+                               revision=config.hub_revision)  # fmt: skip
+            trainer.accelerator.print(f"Student pushed to {url}")
     return metrics

@@ -97,11 +97,11 @@ class FKDTrainer(Trainer):
         self._device_stats: dict[torch.device, torch.Tensor] = {}
 
     def _get_train_sampler(self, train_dataset=None):
-        """In order for a dataset that lays out its own order (the spread layout); the Trainer's otherwise."""
+        """The sampler the training set's crop layout needs (in order, for the spread layout); the Trainer's
+        otherwise."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        if getattr(dataset, "ordered", False):
-            return torch.utils.data.SequentialSampler(dataset)
-        return super()._get_train_sampler(train_dataset)
+        sampler = dataset.train_sampler() if isinstance(dataset, FKDCropDataset) else None
+        return super()._get_train_sampler(train_dataset) if sampler is None else sampler
 
     def normalize_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 crops -> the student's float input, on their device (``args.mean``/``args.std``)."""

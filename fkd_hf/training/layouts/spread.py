@@ -1,5 +1,5 @@
-"""The spread crop layout: each photo is still decoded once per pass, but its ``num_crops`` crops go to different
-batches, so a batch of B crops holds B different photos, as in single-crop training.
+"""The spread crop layout (``--crop_layout spread``): each photo is still decoded once per pass, but its ``num_crops``
+crops go to different batches, so a batch of B crops holds B different photos, as in single-crop training.
 
 Batch semantics are those of the grouped layout: ``per_device_train_batch_size`` = b counts samples of
 ``num_crops`` = m crops, a step holds ``B = b x m`` crops per device, a pass holds ``len(dataset)`` samples (one
@@ -22,6 +22,8 @@ Layout of one pass on one process (a pure function of ``(seed, pass, rank, world
   whose lanes W does not divide, are spread over consecutive steps: their photos may be decoded by several workers.
 * Resuming: the Trainer skips batches in the sampler, so skipped batches are not read; the first batches after the
   skip decode the photos they need and replay exactly the same crops.
+* The single-crop tail (:mod:`.tail`) runs over this process's photos of the pass, with a window of ``B - 1`` crops,
+  so a step's crops are of different photos there too.
 
 Memory: the crops waiting in a process's workers peak at ``lanes x B x (m - 1)`` crops, after the first round of a
 superblock. At ImageNet size (224 px, 147 KiB a crop) with the default 8 lanes and m = 4: 441 MiB per process at
@@ -33,16 +35,19 @@ in a single-crop tail pass its m single-crop orders (4 bytes a photo each) inste
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import datasets
 import numpy as np
 import torch
 
-from ..labels.format import LabelSetMetadata
-from .data import Crop, FKDCropDataset
+from ..data import Crop, FKDCropDataset
+from .base import CropLayout, CropSource
 
-__all__ = ["SPREAD_STREAM", "rank_photos", "SpreadLayout", "SpreadCropDataset", "spread_train_set"]
+__all__ = ["SPREAD_STREAM", "rank_photos", "SpreadSteps", "SpreadLayout", "SpreadCropDataset"]
+
+logger = logging.getLogger(__name__)
 
 SPREAD_STREAM = 0x5B2EAD  # keeps the layout's random streams apart from select_crops' and the tail's
 
@@ -53,7 +58,7 @@ def rank_photos(seed: int, pass_index: int, num_photos: int, batch_size: int, ra
     return order[(np.arange(num_photos) // batch_size) % world_size == rank]
 
 
-class SpreadLayout:
+class SpreadSteps:
     """Where the crops of ``num_photos`` photos go, step by step (module doc); photos are local indices."""
 
     def __init__(self, num_photos: int, batch_size: int, num_crops: int, lanes: int, seed: int = 0,
@@ -109,95 +114,103 @@ class _Waiting:
     crops: dict[int, Crop]
 
 
-class SpreadCropDataset(FKDCropDataset):
-    """:class:`FKDCropDataset` in the spread layout (module doc): samples are read in order (FKDTrainer uses a
-    sequential sampler) and a sample holds ``num_crops`` crops of different photos.
+class SpreadLayout(CropLayout):
+    """The spread layout of one process (module doc): samples are read in order, and a sample holds ``num_crops``
+    crops of different photos. ``batch_size`` is the loader's batch (samples per device step); ``rank`` and
+    ``world_size`` are the process's."""
 
-    ``batch_size`` is the loader's batch (samples per device step); ``rank`` and ``world_size`` are the process's.
-    The single-crop tail works as in :class:`FKDCropDataset`, on this process's photos.
-    """
+    name = "spread"
 
-    ordered = True
-
-    def __init__(
-        self,
-        rows: datasets.Dataset,
-        metadata: LabelSetMetadata,
-        num_crops: int,
-        size: Sequence[int],
-        interpolation: str = "bilinear",
-        seed: int = 0,
-        image_column: str = "image",
-        *,
-        batch_size: int,
-        lanes: int = 8,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        super().__init__(rows, metadata, num_crops, size, interpolation, seed, image_column)
+    def __init__(self, batch_size: int, lanes: int = 8, rank: int = 0, world_size: int = 1):
         if batch_size < 1 or lanes < 1 or not 0 <= rank < world_size:
             raise ValueError(f"Need batch_size >= 1, lanes >= 1 and 0 <= rank < world_size, got {batch_size}, "
                              f"{lanes}, {rank}, {world_size}.")  # fmt: skip
         self.batch_size, self.lanes, self.rank, self.world_size = batch_size, lanes, rank, world_size
-        self._layout: SpreadLayout | None = None
+        self._steps: SpreadSteps | None = None
         self._photos = np.zeros(0, dtype=np.int64)
         self._waiting: dict[int, _Waiting] = {}
 
-    @property
-    def layout(self) -> SpreadLayout:
-        """The layout of the current pass on this process (built, with the pass's photos, when a pass begins)."""
-        if self._layout is None or self._layout.pass_index != self.pass_index:
-            pass_index = self.pass_index
-            self._photos = rank_photos(self.seed, pass_index, len(self), self.batch_size, self.rank, self.world_size)
-            self._layout = SpreadLayout(len(self._photos), self.batch_size, self.num_crops, self.lanes, self.seed,
-                                        pass_index, self.rank)  # fmt: skip
+    @classmethod
+    def check(cls, config) -> None:
+        if config.spread_lanes < 1:
+            raise ValueError(f"spread_lanes must be at least 1, got {config.spread_lanes}.")
+        if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
+            raise ValueError("crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
+                             "options split_batches and dispatch_batches.")  # fmt: skip
+        workers = config.dataloader_num_workers
+        if workers > 1 and config.spread_lanes % workers:
+            logger.warning(f"spread_lanes={config.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
+                           "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
+                           "spread_lanes.")  # fmt: skip
+
+    @classmethod
+    def options(cls, config) -> dict[str, Any]:
+        return {"spread_lanes": config.spread_lanes}
+
+    @classmethod
+    def create(cls, options: Mapping[str, Any], batch_size: int, rank: int = 0, world_size: int = 1) -> SpreadLayout:
+        return cls(batch_size, options["spread_lanes"], rank, world_size)
+
+    def steps(self, dataset: CropSource) -> SpreadSteps:
+        """The steps of the current pass on this process (built, with the pass's photos, when a pass begins)."""
+        if self._steps is None or self._steps.pass_index != dataset.pass_index:
+            pass_index = dataset.pass_index
+            self._photos = rank_photos(dataset.seed, pass_index, len(dataset), self.batch_size, self.rank,
+                                       self.world_size)  # fmt: skip
+            self._steps = SpreadSteps(len(self._photos), self.batch_size, dataset.num_crops, self.lanes, dataset.seed,
+                                      pass_index, self.rank)  # fmt: skip
             self._waiting.clear()
-        return self._layout
+        return self._steps
 
     @property
     def cached_crops(self) -> int:
         """Crops this process (worker) holds for later batches."""
         return sum(len(waiting.crops) for waiting in self._waiting.values())
 
-    def _local_samples(self, indices: Sequence[int]) -> np.ndarray:
-        """This process's sample positions of sampler indices (global batch g = index // b is local step
-        g // world_size); indices past its photos wrap around, as Accelerate's ``even_batches`` padding does."""
+    def sampler(self, dataset: CropSource) -> torch.utils.data.Sampler:
+        return torch.utils.data.SequentialSampler(dataset)
+
+    def local_samples(self, dataset: CropSource, indices: Sequence[int]) -> np.ndarray:
+        """Global batch g = index // b is local step g // world_size; indices past this process's photos wrap
+        around, as Accelerate's ``even_batches`` padding does."""
         indices = np.asarray(indices, dtype=np.int64)
         batch, offset = np.divmod(indices, self.batch_size)
-        return ((batch // self.world_size) * self.batch_size + offset) % max(1, self.layout.num_photos)
+        return ((batch // self.world_size) * self.batch_size + offset) % max(1, self.steps(dataset).num_photos)
 
-    def _plan_steps(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def pass_photos(self, dataset: CropSource) -> np.ndarray:
+        self.steps(dataset)
+        return self._photos
+
+    def tail_window(self, dataset: CropSource) -> int:
+        return self.batch_size * dataset.num_crops - 1  # a step's crops are of different photos
+
+    def _plan_steps(self, dataset: CropSource, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Local photos and rounds ``[len(indices), m]`` of the samples at ``indices``, and the steps they are in."""
-        local = self._local_samples(indices)
-        if self.in_tail:
-            window = self.batch_size * self.num_crops - 1  # a step's crops are of different photos
-            return (*self._tail_plan(local, np.arange(len(self._photos)), self.rank, window), [])
-        m, steps = self.num_crops, {}
+        local, layout = self.local_samples(dataset, indices), self.steps(dataset)
+        m, steps = dataset.num_crops, {}
         photos, rounds = np.empty((len(local), m), np.int64), np.empty((len(local), m), np.int64)
         for i, (step, offset) in enumerate(zip(*np.divmod(local, self.batch_size))):
             if step not in steps:
-                steps[step] = self.layout.step(int(step))
+                steps[step] = layout.step(int(step))
             photos[i], rounds[i] = (a[offset * m : (offset + 1) * m] for a in steps[step])
         return photos, rounds, sorted(steps)
 
-    def crop_plan(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        local, rounds, _ = self._plan_steps(indices)
+    def crop_plan(self, dataset: CropSource, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        local, rounds, _ = self._plan_steps(dataset, indices)
         return self._photos[local], rounds
 
-    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+    def read(self, dataset: CropSource, indices: Sequence[int]) -> list[dict]:
         """Serves a batch from the crops waiting in this worker, decoding only the photos it has not seen."""
-        local, rounds, steps = self._plan_steps(indices)
+        local, rounds, steps = self._plan_steps(dataset, indices)
         photos = self._photos[local]
-        if self.in_tail:
-            return self._samples(indices, (photos, rounds), self._read_plan(zip(photos.ravel(), rounds.ravel())))
-        self._replay_missing(local, rounds, steps[0])
+        self._replay_missing(dataset, local, rounds, steps[0])
         crops = {}
         for photo, round_ in zip(photos.ravel().tolist(), rounds.ravel().tolist()):
             crops.setdefault(photo, {})[round_] = self._waiting[photo].crops.pop(round_)
         self._waiting = {p: w for p, w in self._waiting.items() if w.crops and w.last_step > steps[-1]}
-        return self._samples(indices, (photos, rounds), crops)
+        return dataset.assemble(indices, (photos, rounds), crops)
 
-    def _replay_missing(self, local: np.ndarray, rounds: np.ndarray, step: int) -> None:
+    def _replay_missing(self, dataset: CropSource, local: np.ndarray, rounds: np.ndarray, step: int) -> None:
         """Decodes the photos of this batch whose crops are not waiting; on a photo's first sight, also replays its
         later crops in the steps this worker serves (``step``, ``step + W``, ...), and keeps them."""
         info = torch.utils.data.get_worker_info()
@@ -209,22 +222,20 @@ class SpreadCropDataset(FKDCropDataset):
                 wanted.setdefault(photo, set()).add(round_)
         new = [photo for photo in wanted if int(self._photos[photo]) not in self._waiting]
         last = {}
-        for photo, steps in zip(new, self.layout.round_steps(np.asarray(new, dtype=np.int64))):
+        for photo, steps in zip(new, self.steps(dataset).round_steps(np.asarray(new, dtype=np.int64))):
             wanted[photo].update(np.flatnonzero((steps >= step) & ((steps - step) % workers == 0)).tolist())
             last[int(self._photos[photo])] = int(steps[-1])
         pairs = [(self._photos[photo], round_) for photo, rs in wanted.items() for round_ in sorted(rs)]
-        for photo, crops in self._read_plan(pairs).items():
+        for photo, crops in dataset.read_plan(pairs).items():
             self._waiting.setdefault(photo, _Waiting(last.get(photo, step), {})).crops.update(crops)
 
 
-def spread_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, data: dict, config) -> SpreadCropDataset:
-    """The training set of ``config.crop_layout = "spread"`` (a ``train_set_factory`` of ``build_trainer``)."""
-    if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
-        raise ValueError("crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
-                         "options split_batches and dispatch_batches.")  # fmt: skip
-    seed = config.data_seed if config.data_seed is not None else config.seed
-    return SpreadCropDataset(
-        rows, metadata, config.num_crops, data["input_size"], config.train_interpolation, seed, config.image_column,
-        batch_size=config.train_batch_size, lanes=config.spread_lanes, rank=config.process_index,
-        world_size=config.world_size,
-    )  # fmt: skip
+class SpreadCropDataset(FKDCropDataset):
+    """:class:`FKDCropDataset` (its arguments) in the spread layout: ``batch_size``, ``lanes``, ``rank`` and
+    ``world_size`` as in :class:`SpreadLayout`."""
+
+    def __init__(self, *args, batch_size: int, lanes: int = 8, rank: int = 0, world_size: int = 1, **kwargs):
+        super().__init__(*args, layout=SpreadLayout(batch_size, lanes, rank, world_size), **kwargs)
+
+
+LAYOUT = SpreadLayout
