@@ -24,10 +24,12 @@ def _recording_compute_loss(self, model, inputs, *args, **kwargs):
 def main(argv: list[str]) -> None:
     (config,) = parse_config([FKDConfig], argv, prog="_distributed_train", description=__doc__)
     FKDTrainer.compute_loss = _recording_compute_loss
-    metrics = train(config)
-    record = {"world_size": config.world_size, "seen": seen, "eval_top1": metrics.get("eval_top1")}
-    Path(config.output_dir, f"rank{config.process_index}.json").write_text(json.dumps(record))
-    torch.distributed.destroy_process_group()  # as `fkd-hf` does: an open group can abort the interpreter's exit
+    try:
+        metrics = train(config)
+        record = {"world_size": config.world_size, "seen": seen, "eval_top1": metrics.get("eval_top1")}
+        Path(config.output_dir, f"rank{config.process_index}.json").write_text(json.dumps(record))
+    finally:  # as `fkd-hf` does: an open process group can abort the interpreter's exit
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

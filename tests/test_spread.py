@@ -270,8 +270,11 @@ def _record_two_process_training(labels: str, output_dir: str) -> None:
 
     FKDCropDataset.__getitems__ = recording
     config = _config(labels, output_dir, fkd_epochs=4)
-    build_trainer(config).trainer.train()
-    Path(output_dir, f"rank{config.process_index}.json").write_text(json.dumps(seen))
+    try:
+        build_trainer(config).trainer.train()
+        Path(output_dir, f"rank{config.process_index}.json").write_text(json.dumps(seen))
+    finally:  # as `fkd-hf` does: an open process group can abort the interpreter's exit
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
 import pytest
 from _fkd_data import make_label_set, make_splits
@@ -176,15 +175,3 @@ def test_the_default_workers_raise_no_warning_and_too_many_do(data, tmp_path):
     too_many = FKDConfig(**options, dataloader_num_workers=len(os.sched_getaffinity(0)) + 1)
     assert any("suggested max number of worker" in message for message in _worker_warnings(too_many))
 
-
-def test_ctrl_c_says_what_was_kept(data, tmp_path, monkeypatch, capsys):
-    import fkd_hf.training
-
-    def interrupted(config):
-        Path(config.output_dir, "checkpoint-7").mkdir(parents=True)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(fkd_hf.training, "train", interrupted)
-    assert cli_main(["train", *_argv(_options(data, tmp_path / "out"))]) == 130
-    err = capsys.readouterr().err
-    assert "checkpoint-7 is kept" in err and "--resume_from_checkpoint last" in err

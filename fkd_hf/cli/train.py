@@ -37,11 +37,9 @@ def main(argv: list[str]) -> int:
 
 
 def _what_was_kept(output_dir: str) -> str:
-    from pathlib import Path
+    from ..training.checkpoints import last_complete_checkpoint
 
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    last = last_complete_checkpoint(output_dir)
     if last is None:
         return "no checkpoint was saved (--save_strategy steps --save_steps N saves one every N steps)."
     return f"{last} is kept: rerun the same command with --resume_from_checkpoint last to continue from it."

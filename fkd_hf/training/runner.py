@@ -14,13 +14,13 @@ import math
 from pathlib import Path
 
 import datasets
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..config_io import save_config
 from ..hub.push import push_student
 from ..models.students import save_student
 from .builder import FKDSetup, build_trainer, load_labels
 from .card_callback import StudentCardCallback
+from .checkpoints import is_complete, last_complete_checkpoint
 from .config import FKDConfig
 from .resolved import DataPlan, config_with, resolve_data
 
@@ -34,13 +34,18 @@ __all__ = ["CONFIG_FILE", "check_output_dir", "train"]
 
 
 def _resume_path(config: FKDConfig) -> str | None:
+    """The checkpoint to resume: ``last`` is the newest complete one; a named one must be complete."""
     resume = config.resume_from_checkpoint
-    if resume not in ("last", "true", "True"):
-        return resume
-    last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
-    if last is None:
-        raise FileNotFoundError(f"resume_from_checkpoint={resume!r}, but {config.output_dir} has no checkpoint-*.")
-    return last
+    if resume in ("last", "true", "True"):
+        last = last_complete_checkpoint(config.output_dir)
+        if last is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint {resume}, but {config.output_dir} has no complete "
+                                    "checkpoint-* folder: rerun without it to start afresh.")  # fmt: skip
+        return last
+    if resume and Path(resume).is_dir() and not is_complete(resume):
+        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is an incomplete checkpoint (no readable "
+                                "trainer_state.json): give a complete one, or `last`.")  # fmt: skip
+    return resume
 
 
 def check_output_dir(config: FKDConfig, resume: str | None = None) -> None:

@@ -3,18 +3,29 @@ checkpointing and logging all stay with ``Trainer``."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import torch
 from transformers import EvalPrediction, Trainer, TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..models.pixels import normalize
 from .data import FKDCropDataset, collate_crops
 from .loss import mix_crops, sample_mix, soft_cross_entropy
 from ..labels.kinds import reconstruct
 from ..models.students import student_data_config
+from .checkpoints import STAGING_DIR, STATE_FILE, last_complete_checkpoint, publish
 from .config import FKDConfig
+from .progress import TrainingProgress, no_library_bars_off_terminal
 
-__all__ = ["FKDTrainer", "PassCallback", "top5_indices", "topk_accuracy"]
+__all__ = ["FKDTrainer", "NonFiniteLossError", "PassCallback", "top5_indices", "topk_accuracy"]
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped at a loss that is NaN or infinite, before the step changed the weights."""
 
 
 def top5_indices(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -51,6 +62,10 @@ class FKDTrainer(Trainer):
     normalises the crops on the device with ``args.mean``/``args.std`` (default: the student's), reconstructs the
     dense targets there, applies Mixup/CutMix when enabled and returns FKD's soft cross-entropy. Evaluation batches
     carry hard ``labels`` and use the model's own loss; metrics are top-1 and top-5.
+
+    A checkpoint is complete or absent (:mod:`~fkd_hf.training.checkpoints`); a non-finite training loss stops
+    training with :class:`NonFiniteLossError` before its step is applied; the progress bars are labelled and write
+    plain lines off a terminal (:class:`~fkd_hf.training.progress.TrainingProgress`).
     """
 
     def __init__(self, model, args: FKDConfig, train_dataset: FKDCropDataset | None = None, **kwargs):
@@ -71,9 +86,12 @@ class FKDTrainer(Trainer):
                 )
             self.kind, self.num_classes = metadata.kind, metadata.num_classes
         model.to(memory_format=torch.channels_last)  # in place: faster convolutions on GPUs and CPUs (oneDNN)
+        self._staging = False  # while a checkpoint is written: see _save_checkpoint
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
         if train_dataset is not None:
             self.add_callback(PassCallback(train_dataset))
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(TrainingProgress())
         data = student_data_config(self.model, mean=args.mean, std=args.std)
         self._pixel_stats = torch.tensor([data["mean"], data["std"]], dtype=torch.float32)
         self._device_stats: dict[torch.device, torch.Tensor] = {}
@@ -126,6 +144,69 @@ class FKDTrainer(Trainer):
             if args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The Trainer's step, stopped with :class:`NonFiniteLossError` (naming the step and the likely cause) when
+        the loss is not finite, before the optimizer applies it."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.is_training_batch(inputs) and not torch.isfinite(loss).all():
+            raise NonFiniteLossError(self._non_finite_message(inputs, loss))
+        return loss
+
+    def _non_finite_message(self, inputs: dict, loss: torch.Tensor) -> str:
+        args, values = self.args, inputs["topk_values"]
+        if not torch.isfinite(values).all():
+            bad = int((~torch.isfinite(values)).any(-1).sum())
+            cause = (f"{bad} of the batch's {len(values)} crops have non-finite soft labels in the label set "
+                     f"{args.label_set}: regenerate it (fkd-hf generate refuses such values)")  # fmt: skip
+        elif not torch.isfinite(self._pixel_stats).all() or not self._pixel_stats[1].all():
+            cause = f"--mean/--std ({self._pixel_stats.tolist()}) hold a non-finite value or a std of 0"
+        else:
+            cause = (f"the batch's soft labels are finite, so the student diverged: lower --learning_rate "
+                     f"({args.learning_rate:g})" + (" or train in bf16 or fp32 rather than fp16" if args.fp16 else ""))
+        last = last_complete_checkpoint(args.output_dir)
+        kept = f"{last} is kept (the last complete checkpoint)." if last else "No checkpoint was saved."
+        return f"training stopped at step {self.state.global_step + 1}: the loss is {loss.item()}; {cause}. {kept}"
+
+    def _get_output_dir(self, trial):
+        """The run's folder; its staging folder while a checkpoint is written (see :meth:`_save_checkpoint`)."""
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint, written under ``output_dir/_checkpoint-in-progress/`` and moved to
+        ``checkpoint-N`` once every process's files are in; then pushed (``push_to_hub``) and rotated."""
+        run_dir = super()._get_output_dir(trial)
+        name, staging = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}", os.path.join(run_dir, STAGING_DIR)
+        staged, final = os.path.join(staging, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # what a killed run's save left
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            with no_library_bars_off_terminal():
+                super()._save_checkpoint(model, trial)
+        except BaseException:  # Ctrl-C, SIGTERM, a full disk: leave no half-written checkpoint
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            self._staging = False
+        self.accelerator.wait_for_everyone()
+        if not self.args.should_save:
+            return
+        if self.state.best_model_checkpoint == staged:  # the Trainer recorded the staging path: record the final one
+            self.state.best_model_checkpoint = final
+            self.state.save_to_json(os.path.join(staged, STATE_FILE))
+        publish(staged, final)
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+        rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Pushes a checkpoint from its final place only (a staged one is pushed once moved)."""
+        if not self._staging:
+            super()._push_from_checkpoint(checkpoint_folder)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds ``fkd_epoch`` (passes x num_crops) next to the Trainer's ``epoch`` (passes)."""
