@@ -8,7 +8,7 @@ __all__, __getattr__, __dir__ = lazy_namespace(
     globals(),
     {
         "config": ["FKDConfig"],
-        "trainer": ["FKDTrainer"],
+        "trainer": ["FKDTrainer", "NonFiniteLossError"],
         "loss": ["mix_crops", "sample_mix", "soft_cross_entropy"],
         "data": ["EvalDataset", "FKDCropDataset", "collate_crops", "select_crops"],
         "layouts": ["LAYOUTS", "LayoutPlan", "plan_layout"],
