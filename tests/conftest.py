@@ -43,15 +43,6 @@ def make_image_folder(root: Path, per_class: int = 6, seed: int = 0) -> Path:
     return root
 
 
-def to_uint8_batch(images):
-    """RGB images (PIL images or ``[H, W, 3]`` uint8 arrays of one size) as a uint8 ``[N, 3, H, W]`` batch in
-    channels-last memory."""
-    import torch
-
-    stacked = np.stack([np.asarray(image, dtype=np.uint8) for image in images])
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2)
-
-
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("images"))

@@ -32,8 +32,7 @@ from fkd_hf.labels.crops import resample_filter  # noqa: E402
 from fkd_hf.labels.images import load_images  # noqa: E402
 from fkd_hf.labels.kinds import reconstruct  # noqa: E402
 from fkd_hf.models import create_student  # noqa: E402
-from conftest import to_uint8_batch
-from fkd_hf.models.pixels import normalize  # noqa: E402
+from fkd_hf.models.pixels import normalize, to_uint8_batch  # noqa: E402
 from fkd_hf.training import FKDCropDataset, build_trainer  # noqa: E402
 
 R = 3  # stored crops of the tiny label set

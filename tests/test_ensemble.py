@@ -18,8 +18,7 @@ from fkd_hf.labels.crops import crops_to_pixels, replay_crop
 from fkd_hf.labels.format import METADATA_FILE, fixed_size_to_numpy
 from fkd_hf.labels.images import decode_image, image_bytes
 from fkd_hf.labels.merge import merge_label_sets
-from conftest import to_uint8_batch
-from fkd_hf.models.pixels import normalize
+from fkd_hf.models.pixels import normalize, to_uint8_batch
 from fkd_hf.models.teachers import load_teacher
 
 

@@ -14,8 +14,7 @@ from fkd_hf.labels.writer import LabelSetWriter
 from conftest import REPO_ROOT, make_image_folder
 from fkd_hf import generate, load_label_set
 from fkd_hf.labels.crops import crops_to_pixels, replay_crop
-from conftest import to_uint8_batch
-from fkd_hf.models.pixels import normalize
+from fkd_hf.models.pixels import normalize, to_uint8_batch
 from fkd_hf.labels.images import BadImageError, decode_image, image_bytes, load_images
 from fkd_hf.labels.format import LABEL_COLUMNS, METADATA_FILE
 from fkd_hf.models.teachers import load_teacher

@@ -47,8 +47,7 @@ def test_unknown_teacher_spec_says_what_is_accepted(tmp_path):
 
 @pytest.mark.skipif(not IMAGENETTE.is_dir(), reason="needs ../shared/data/imagenette-mini")
 def test_lite0_teacher_from_pypi_recognises_imagenette_photos():
-    from conftest import to_uint8_batch
-    from fkd_hf.models.pixels import normalize
+    from fkd_hf.models.pixels import normalize, to_uint8_batch
     from fkd_hf.labels.images import load_images
     from PIL import Image
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["normalize"]
+__all__ = ["normalize", "to_uint8_batch"]
+
+
+def to_uint8_batch(images: Sequence) -> torch.Tensor:
+    """RGB images (PIL images or ``[H, W, 3]`` uint8 arrays of one size) as a uint8 ``[N, 3, H, W]`` batch in
+    channels-last memory."""
+    stacked = np.stack([np.asarray(image, dtype=np.uint8) for image in images])
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2)
 
 
 def normalize(pixels: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
