@@ -14,6 +14,7 @@ from _fkd_data import TINY_CLASSES, make_splits
 from fkd_hf.cli import main as cli_main
 from fkd_hf.demo import DemoConfig
 from fkd_hf.demo.output import CURVES_FILE, OUTPUTS, RESULT_FILE
+from fkd_hf.repo_ids import portable_spec
 
 TINY = dict(student="test_resnet", input_size=32, stored_crops=4, num_crops=2, batch_size=5, num_workers=0)
 
@@ -86,5 +87,6 @@ def test_console_names_the_final_outputs_only_and_the_card_carries_the_scores(sp
     assert card.data.eval_results[0].metric_value == pytest.approx(fkd["top1"], abs=1e-6)
     evaluation = card.text.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
     assert "Not evaluated" not in evaluation and f"{100 * fkd['top1']:.2f} %" in evaluation
-    assert f"agreement with the teacher `{result['teacher_name']}` on the same {result['eval_items']} images: " \
+    # the card names a local teacher folder by its name only: no local absolute path reaches what gets pushed
+    assert f"agreement with the teacher `{portable_spec(result['teacher_name'])}` on the same {result['eval_items']} images: " \
            f"{100 * fkd['agreement']:.1f} %" in evaluation  # fmt: skip
