@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METADATA_FILE", "RUN_FILE", "CARD_FILE", "DATA_DIR", "SHARD_PATTERN", "SHARD_NAME", "TEMPORARY_SHARD",
-    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY", "LABEL_SET_KEY", "DEFINING_FIELDS", "DIGESTED_FIELDS",
+    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY", "LABEL_SET_KEY",
+    "DEFINING_FIELDS", "DIGESTED_FIELDS",
     "LabelSetMetadata", "card_digest", "index_dtype", "label_features",
 ]  # fmt: skip
 
@@ -128,6 +129,8 @@ class LabelSetMetadata:
         if data.get("format_version", 1) < 2 and "num_crops" in data:  # version 1 named R num_crops
             data["stored_crops"] = data.pop("num_crops")
         data.setdefault("replay", "pil")  # a set made before replays were named (fkd-hf < 0.2)
+        if data.get("format_version", 1) < TARGET_TYPE_FORMAT_VERSION:  # versions 1 and 2: class probabilities
+            data["target_type"] = DEFAULT_TARGET_TYPE
         known = {f.name for f in dataclasses.fields(cls)}  # format_version follows from the target type
         return cls(**{key: value for key, value in data.items() if key in known})
 

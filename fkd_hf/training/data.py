@@ -190,7 +190,9 @@ class FKDCropDataset(PassDataset):
         if not wanted:
             return {}
         read = zip(*self.read_crops(list(wanted), [list(r) for r in wanted.values()]))
-        return {photo: dict(zip(r, zip(*crops))) for (photo, r), crops in zip(wanted.items(), read)}
+        return {photo: {round_: (pixels[t], {name: values[t] for name, values in targets.items()})
+                        for t, round_ in enumerate(rounds)}
+                for (photo, rounds), (pixels, targets) in zip(wanted.items(), read)}  # fmt: skip
 
     def new_pixels(self, samples: int) -> torch.Tensor:
         """Uninitialised uint8 ``[samples, num_crops, H, W, 3]`` for a batch; inside a loader worker in shared

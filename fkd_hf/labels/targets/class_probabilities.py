@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasets import List, Value
 
 from ..kinds import check_kind, quantize, reconstruct
 from .base import Refuse, TargetType, stored_fractions
@@ -31,6 +30,8 @@ def index_dtype(num_classes: int) -> str:
 
 def column_features(stored_crops: int, k: int, num_classes: int) -> dict[str, Any]:
     """The features of the two columns for R = ``stored_crops`` crops of top-``k`` labels over ``num_classes``."""
+    from datasets import List, Value  # here: the command line's help (which reads INDICES) loads no datasets
+
     return {
         INDICES: List(List(Value(index_dtype(num_classes)), length=k), length=stored_crops),
         VALUES: List(List(Value("float16"), length=k), length=stored_crops),
