@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,7 +22,6 @@ from fkd_hf.labels.format import CROP_COLUMNS, LABEL_SET_KEY, METADATA_FILE, Lab
 from fkd_hf.labels.images import decode_image, image_bytes, image_key, load_images
 from fkd_hf.labels.targets import DEFAULT_TARGET_TYPE, TARGET_TYPES, target_type
 from fkd_hf.labels.targets.base import TargetType
-from fkd_hf.models.pixels import normalize
 from fkd_hf.training import FKDCropDataset, collate_crops
 from fkd_hf.training.targets import TARGET_LOSSES, target_loss
 
@@ -33,8 +33,8 @@ class ToyRegression(TargetType):
     """Each crop stores D float16 numbers; training regresses the student's D outputs onto them."""
 
     name = "toy_regression"
-    columns = {"toy_vector": "R x D float16 regression targets"}
-    sizes = {"toy_vector": "num_classes"}
+    columns: ClassVar[dict[str, str]] = {"toy_vector": "R x D float16 regression targets"}
+    sizes: ClassVar[dict[str, str]] = {"toy_vector": "num_classes"}
 
     def describe(self, metadata) -> str:
         return f"a toy vector of {metadata.num_classes} numbers"

@@ -156,8 +156,8 @@ class ShardedRun:
 
     ``prepare`` does one source row's work in reading threads: ``(row, image) -> {"row", "key", "error", ...}``;
     ``label`` turns the prepared rows, in order, into labelled ones (with ``crops``, ``flips`` and the columns of the
-    target type of ``metadata``; rows with an ``error`` pass through). ``refuse`` gives the error that stops the run at a row that
-    cannot be used (None: such rows are recorded as skipped).
+    target type of ``metadata``; rows with an ``error`` pass through). ``refuse`` gives the error that stops the run
+    at a row that cannot be used (None: such rows are recorded as skipped).
     """
 
     name: str  # the command, for the progress bar

@@ -51,9 +51,10 @@ from .schema import (
 
 __all__ = [  # with the schema's names, so that the format's readers and writers import everything from here
     "CARD_FILE", "CROP_COLUMNS", "DATA_DIR", "FORMAT_VERSION", "LABEL_COLUMNS", "LABEL_SET_KEY", "METADATA_FILE",
-    "RUN_FILE", "SHARD_NAME", "SHARD_PATTERN", "SKIPPED_ROWS_KEY", "TARGET_TYPE_FORMAT_VERSION", "TEMPORARY_SHARD", "LabelSetMetadata", "card_digest",
-    "index_dtype", "label_features", "LabelSet", "fixed_size_to_numpy", "rows_to_table", "shard_path", "write_shard",
-    "shard_skipped_rows", "read_local_metadata", "read_metadata", "load_label_set",
+    "RUN_FILE", "SHARD_NAME", "SHARD_PATTERN", "SKIPPED_ROWS_KEY", "TARGET_TYPE_FORMAT_VERSION", "TEMPORARY_SHARD",
+    "LabelSetMetadata", "card_digest", "index_dtype", "label_features", "LabelSet", "fixed_size_to_numpy",
+    "rows_to_table", "shard_path", "write_shard", "shard_skipped_rows", "read_local_metadata", "read_metadata",
+    "load_label_set",
 ]  # fmt: skip
 
 

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METADATA_FILE", "RUN_FILE", "CARD_FILE", "DATA_DIR", "SHARD_PATTERN", "SHARD_NAME", "TEMPORARY_SHARD",
-    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY", "LABEL_SET_KEY",
-    "DEFINING_FIELDS", "DIGESTED_FIELDS",
-    "LabelSetMetadata", "card_digest", "index_dtype", "label_features",
+    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY",
+    "LABEL_SET_KEY", "DEFINING_FIELDS", "DIGESTED_FIELDS", "LabelSetMetadata", "card_digest", "index_dtype",
+    "label_features",
 ]  # fmt: skip
 
 METADATA_FILE = "fkd_labels.json"

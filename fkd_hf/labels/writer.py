@@ -2,10 +2,11 @@
 label set from another (hard labels for a plain baseline, a cut to fewer crops or classes).
 
 Shards hold consecutive source rows and are written atomically, each with the fields that define its values in its
-parquet metadata; values no label set can hold (crops or probabilities outside [0, 1], NaN, class indices out of
-range) are refused, the target type's values as its :meth:`~fkd_hf.labels.targets.base.TargetType.store` says. :meth:`LabelSetWriter.finish` checks that every shard is there, then has the dataset card
-written (by a function it is given: cards belong to :mod:`fkd_hf.hub`) and writes, last, ``fkd_labels.json`` (with
-the card's digest), whose presence marks a finished set.
+parquet metadata; values no label set can hold are refused: crops outside [0, 1] or NaN, and target values as the
+set's target type checks them (:meth:`~fkd_hf.labels.targets.base.TargetType.store`; for class probabilities:
+probabilities outside [0, 1], NaN, class indices out of range). :meth:`LabelSetWriter.finish` checks that every shard
+is there, then has the dataset card written (by a function it is given: cards belong to :mod:`fkd_hf.hub`) and
+writes, last, ``fkd_labels.json`` (with the card's digest), whose presence marks a finished set.
 """
 
 from __future__ import annotations

@@ -92,12 +92,12 @@ class FKDCropDataset(PassDataset):
     """Joined image + label rows (see :func:`~fkd_hf.join.join_labels`) as FKD training samples.
 
     Each sample holds ``num_crops`` crops: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, each column of the label
-    set's target type ``[num_crops, size]`` as stored (``topk_indices`` and ``topk_values`` for class probabilities),
-    and ``sample_id`` (``pass * len(rows) + row``, a stable id for batch-level randomness). ``layout`` (a :class:`~fkd_hf.training.layouts.base.CropLayout`) says which crops: by
-    default the grouped layout, where sample i is image i with its crops; a pass set with ``tail=True`` is the
-    single-crop tail on top of it. Rows the label set records as skipped are left out. Call :meth:`set_pass` when a
-    pass over the data begins (FKDTrainer does). Crops are replayed the way the label set records
-    (``metadata.replay``), so they are the teacher's pixels.
+    set's target type ``[num_crops, size]`` as stored (for class probabilities: the top-k indices and values), and
+    ``sample_id`` (``pass * len(rows) + row``, a stable id for batch-level randomness). ``layout`` (a
+    :class:`~fkd_hf.training.layouts.base.CropLayout`) says which crops: by default the grouped layout, where sample
+    i is image i with its crops; a pass set with ``tail=True`` is the single-crop tail on top of it. Rows the label
+    set records as skipped are left out. Call :meth:`set_pass` when a pass over the data begins (FKDTrainer does).
+    Crops are replayed the way the label set records (``metadata.replay``), so they are the teacher's pixels.
 
     Every row is checked against its stored image key each time it is read: the first time this dataset object
     (each loader worker holds its own) reads the row, by the BLAKE2b key itself; after that, by comparing a 64-bit

@@ -8,7 +8,7 @@ Each crop stores the teacher's class probabilities after the set's temperature, 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .base import Refuse, TargetType, stored_fractions
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["INDICES", "VALUES", "ClassProbabilities", "TARGET_TYPE", "column_features", "index_dtype"]
+__all__ = ["INDICES", "TARGET_TYPE", "VALUES", "ClassProbabilities", "column_features", "index_dtype"]
 
 INDICES, VALUES = "topk_indices", "topk_values"
 
@@ -42,8 +42,8 @@ class ClassProbabilities(TargetType):
     """A teacher's class probabilities at a temperature, stored as top-k per kind."""
 
     name = "class_probabilities"
-    columns = {INDICES: "R x k class indices", VALUES: "R x k float16 teacher probabilities"}
-    sizes = {INDICES: "k", VALUES: "k"}
+    columns: ClassVar[dict[str, str]] = {INDICES: "R x k class indices", VALUES: "R x k float16 teacher probabilities"}
+    sizes: ClassVar[dict[str, str]] = {INDICES: "k", VALUES: "k"}
 
     def check(self, metadata) -> None:
         check_kind(metadata.kind)
