@@ -201,8 +201,8 @@ def test_the_registries_refuse_unknown_types_naming_the_known_ones():
     with pytest.raises(ValueError, match=r"format version 4, newer than this fkd_hf reads \(3\)"):
         LabelSetMetadata.from_dict({**fields, "format_version": 4})
     # a version 2 file holds class probabilities, whatever else it says
-    assert LabelSetMetadata.from_dict({**fields, "format_version": 2, "target_type": "embeddings"}).target_type == (
-        "class_probabilities")
+    version_two = LabelSetMetadata.from_dict({**fields, "format_version": 2, "target_type": "embeddings"})
+    assert version_two.target_type == "class_probabilities"
 
 
 def test_soft_cross_entropy_is_the_loss_of_class_probabilities(tmp_path):
