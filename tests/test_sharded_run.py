@@ -45,7 +45,7 @@ def _hard_label(item) -> dict:
     if "dog" in value["path"]:
         return {"row": row, "key": key, "error": f"no dogs here ({value['path']})"}
     return {"row": row, "key": key, "error": None, "crops": np.full((R, 4), 0.5), "flips": np.zeros(R, bool),
-            "indices": np.zeros((R, K), np.int64), "values": np.ones((R, K))}  # fmt: skip
+            "topk_indices": np.zeros((R, K), np.int64), "topk_values": np.ones((R, K))}  # fmt: skip
 
 
 def _run(image_folder, output_dir: Path, refuse) -> ShardedRun:

@@ -23,7 +23,7 @@ from ..labels.crops import (
 from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.format import LabelSetMetadata
 from ..labels.images import BadImageError, ImageSource, image_bytes, image_key, load_images
-from ..labels.kinds import quantize, resolve_k
+from ..labels.kinds import resolve_k
 from ..labels.merge import SharedCrops
 from ..models.teacher_runner import TeacherRunner
 from ..models.teachers import Teacher, load_teacher, resolve_class_map
@@ -155,7 +155,8 @@ class _RowLabeler:
 
 
 class _TeacherLabels:
-    """The teacher's top-k labels of prepared rows, in batches of ``batch_size`` crops that never cross a shard."""
+    """The stored targets of prepared rows (the teacher's outputs, encoded by the set's target type), in batches of
+    ``batch_size`` crops that never cross a shard."""
 
     def __init__(self, run: ResolvedGenerate, teacher: Teacher, metadata: LabelSetMetadata, device):
         self.run, self.teacher, self.metadata, self.device = run, teacher, metadata, device
@@ -163,8 +164,7 @@ class _TeacherLabels:
 
     def __call__(self, rows: Iterator[dict]) -> Iterator[dict]:
         meta = self.metadata
-        runner = TeacherRunner(self.teacher, self.run.precision, self.device, meta.teacher_class_indices,
-                               meta.temperature)  # fmt: skip
+        runner = TeacherRunner(self.teacher, self.run.precision, self.device, meta.teacher_class_indices)
         batch: list[dict] = []
         for row in rows:
             if batch and (len(batch) == self.images_per_batch
@@ -177,11 +177,11 @@ class _TeacherLabels:
     def _label(self, runner: TeacherRunner, batch: list[dict]) -> list[dict]:
         good = [row for row in batch if row["error"] is None]
         if good:
-            probs = runner.probs(np.concatenate([row.pop("pixels") for row in good]))
-            indices, values = (v.cpu().numpy() for v in quantize(probs, self.metadata.kind, self.metadata.k))
+            outputs = runner.restrict(runner.logits(np.concatenate([row.pop("pixels") for row in good])))
+            stored = {name: v.cpu().numpy() for name, v in self.metadata.target.encode(outputs, self.metadata).items()}
             r = self.run.stored_crops
             for i, row in enumerate(good):
-                row["indices"], row["values"] = indices[i * r:(i + 1) * r], values[i * r:(i + 1) * r]
+                row.update({name: values[i * r : (i + 1) * r] for name, values in stored.items()})
         return batch
 
 

@@ -115,9 +115,9 @@ class ShardPlan:
 
 
 class ShardWriter:
-    """Collects labelled rows (``row``, ``key``, ``error``, ``crops``, ``flips``, ``indices``, ``values``) and writes
-    each shard through ``writer`` once the rows of the next one come. A row with an ``error`` is stored as a
-    placeholder and recorded as skipped."""
+    """Collects labelled rows (``row``, ``key``, ``error``, ``crops``, ``flips`` and the columns of the set's target
+    type) and writes each shard through ``writer`` once the rows of the next one come. A row with an ``error`` is
+    stored as a placeholder and recorded as skipped."""
 
     def __init__(self, writer: LabelSetWriter, plan: ShardPlan):
         self.writer, self.plan = writer, plan
@@ -132,21 +132,16 @@ class ShardWriter:
             self.shard = shard
         if row["error"] is not None:
             self.skipped.append(row["row"])
-            r, k = self.writer.metadata.stored_crops, self.writer.metadata.k
-            row = dict(row, crops=np.zeros((r, 4), np.float16), flips=np.zeros(r, bool),
-                       indices=np.zeros((r, k), np.int64), values=np.zeros((r, k), np.float16))  # fmt: skip
+            meta = self.writer.metadata
+            row = dict(row, crops=np.zeros((meta.stored_crops, 4), np.float16), flips=np.zeros(meta.stored_crops, bool),
+                       **meta.target.placeholder(meta))  # fmt: skip
         self.rows.append(row)
 
     def close(self) -> None:
         """Writes the shard being collected, if any."""
         if self.rows:
-            columns = {
-                "image_key": [row["key"] for row in self.rows],
-                "crops": np.stack([row["crops"] for row in self.rows]),
-                "flips": np.stack([row["flips"] for row in self.rows]),
-                "topk_indices": np.stack([row["indices"] for row in self.rows]),
-                "topk_values": np.stack([row["values"] for row in self.rows]),
-            }
+            columns = {name: np.stack([row[name] for row in self.rows]) for name in self.writer.metadata.columns[1:]}
+            columns["image_key"] = [row["key"] for row in self.rows]
             self.writer.write_shard(self.shard, columns, self.skipped)
         self.rows, self.skipped = [], []
 
@@ -160,9 +155,9 @@ class ShardedRun:
     """What a producer of a label set brings to :func:`run_sharded`.
 
     ``prepare`` does one source row's work in reading threads: ``(row, image) -> {"row", "key", "error", ...}``;
-    ``label`` turns the prepared rows, in order, into labelled ones (with ``crops``, ``flips``, ``indices`` and
-    ``values``; rows with an ``error`` pass through). ``refuse`` gives the error that stops the run at a row that
-    cannot be used (None: such rows are recorded as skipped).
+    ``label`` turns the prepared rows, in order, into labelled ones (with ``crops``, ``flips`` and the columns of the
+    target type of ``metadata``; rows with an ``error`` pass through). ``refuse`` gives the error that stops the run
+    at a row that cannot be used (None: such rows are recorded as skipped).
     """
 
     name: str  # the command, for the progress bar

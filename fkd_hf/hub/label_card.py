@@ -73,15 +73,19 @@ def label_set_card(
 ) -> DatasetCard:
     """The dataset card of a label set.
 
-    Its text gives the teacher and revision, the source dataset and revision, R, kind, k, temperature, crop ranges,
-    class names, bytes per crop, a usage snippet that loads ``repo_id`` (at ``revision``, when it is pushed to a
-    branch) and joins it with the images, the licence and the FKD citation. ``shards`` (the parquet files) give the
+    Its text gives the teacher and revision, the source dataset and revision, R, what each crop stores and in which
+    columns (as the set's target type describes them), kind, k, temperature, crop ranges, class names, bytes per
+    crop, a usage snippet that loads ``repo_id`` (at ``revision``, when it is pushed to a branch) and joins it with
+    the images, the licence and the FKD citation. ``shards`` (the parquet files) give the
     YAML's sizes; without them the sizes are left out.
     """
     dataset_repo = hub_repo_id(metadata.dataset)
     dataset, teacher = portable_spec(metadata.dataset), portable_spec(metadata.teacher)
     values = metadata.to_dict()
+    target = metadata.target
     values.update(
+        target_description=target.describe(metadata),
+        target_columns="; ".join(f"`{column}`: {text}" for column, text in target.columns.items()),
         dataset=dataset,
         teacher=teacher,
         dataset_absolute=None,

@@ -8,7 +8,7 @@ import datasets
 import numpy as np
 
 from .images import ImageSource, image_bytes, image_key
-from .format import LABEL_COLUMNS, LabelSet, LabelSetMetadata, load_label_set
+from .format import LabelSet, LabelSetMetadata, load_label_set
 from .kinds import KINDS
 
 __all__ = ["LabelMismatchError", "open_label_set", "join_labels"]
@@ -96,7 +96,7 @@ def join_labels(
             f"{len(label_rows)}: it was made from {_origin(metadata)}. If it was generated with --max_rows, train on "
             f"those rows only (max_train_samples: {len(label_rows)}); otherwise generate labels for this dataset."
         )
-    clash = sorted(set(image_rows.column_names) & set(LABEL_COLUMNS))
+    clash = sorted(set(image_rows.column_names) & set(metadata.columns))
     if clash:
         raise ValueError(f"The image dataset already has columns {clash}; rename them before attaching labels.")
     n = len(image_rows)

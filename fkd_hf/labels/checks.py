@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import (
-    DATA_DIR, DIGESTED_FIELDS, LABEL_COLUMNS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE, SHARD_NAME, SHARD_PATTERN,
-    LabelSetMetadata,
+    DATA_DIR, DIGESTED_FIELDS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE, SHARD_NAME, SHARD_PATTERN, LabelSetMetadata,
 )  # fmt: skip
+from .targets import DEFAULT_TARGET_TYPE
 
 __all__ = ["LabelSetError", "check_label_set", "repair_hint", "shard_problems"]
 
@@ -27,14 +27,17 @@ def _shard_problem(path: Path, metadata: LabelSetMetadata, last: bool | None, ag
     try:
         parquet = pq.ParquetFile(path)
         schema, rows = parquet.schema_arrow, parquet.metadata.num_rows
-        shape = {"stored_crops": schema.field("crops").type.list_size,
-                 "k": schema.field("topk_indices").type.value_type.list_size}  # fmt: skip
+        shape = {"stored_crops": schema.field("crops").type.list_size}
+        for column, field in metadata.target.sizes.items():  # R x size columns: the size is a metadata field
+            shape[field] = schema.field(column).type.value_type.list_size
     except (OSError, pa.ArrowException) as err:
         return f"is unreadable (truncated or not parquet: {' '.join(str(err).split())})"
     except (KeyError, AttributeError):
-        return f"lacks the label columns {list(LABEL_COLUMNS)} (it has {schema.names})"
-    values = dict(json.loads((schema.metadata or {}).get(LABEL_SET_KEY, b"{}")), **shape)
-    expected = dict(metadata.defining(), **{name: getattr(metadata, name) for name in shape})
+        return f"lacks the label columns {list(metadata.columns)} (it has {schema.names})"
+    recorded = json.loads((schema.metadata or {}).get(LABEL_SET_KEY, b"{}"))
+    values = {"target_type": DEFAULT_TARGET_TYPE, **recorded, **shape}  # shards of the default type do not say it
+    expected = {**metadata.defining(), "target_type": metadata.target_type,
+                **{name: getattr(metadata, name) for name in shape}}  # fmt: skip
     changed = [name for name in expected if name in values and values[name] != expected[name]]
     if changed:
         name, also = changed[0], f" (also {', '.join(changed[1:])})" if changed[1:] else ""

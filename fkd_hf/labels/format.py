@@ -7,13 +7,15 @@ A label set is a folder (or a Hub dataset repo) laid out as::
     README.md                       # dataset card; its YAML points `load_dataset` at data/*.parquet
     data/shard-00000.parquet ...    # one row per source image, in source order
 
-Columns (R stored crops per image, k stored classes per crop):
+Columns (R stored crops per image):
 
 - ``image_key`` (string): BLAKE2b-128 hex digest of the encoded source image bytes.
 - ``crops`` (R x 4 float16): ``(top/H, left/W, height/H, width/W)`` of each crop in the source image.
 - ``flips`` (R bool): horizontal flip of each crop.
-- ``topk_indices`` (R x k int16, or int32 when the class count exceeds int16): the teacher's top-k classes.
-- ``topk_values`` (R x k float16): their probabilities, after the temperature.
+- the columns of the set's target type (``target_type`` in ``fkd_labels.json``, :mod:`fkd_hf.labels.targets`); for
+  ``class_probabilities``, every set's unless it names another: ``topk_indices`` (R x k int16, or int32 when the
+  class count exceeds int16), the teacher's top-k classes, and ``topk_values`` (R x k float16), their probabilities
+  after the temperature.
 
 Each shard's parquet key-value metadata holds its skipped rows and the fields that define its values (kind, k,
 classes, temperature, R, teacher, crop seed...); loading checks each shard's footer, row count and these fields
@@ -42,15 +44,17 @@ from ..errors import InputNotFoundError
 from ..repo_ids import is_repo_id
 from .checks import LabelSetError, check_label_set, repair_hint
 from .schema import (
-    CARD_FILE, DATA_DIR, FORMAT_VERSION, LABEL_COLUMNS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE, SHARD_NAME,
-    SHARD_PATTERN, SKIPPED_ROWS_KEY, TEMPORARY_SHARD, LabelSetMetadata, card_digest, index_dtype, label_features,
+    CARD_FILE, CROP_COLUMNS, DATA_DIR, FORMAT_VERSION, LABEL_COLUMNS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE,
+    SHARD_NAME, SHARD_PATTERN, SKIPPED_ROWS_KEY, TARGET_TYPE_FORMAT_VERSION, TEMPORARY_SHARD, LabelSetMetadata,
+    card_digest, index_dtype, label_features,
 )  # fmt: skip
 
 __all__ = [  # with the schema's names, so that the format's readers and writers import everything from here
-    "CARD_FILE", "DATA_DIR", "FORMAT_VERSION", "LABEL_COLUMNS", "LABEL_SET_KEY", "METADATA_FILE", "RUN_FILE",
-    "SHARD_NAME", "SHARD_PATTERN", "SKIPPED_ROWS_KEY", "TEMPORARY_SHARD", "LabelSetMetadata", "card_digest",
-    "index_dtype", "label_features", "LabelSet", "fixed_size_to_numpy", "rows_to_table", "shard_path", "write_shard",
-    "shard_skipped_rows", "read_local_metadata", "read_metadata", "load_label_set",
+    "CARD_FILE", "CROP_COLUMNS", "DATA_DIR", "FORMAT_VERSION", "LABEL_COLUMNS", "LABEL_SET_KEY", "METADATA_FILE",
+    "RUN_FILE", "SHARD_NAME", "SHARD_PATTERN", "SKIPPED_ROWS_KEY", "TARGET_TYPE_FORMAT_VERSION", "TEMPORARY_SHARD",
+    "LabelSetMetadata", "card_digest", "index_dtype", "label_features", "LabelSet", "fixed_size_to_numpy",
+    "rows_to_table", "shard_path", "write_shard", "shard_skipped_rows", "read_local_metadata", "read_metadata",
+    "load_label_set",
 ]  # fmt: skip
 
 
@@ -72,10 +76,12 @@ def fixed_size_to_numpy(column: pa.Array | pa.ChunkedArray, shape: tuple[int, ..
 
 
 def rows_to_table(columns: dict[str, Any], features: Features) -> pa.Table:
-    """An Arrow table in the label-set schema from column arrays (``[N, R, ...]`` numpy arrays, keys as a list)."""
+    """An Arrow table of the columns of ``features`` (a label set's: ``image_key`` first) from column arrays
+    (``[N, R, ...]`` numpy arrays, keys as a list)."""
+    names = list(features)
     arrays = [pa.array(list(columns["image_key"]), type=pa.string())]
-    arrays += [_fixed_size_lists(np.asarray(columns[name])) for name in LABEL_COLUMNS[1:]]
-    table = pa.Table.from_arrays(arrays, names=list(LABEL_COLUMNS))
+    arrays += [_fixed_size_lists(np.asarray(columns[name])) for name in names[1:]]
+    table = pa.Table.from_arrays(arrays, names=names)
     return table.cast(features.arrow_schema)
 
 

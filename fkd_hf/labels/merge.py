@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from .attach import LabelMismatchError
-from .format import LABEL_COLUMNS, LabelSet, LabelSetMetadata, fixed_size_to_numpy, load_label_set
-from .kinds import quantize, reconstruct, resolve_k
+from .format import LabelSet, LabelSetMetadata, fixed_size_to_numpy, load_label_set
+from .kinds import resolve_k
 from .writer import CardWriter, LabelSetWriter
 
 __all__ = ["SharedCrops", "merge_label_sets"]
@@ -79,7 +79,7 @@ class SharedCrops:
 def _check_compatible(sources: Sequence[str], sets: Sequence[LabelSet]) -> None:
     first = sets[0].metadata
     for source, labels in zip(sources[1:], sets[1:]):
-        for name in ("num_rows", "stored_crops", "num_classes", "class_names", "temperature", "replay"):
+        for name in ("target_type", "num_rows", "stored_crops", "num_classes", "class_names", "temperature", "replay"):
             if getattr(labels.metadata, name) != getattr(first, name):
                 raise ValueError(
                     f"{source} and {sources[0]} differ in {name} ({getattr(labels.metadata, name)!r:.60} vs "
@@ -90,7 +90,7 @@ def _check_compatible(sources: Sequence[str], sets: Sequence[LabelSet]) -> None:
 
 def _columns(table, metadata: LabelSetMetadata) -> dict:
     n, r = table.num_rows, metadata.stored_crops
-    columns = {name: fixed_size_to_numpy(table.column(name), (n, r, -1)) for name in LABEL_COLUMNS[1:]}
+    columns = {name: fixed_size_to_numpy(table.column(name), (n, r, -1)) for name in metadata.columns[1:]}
     columns["flips"] = columns["flips"].reshape(n, r)
     columns["image_key"] = table.column("image_key").to_pylist()
     return columns
@@ -112,22 +112,22 @@ def _check_shared_crops(sources, parts: list[dict], start: int, keep: np.ndarray
                 )
 
 
-def _merged_targets(parts, metas, weights, kind: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The weighted mean of the sets' reconstructed targets, quantized to ``kind``/``k``, in row batches."""
+def _merged_targets(parts, metas, weights, metadata: LabelSetMetadata) -> dict[str, np.ndarray]:
+    """The weighted mean of the sets' decoded targets, stored as ``metadata`` says (for class probabilities: as its
+    kind and k), in row batches."""
     n, r = parts[0]["crops"].shape[:2]
-    num_classes = metas[0].num_classes
-    batch = max(1, _DENSE_VALUES_PER_BATCH // (r * num_classes))
-    out_indices, out_values = [], []
+    batch = max(1, _DENSE_VALUES_PER_BATCH // (r * metadata.num_classes))
+    out: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch):
-        dense = torch.zeros(min(batch, n - start), r, num_classes)
+        dense = None
         for part, meta, weight in zip(parts, metas, weights):
-            indices = torch.from_numpy(part["topk_indices"][start : start + batch].astype(np.int64))
-            values = torch.from_numpy(part["topk_values"][start : start + batch].astype(np.float32))
-            dense += weight * reconstruct(indices, values, meta.kind, num_classes)
-        indices, values = quantize(dense, kind, k)
-        out_indices.append(indices.numpy())
-        out_values.append(values.numpy())
-    return np.concatenate(out_indices), np.concatenate(out_values)
+            stored = {name: torch.from_numpy(part[name][start : start + batch].copy()) for name in meta.target.columns}
+            targets = meta.target.decode(stored, meta)
+            dense = torch.zeros_like(targets) if dense is None else dense
+            dense += weight * targets
+        for name, values in metadata.target.from_targets(dense, metadata).items():
+            out.setdefault(name, []).append(values.numpy())
+    return {name: np.concatenate(values) for name, values in out.items()}
 
 
 def _merged_metadata(sources, sets, weights, kind: str, k: int) -> LabelSetMetadata:
@@ -194,8 +194,8 @@ def _write_merged(sources, sets, weights, metadata: LabelSetMetadata, output: Pa
         keep = ~np.isin(np.arange(start, stop), skipped)
         _check_shared_crops(sources, parts, start, keep)
         columns = {name: parts[0][name] for name in ("image_key", "crops", "flips")}
-        indices, values = _merged_targets(parts, metas, weights, metadata.kind, metadata.k)
-        indices[~keep], values[~keep] = 0, 0.0  # placeholders of skipped rows, as generate writes them
-        columns.update(topk_indices=indices, topk_values=values)
+        for name, values in _merged_targets(parts, metas, weights, metadata).items():
+            values[~keep] = 0  # placeholders of skipped rows, as generate writes them
+            columns[name] = values
         writer.write_shard(shard, columns, [start + int(row) for row in np.flatnonzero(~keep)])
     return writer.finish(math.ceil(n / step), card)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .kinds import KINDS
+from .targets.class_probabilities import INDICES, VALUES
 
 GENERATOR = "FKD_SLG/generate_soft_label.py"
 GENERATOR_URL = "https://github.com/szq0214/FKD/tree/main/FKD_SLG"
@@ -190,8 +191,8 @@ def _class_indices(path, values: np.ndarray, num_classes: int) -> np.ndarray:
 def to_label_columns(
     state: Iterable[np.ndarray], path, kind: str, k: int, stored_crops: int, num_classes: int
 ) -> dict[str, np.ndarray]:
-    """One file's ``[coords, flips, labels]`` as a label-set row: ``crops`` R x 4, ``flips`` R, ``indices`` and
-    ``values`` R x k. Raises :class:`OfficialFileError` (naming ``path``) for any shape but the expected one."""
+    """One file's ``[coords, flips, labels]`` as a label-set row: ``crops`` R x 4, ``flips`` R, ``topk_indices`` and
+    ``topk_values`` R x k. Raises :class:`OfficialFileError` (naming ``path``) for any shape but the expected one."""
     coords, flips, labels = state
     r = stored_crops
     if r < 1:
@@ -220,6 +221,6 @@ def to_label_columns(
     return {
         "crops": coords.astype(np.float32),
         "flips": flips.astype(bool),
-        "indices": _class_indices(path, indices, num_classes),
-        "values": values,
+        INDICES: _class_indices(path, indices, num_classes),
+        VALUES: values,
     }

@@ -10,18 +10,23 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from datasets import Features, List, Value
 
 from .crops import DEFAULT_REPLAY, check_replay
-from .kinds import check_kind
+from .targets import DEFAULT_TARGET_TYPE, target_type
+from .targets.class_probabilities import TARGET_TYPE as CLASS_PROBABILITIES
+from .targets.class_probabilities import column_features, index_dtype
+
+if TYPE_CHECKING:
+    from .targets.base import TargetType
 
 __all__ = [
     "METADATA_FILE", "RUN_FILE", "CARD_FILE", "DATA_DIR", "SHARD_PATTERN", "SHARD_NAME", "TEMPORARY_SHARD",
-    "LABEL_COLUMNS", "FORMAT_VERSION", "SKIPPED_ROWS_KEY", "LABEL_SET_KEY", "DEFINING_FIELDS", "DIGESTED_FIELDS",
-    "LabelSetMetadata", "card_digest", "index_dtype", "label_features",
+    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY",
+    "LABEL_SET_KEY", "DEFINING_FIELDS", "DIGESTED_FIELDS", "LabelSetMetadata", "card_digest", "index_dtype",
+    "label_features",
 ]  # fmt: skip
 
 METADATA_FILE = "fkd_labels.json"
@@ -31,8 +36,12 @@ DATA_DIR = "data"
 SHARD_PATTERN = "shard-{:05d}.parquet"
 SHARD_NAME = re.compile(r"shard-(\d{5})\.parquet")
 TEMPORARY_SHARD = re.compile(r"\.shard-\d{5}\.parquet\.\d+\.tmp")  # a shard being written by write_shard
-LABEL_COLUMNS = ("image_key", "crops", "flips", "topk_indices", "topk_values")
-FORMAT_VERSION = 2  # 2: R is `stored_crops` (version 1 called it `num_crops`); the shards are the same
+CROP_COLUMNS = ("image_key", "crops", "flips")  # every label set's; its target type's columns follow
+LABEL_COLUMNS = (*CROP_COLUMNS, *CLASS_PROBABILITIES.columns)  # the columns of a class-probability set
+FORMAT_VERSION = 2  # of a class-probability set. 2: R is `stored_crops` (version 1 called it `num_crops`)
+# Of a set of any other target type: fkd_hf before target types reads up to version 2 and would take the set's
+# targets for class probabilities; this version makes it refuse the set and ask for an upgrade.
+TARGET_TYPE_FORMAT_VERSION = 3
 SKIPPED_ROWS_KEY = b"fkd_skipped_rows"
 LABEL_SET_KEY = b"fkd_label_set"  # the fields that define a shard's values, as JSON
 DEFINING_FIELDS = ("kind", "k", "num_classes", "class_names", "temperature", "stored_crops", "seed", "crop_scale",
@@ -83,27 +92,46 @@ class LabelSetMetadata:
     provenance: dict | None = None  # how the set was derived from other labels (converted, merged), for the card
     card_digest: str | None = None  # BLAKE2b-128 of the README.md fkd-hf wrote beside it
     replay: str = DEFAULT_REPLAY  # how stored crops become pixels (fkd_hf.labels.crops.REPLAYS); sets before 0.2: pil
+    target_type: str = DEFAULT_TARGET_TYPE  # what each crop stores (fkd_hf.labels.targets.TARGET_TYPES)
 
     def __post_init__(self):
-        check_kind(self.kind)
+        self.target.check(self)
         check_replay(self.replay)
+        default = self.target_type == DEFAULT_TARGET_TYPE
+        self.format_version = FORMAT_VERSION if default else TARGET_TYPE_FORMAT_VERSION
+
+    @property
+    def target(self) -> TargetType:
+        """The set's target type: what its columns after :data:`CROP_COLUMNS` hold and how training reads them."""
+        return target_type(self.target_type)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The set's columns, in their stored order."""
+        return (*CROP_COLUMNS, *self.target.columns)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as ``fkd_labels.json`` holds them: ``target_type`` only where it is not the default, so that a
+        class-probability set's file is byte for byte what it was before target types."""
+        values = dataclasses.asdict(self)
+        if self.target_type == DEFAULT_TARGET_TYPE:
+            del values["target_type"]
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LabelSetMetadata:
-        if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        if data.get("format_version", FORMAT_VERSION) > TARGET_TYPE_FORMAT_VERSION:
             raise ValueError(
                 f"This label set uses format version {data['format_version']}, newer than this fkd_hf reads "
-                f"({FORMAT_VERSION}): upgrade fkd_hf (pip install -U fkd-hf)."
+                f"({TARGET_TYPE_FORMAT_VERSION}): upgrade fkd_hf (pip install -U fkd-hf)."
             )
         data = dict(data)
         if data.get("format_version", 1) < 2 and "num_crops" in data:  # version 1 named R num_crops
             data["stored_crops"] = data.pop("num_crops")
         data.setdefault("replay", "pil")  # a set made before replays were named (fkd-hf < 0.2)
-        data["format_version"] = FORMAT_VERSION
-        known = {f.name for f in dataclasses.fields(cls)}
+        if data.get("format_version", 1) < TARGET_TYPE_FORMAT_VERSION:  # versions 1 and 2: class probabilities
+            data["target_type"] = DEFAULT_TARGET_TYPE
+        known = {f.name for f in dataclasses.fields(cls)}  # format_version follows from the target type
         return cls(**{key: value for key, value in data.items() if key in known})
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -115,11 +143,14 @@ class LabelSetMetadata:
         return path
 
     def features(self) -> Features:
-        return label_features(self.stored_crops, self.k, self.num_classes)
+        return Features({**_crop_features(self.stored_crops), **self.target.features(self)})
 
     def defining(self) -> dict[str, Any]:
-        """The fields that define the stored values, as each shard records them (long lists as digests)."""
+        """The fields that define the stored values, as each shard records them (long lists as digests; the target
+        type where it is not the default, so that class-probability shards keep their bytes)."""
         values = {name: getattr(self, name) for name in DEFINING_FIELDS}
+        if self.target_type != DEFAULT_TARGET_TYPE:
+            values["target_type"] = self.target_type
         for name in DIGESTED_FIELDS:
             values[name] = "blake2b:" + _digest(json.dumps(values[name]).encode())
         return values
@@ -135,19 +166,16 @@ def card_digest(directory: str | os.PathLike) -> str | None:
     return _digest(path.read_bytes()) if path.is_file() else None
 
 
-def index_dtype(num_classes: int) -> str:
-    """int16 when every class index fits, int32 otherwise."""
-    return "int16" if num_classes <= np.iinfo(np.int16).max + 1 else "int32"
+def _crop_features(stored_crops: int) -> dict[str, Any]:
+    """The features of :data:`CROP_COLUMNS` for R = ``stored_crops``."""
+    return {
+        "image_key": Value("string"),
+        "crops": List(List(Value("float16"), length=4), length=stored_crops),
+        "flips": List(Value("bool"), length=stored_crops),
+    }
 
 
 def label_features(stored_crops: int, k: int, num_classes: int) -> Features:
-    """The ``datasets.Features`` of a label set with R = ``stored_crops`` crops and top-``k`` labels."""
-    return Features(
-        {
-            "image_key": Value("string"),
-            "crops": List(List(Value("float16"), length=4), length=stored_crops),
-            "flips": List(Value("bool"), length=stored_crops),
-            "topk_indices": List(List(Value(index_dtype(num_classes)), length=k), length=stored_crops),
-            "topk_values": List(List(Value("float16"), length=k), length=stored_crops),
-        }
-    )
+    """The ``datasets.Features`` of a class-probability label set with R = ``stored_crops`` crops and top-``k``
+    labels (:meth:`LabelSetMetadata.features` gives those of any set)."""
+    return Features({**_crop_features(stored_crops), **column_features(stored_crops, k, num_classes)})

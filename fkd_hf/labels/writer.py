@@ -2,14 +2,16 @@
 label set from another (hard labels for a plain baseline, a cut to fewer crops or classes).
 
 Shards hold consecutive source rows and are written atomically, each with the fields that define its values in its
-parquet metadata; values no label set can hold (crops or probabilities outside [0, 1], NaN, class indices out of
-range) are refused. :meth:`LabelSetWriter.finish` checks that every shard is there, then has the dataset card
-written (by a function it is given: cards belong to :mod:`fkd_hf.hub`) and writes, last, ``fkd_labels.json`` (with
-the card's digest), whose presence marks a finished set.
+parquet metadata; values no label set can hold are refused: crops outside [0, 1] or NaN, and target values as the
+set's target type checks them (:meth:`~fkd_hf.labels.targets.base.TargetType.store`; for class probabilities:
+probabilities outside [0, 1], NaN, class indices out of range). :meth:`LabelSetWriter.finish` checks that every shard
+is there, then has the dataset card written (by a function it is given: cards belong to :mod:`fkd_hf.hub`) and
+writes, last, ``fkd_labels.json`` (with the card's digest), whose presence marks a finished set.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from .format import (
-    LabelSetMetadata, card_digest, index_dtype, rows_to_table, shard_path, shard_skipped_rows, write_shard,
-)  # fmt: skip
+from .format import LabelSetMetadata, card_digest, rows_to_table, shard_path, shard_skipped_rows, write_shard
+from .targets.base import stored_fractions
 
 __all__ = ["CardWriter", "LabelSetWriter", "write_label_set"]
 
@@ -29,8 +30,9 @@ CardWriter = Callable[[Path, LabelSetMetadata], object]  # writes the README.md 
 class LabelSetWriter:
     """Writes the shards and the metadata of one label set into ``directory``.
 
-    ``columns`` of a shard: ``image_key`` (a list of N strings) and ``[N, R, ...]`` arrays ``crops``, ``flips``,
-    ``topk_indices`` and ``topk_values`` (cast to the stored dtypes here).
+    ``columns`` of a shard: ``image_key`` (a list of N strings) and ``[N, R, ...]`` arrays ``crops``, ``flips``
+    and those of the set's target type (``topk_indices`` and ``topk_values`` for class probabilities), cast to the
+    stored dtypes here.
     """
 
     def __init__(self, directory: str | os.PathLike, metadata: LabelSetMetadata):
@@ -44,14 +46,9 @@ class LabelSetWriter:
         """Writes shard ``shard`` atomically; ``skipped_rows`` are the source rows it holds as placeholders."""
         columns = dict(columns)
         path = self.shard_path(shard)
-        indices = np.asarray(columns["topk_indices"])
-        _refuse(path, "topk_indices", indices, (indices < 0) | (indices >= self.metadata.num_classes),
-                f"class indices in [0, {self.metadata.num_classes})")
-        columns["topk_indices"] = indices.astype(index_dtype(self.metadata.num_classes))
-        for name in ("crops", "topk_values"):  # checked as stored: a float32 value too large for float16 is inf
-            with np.errstate(over="ignore"):
-                values = columns[name] = np.asarray(columns[name]).astype(np.float16)
-            _refuse(path, name, values, ~((values >= 0) & (values <= 1)), "finite numbers in [0, 1]")
+        refuse = functools.partial(_refuse, path)
+        columns["crops"] = stored_fractions("crops", columns["crops"], refuse)
+        columns.update(self.metadata.target.store(columns, self.metadata, refuse))
         write_shard(rows_to_table(columns, self.metadata.features()), path, list(skipped_rows), self.metadata)
         return path
 

@@ -1,5 +1,5 @@
-"""FKD training: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets and their crop layouts,
-``build_trainer`` (and the values it resolves) and ``train``."""
+"""FKD training: ``FKDConfig``, ``FKDTrainer``, the loss (and the loss of each target type), the multi-crop datasets
+and their crop layouts, ``build_trainer`` (and the values it resolves) and ``train``."""
 
 from .._lazy import lazy_namespace
 
@@ -10,6 +10,7 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "config": ["FKDConfig"],
         "trainer": ["FKDTrainer", "NonFiniteLossError"],
         "loss": ["mix_crops", "sample_mix", "soft_cross_entropy"],
+        "targets": ["TARGET_LOSSES", "target_loss"],
         "data": ["EvalDataset", "FKDCropDataset", "collate_crops", "select_crops"],
         "layouts": ["LAYOUTS", "LayoutPlan", "plan_layout"],
         "layouts.spread": ["SpreadCropDataset"],

@@ -1,4 +1,4 @@
-"""The multi-crop loader: decode each image once and replay ``num_crops`` of its stored crops with their soft labels.
+"""The multi-crop loader: decode each image once and replay ``num_crops`` of its stored crops with their targets.
 
 Batch semantics: a batch of B samples (``per_device_train_batch_size`` counts samples) holds ``B x num_crops``
 crops. A sample of :class:`FKDCropDataset` holds ``num_crops`` crops; which ones is its crop layout's choice
@@ -36,7 +36,7 @@ from ..labels.crops import check_replay_interpolation, crops_to_pixels, replay_c
 from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.images import decode_image, image_bytes, image_key
 from ..labels.attach import LabelMismatchError
-from ..labels.format import LABEL_COLUMNS, LabelSetMetadata, fixed_size_to_numpy
+from ..labels.format import LabelSetMetadata, fixed_size_to_numpy
 from .layouts.base import CropLayout
 from .layouts.grouped import GroupedLayout
 from .layouts.tail import SingleCropTail
@@ -50,8 +50,8 @@ __all__ = [
     "collate_crops",
 ]
 
-# One replayed crop: uint8 pixels [H, W, 3], its stored top-k indices and values.
-Crop = tuple[np.ndarray, np.ndarray, np.ndarray]
+# One replayed crop: uint8 pixels [H, W, 3] and its stored targets (a value per column of the label set's target type).
+Crop = tuple[np.ndarray, dict[str, np.ndarray]]
 
 
 def select_crops(seed: int, row: int, pass_index: int, num_stored: int, num_crops: int) -> np.ndarray:
@@ -91,13 +91,13 @@ class PassDataset(torch.utils.data.Dataset):
 class FKDCropDataset(PassDataset):
     """Joined image + label rows (see :func:`~fkd_hf.labels.attach.join_labels`) as FKD training samples.
 
-    Each sample holds ``num_crops`` crops: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, ``topk_indices`` and
-    ``topk_values`` ``[num_crops, k]`` as stored, and ``sample_id`` (``pass * len(rows) + row``, a stable id for
-    batch-level randomness). ``layout`` (a :class:`~fkd_hf.training.layouts.base.CropLayout`) says which crops: by
-    default the grouped layout, where sample i is image i with its crops; a pass set with ``tail=True`` is the
-    single-crop tail on top of it. Rows the label set records as skipped are left out. Call :meth:`set_pass` when a
-    pass over the data begins (FKDTrainer does). Crops are replayed the way the label set records
-    (``metadata.replay``), so they are the teacher's pixels.
+    Each sample holds ``num_crops`` crops: ``pixel_values`` uint8 ``[num_crops, H, W, 3]``, each column of the label
+    set's target type ``[num_crops, size]`` as stored (for class probabilities: the top-k indices and values), and
+    ``sample_id`` (``pass * len(rows) + row``, a stable id for batch-level randomness). ``layout`` (a
+    :class:`~fkd_hf.training.layouts.base.CropLayout`) says which crops: by default the grouped layout, where sample
+    i is image i with its crops; a pass set with ``tail=True`` is the single-crop tail on top of it. Rows the label
+    set records as skipped are left out. Call :meth:`set_pass` when a pass over the data begins (FKDTrainer does).
+    Crops are replayed the way the label set records (``metadata.replay``), so they are the teacher's pixels.
 
     Every row is checked against its stored image key each time it is read: the first time this dataset object
     (each loader worker holds its own) reads the row, by the BLAKE2b key itself; after that, by comparing a 64-bit
@@ -122,7 +122,7 @@ class FKDCropDataset(PassDataset):
             )
         check_replay_interpolation(metadata.replay, interpolation)  # fail early
         super().__init__()
-        self.rows = rows.select_columns([image_column, *LABEL_COLUMNS]).with_format("arrow")
+        self.rows = rows.select_columns([image_column, *metadata.columns]).with_format("arrow")
         self.metadata = metadata
         self.num_crops = num_crops
         self.size = (int(size[0]), int(size[1]))
@@ -161,27 +161,26 @@ class FKDCropDataset(PassDataset):
 
     def read_crops(self, photos: Sequence[int], rounds: Sequence[Sequence[int]], out: np.ndarray | None = None):
         """Reads ``photos`` (dataset positions) with one Arrow take, decodes each once and replays its ``rounds``,
-        into ``out[j]`` (uint8 ``[len(rounds[j]), H, W, 3]``) where given. Returns three lists, one item a photo: its
-        crops' pixels, top-k indices and top-k values."""
+        into ``out[j]`` (uint8 ``[len(rounds[j]), H, W, 3]``) where given. Returns two lists, one item a photo: its
+        crops' pixels, and their stored targets (``{column: [len(rounds[j]), size]}``)."""
         rows = self.row_ids[np.asarray(photos, dtype=np.int64)]
         table = self.rows[rows.tolist()]
         n, stored = len(rows), self.metadata.stored_crops
         boxes_all = fixed_size_to_numpy(table.column("crops"), (n, stored, 4))
         flips = fixed_size_to_numpy(table.column("flips"), (n, stored))
-        indices_k = fixed_size_to_numpy(table.column("topk_indices"), (n, stored, -1))
-        values_k = fixed_size_to_numpy(table.column("topk_values"), (n, stored, -1))
+        stored_targets = {name: fixed_size_to_numpy(table.column(name), (n, stored, -1))
+                          for name in self.metadata.target.columns}  # fmt: skip
         keys = table.column("image_key").to_pylist()
         images = table.column(self.image_column).to_pylist()
-        pass_index, replay, pixels, top_i, top_v = self.pass_index, self.metadata.replay, [], [], []
+        pass_index, replay, pixels, targets = self.pass_index, self.metadata.replay, [], []
         for j, row in enumerate(rows.tolist()):
             image = decode_for_replay(self._checked_bytes(row, images[j], keys[j]), replay)
             chosen = select_crops(self.seed, row, pass_index, stored, self.num_crops)[np.asarray(rounds[j])]
             boxes = crops_to_pixels(boxes_all[j][chosen], *decoded_size(image))
             pixels.append(replay_crops(image, boxes, flips[j][chosen], self.size, self.interpolation, replay,
                                        None if out is None else out[j]))  # fmt: skip
-            top_i.append(indices_k[j][chosen])
-            top_v.append(values_k[j][chosen])
-        return pixels, top_i, top_v
+            targets.append({name: values[j][chosen] for name, values in stored_targets.items()})
+        return pixels, targets
 
     def read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict[int, dict[int, Crop]]:
         """``{photo: {round: crop}}`` for ``(photo, round)`` pairs; each photo is decoded once."""
@@ -191,7 +190,9 @@ class FKDCropDataset(PassDataset):
         if not wanted:
             return {}
         read = zip(*self.read_crops(list(wanted), [list(r) for r in wanted.values()]))
-        return {photo: dict(zip(r, zip(*crops))) for (photo, r), crops in zip(wanted.items(), read)}
+        return {photo: {round_: (pixels[t], {name: values[t] for name, values in targets.items()})
+                        for t, round_ in enumerate(rounds)}
+                for (photo, rounds), (pixels, targets) in zip(wanted.items(), read)}  # fmt: skip
 
     def new_pixels(self, samples: int) -> torch.Tensor:
         """Uninitialised uint8 ``[samples, num_crops, H, W, 3]`` for a batch; inside a loader worker in shared
@@ -201,12 +202,13 @@ class FKDCropDataset(PassDataset):
             return torch.empty(shape, dtype=torch.uint8)
         return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(math.prod(shape))).view(shape)
 
-    def pack(self, indices: Sequence[int], pixels: torch.Tensor, top_i: np.ndarray, top_v: np.ndarray) -> list[dict]:
-        """Samples of ``indices`` whose tensors are slices of the batch's ``pixels``, ``top_i`` and ``top_v``."""
+    def pack(self, indices: Sequence[int], pixels: torch.Tensor, targets: dict[str, np.ndarray]) -> list[dict]:
+        """Samples of ``indices`` whose tensors are slices of the batch's ``pixels`` and ``targets``
+        (``{column: [samples, num_crops, size]}``)."""
         ids = self.pass_index * len(self.rows) + self.row_ids[np.asarray(indices, dtype=np.int64)]
-        top_i, top_v = torch.from_numpy(top_i), torch.from_numpy(top_v)
-        return [{"pixel_values": pixels[i], "topk_indices": top_i[i], "topk_values": top_v[i], "sample_id": sample_id}
-                for i, sample_id in enumerate(ids.tolist())]  # fmt: skip
+        targets = {name: torch.from_numpy(values) for name, values in targets.items()}
+        return [{"pixel_values": pixels[i], **{name: values[i] for name, values in targets.items()},
+                 "sample_id": sample_id} for i, sample_id in enumerate(ids.tolist())]  # fmt: skip
 
     def assemble(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
         """Samples of ``indices`` from their ``plan`` (:meth:`crop_plan`) and ``crops`` (``crops[photo][round]``)."""
@@ -216,8 +218,9 @@ class FKDCropDataset(PassDataset):
         for i, sample in enumerate(chosen):
             for j, crop in enumerate(sample):
                 out[i, j] = crop[0]
-        top_i, top_v = (np.array([[crop[c] for crop in sample] for sample in chosen]) for c in (1, 2))
-        return self.pack(indices, pixels, top_i, top_v)
+        targets = {name: np.array([[crop[1][name] for crop in sample] for sample in chosen])
+                   for name in self.metadata.target.columns}  # fmt: skip
+        return self.pack(indices, pixels, targets)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
         """The samples at ``indices`` (a batch), read as the layout reads them; in the tail, each crop decodes its
@@ -293,14 +296,15 @@ def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
 def collate_crops(samples: list[dict]) -> dict:
     """Stacks samples of :class:`FKDCropDataset` or :class:`EvalDataset` into a batch.
 
-    ``pixel_values`` becomes uint8 ``[N, 3, H, W]`` in channels-last memory (N = samples x crops, sample-major);
-    ``topk_*`` become ``[N, k]``; ``sample_id`` becomes the list ``sample_ids``.
+    ``pixel_values`` becomes uint8 ``[N, 3, H, W]`` in channels-last memory (N = samples x crops, sample-major). A
+    training batch (its samples have a ``sample_id``) also holds the stored targets, each ``[N, size]``, and the list
+    ``sample_ids``; an evaluation batch holds ``labels``.
     """
     batch = {key: _stacked(values) if isinstance(values[0], torch.Tensor) else default_collate(values)
              for key, values in ((key, [sample[key] for sample in samples]) for key in samples[0])}  # fmt: skip
     batch["pixel_values"] = batch["pixel_values"].flatten(0, -4).permute(0, 3, 1, 2)
-    if "topk_indices" in batch:
-        batch["topk_indices"] = batch["topk_indices"].flatten(0, 1)
-        batch["topk_values"] = batch["topk_values"].flatten(0, 1)
+    if "sample_id" in batch:
         batch["sample_ids"] = batch.pop("sample_id").tolist()
+        for name in batch.keys() - {"pixel_values", "sample_ids"}:  # the stored targets, [samples, crops, size]
+            batch[name] = batch[name].flatten(0, 1)
     return batch

@@ -3,7 +3,7 @@
 timm's ``train_one_epoch`` runs ``for input, target in loader`` and reads ``len(loader)``; with ``--no-prefetcher
 --mixup 0 --cutmix 0 --smoothing 0`` its loss is ``nn.CrossEntropyLoss``, which takes probability targets, so FKD's
 soft cross-entropy is what it computes. :class:`SoftTargetLoader` turns a loader of :class:`FKDCropDataset` batches
-(uint8 crops and stored top-k labels) into such pairs: normalised float pixels and dense soft targets.
+(uint8 crops and stored targets) into such pairs: normalised float pixels and dense targets.
 
 What ``train.py`` reads of its ``loader_train`` (the interface of timm's own ``PrefetchLoader``, which this class
 keeps): ``len(loader)``; ``loader.batch_sampler`` and ``loader.sampler``, whose ``set_epoch`` it calls at each epoch
@@ -18,7 +18,6 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..labels.kinds import reconstruct
 from ..models.pixels import normalize
 
 __all__ = ["SoftTargetLoader"]
@@ -49,7 +48,8 @@ class _EpochSampler:
 class SoftTargetLoader:
     """``(pixels, targets)`` batches from ``loader``, a DataLoader over an :class:`~fkd_hf.training.FKDCropDataset`
     with :func:`~fkd_hf.training.collate_crops`: float32 pixels ``[N, 3, H, W]`` normalised with ``mean`` and
-    ``std`` on ``device``, and dense targets ``[N, classes]``.
+    ``std`` on ``device``, and dense targets ``[N, D]`` (decoded by the label set's target type: for class
+    probabilities, ``D`` is the class count).
 
     Each iteration is one pass over the data and replays the next ``num_crops`` stored crops of every image (it
     calls the dataset's ``set_pass``). :meth:`set_epoch` makes the next iteration pass ``epoch`` (a resumed run
@@ -92,6 +92,5 @@ class SoftTargetLoader:
         self.epoch += 1
         for batch in self.loader:
             pixels = normalize(batch["pixel_values"].to(self.device, non_blocking=True), self.mean, self.std)
-            indices = batch["topk_indices"].to(self.device, non_blocking=True)
-            values = batch["topk_values"].to(self.device, non_blocking=True)
-            yield pixels, reconstruct(indices, values, metadata.kind, metadata.num_classes)
+            stored = {name: batch[name].to(self.device, non_blocking=True) for name in metadata.target.columns}
+            yield pixels, metadata.target.decode(stored, metadata)

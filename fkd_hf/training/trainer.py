@@ -14,12 +14,12 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..models.pixels import normalize
 from .data import FKDCropDataset, collate_crops
-from .loss import mix_crops, sample_mix, soft_cross_entropy
-from ..labels.kinds import reconstruct
+from .loss import mix_crops, sample_mix
 from ..models.students import student_data_config
 from .checkpoints import STAGING_DIR, STATE_FILE, last_complete_checkpoint, publish
 from .config import FKDConfig
 from .progress import TrainingProgress, no_library_bars_off_terminal
+from .targets import target_loss
 
 __all__ = ["FKDTrainer", "NonFiniteLossError", "PassCallback", "top5_indices", "topk_accuracy"]
 
@@ -56,12 +56,13 @@ class PassCallback(TrainerCallback):
 class FKDTrainer(Trainer):
     """Trains a student on stored FKD soft labels.
 
-    ``train_dataset`` is an :class:`~fkd_hf.loader.FKDCropDataset`; its label set sets the soft-label kind and
-    class count, which must match the student's head. Training batches (from
-    :func:`~fkd_hf.loader.collate_crops`) carry uint8 crops and their stored top-k; :meth:`compute_loss`
-    normalises the crops on the device with ``args.mean``/``args.std`` (default: the student's), reconstructs the
-    dense targets there, applies Mixup/CutMix when enabled and returns FKD's soft cross-entropy. Evaluation batches
-    carry hard ``labels`` and use the model's own loss; metrics are top-1 and top-5.
+    ``train_dataset`` is an :class:`~fkd_hf.training.data.FKDCropDataset`; its label set sets the target type
+    (for class probabilities: the soft-label kind and class count, which must match the student's head). Training
+    batches (from :func:`~fkd_hf.training.data.collate_crops`) carry uint8 crops and their stored targets;
+    :meth:`compute_loss` normalises the crops on the device with ``args.mean``/``args.std`` (default: the
+    student's), decodes the dense targets there, applies Mixup/CutMix when enabled and returns the target type's
+    loss (FKD's soft cross-entropy for class probabilities). Evaluation batches carry hard ``labels`` and use the
+    model's own loss; metrics are top-1 and top-5.
 
     A checkpoint is complete or absent (:mod:`~fkd_hf.training.checkpoints`); a non-finite training loss stops
     training with :class:`NonFiniteLossError` before its step is applied; the progress bars are labelled and write
@@ -84,7 +85,7 @@ class FKDTrainer(Trainer):
                     "the student with the label set's classes (fkd_hf.create_student(spec, "
                     "labels.metadata.class_names)), or use a label set generated for this head."
                 )
-            self.kind, self.num_classes = metadata.kind, metadata.num_classes
+            self.label_metadata, self.target_loss = metadata, target_loss(metadata.target_type)
         model.to(memory_format=torch.channels_last)  # in place: faster convolutions on GPUs and CPUs (oneDNN)
         self._staging = False  # while a checkpoint is written: see _save_checkpoint
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
@@ -111,15 +112,18 @@ class FKDTrainer(Trainer):
         return normalize(pixels, stats[0], stats[1])
 
     def is_training_batch(self, inputs: dict) -> bool:
-        """Whether ``inputs`` is a training batch (soft targets) rather than an evaluation batch (hard labels)."""
-        return "topk_indices" in inputs
+        """Whether ``inputs`` is a training batch (crops with stored targets and ``sample_ids``, as
+        :func:`~fkd_hf.training.collate_crops` makes it) rather than an evaluation batch (hard labels)."""
+        return "sample_ids" in inputs
 
     def targets(self, inputs: dict) -> torch.Tensor:
-        """The dense soft targets ``[N, classes]`` of a training batch: its stored top-k, reconstructed."""
-        return reconstruct(inputs["topk_indices"], inputs["topk_values"], self.kind, self.num_classes)
+        """The dense targets ``[N, D]`` of a training batch: its stored values, decoded by the label set's target
+        type (for class probabilities: the stored top-k, reconstructed over the classes)."""
+        return self.label_metadata.target.decode(inputs, self.label_metadata)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """FKD's soft cross-entropy on a training batch; the model's own loss on an evaluation batch.
+        """The target type's loss on a training batch (FKD's soft cross-entropy for class probabilities); the
+        model's own loss on an evaluation batch.
 
         The loss is the mean over the batch's crops, or their sum divided by ``num_items_in_batch`` when the
         Trainer passes a count (then, as upstream, times the process count when counts are averaged across them).
@@ -138,9 +142,9 @@ class FKDTrainer(Trainer):
             pixels, targets = mix_crops(pixels, targets, *mix)
         outputs = model(pixel_values=pixels)
         if num_items_in_batch is None:
-            loss = soft_cross_entropy(outputs.logits, targets, args.temperature)
+            loss = self.target_loss(outputs.logits, targets, args, "mean")
         else:
-            loss = soft_cross_entropy(outputs.logits, targets, args.temperature, reduction="sum") / num_items_in_batch
+            loss = self.target_loss(outputs.logits, targets, args, "sum") / num_items_in_batch
             if args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes
         return (loss, outputs) if return_outputs else loss

@@ -27,7 +27,7 @@ class CropSource(Protocol):
     def __len__(self) -> int: ...
 
     def read_crops(self, photos: Sequence[int], rounds: Sequence[Sequence[int]], out: np.ndarray | None = None):
-        """Decodes each photo once and replays its rounds (into ``out``): pixels, top-k indices and values."""
+        """Decodes each photo once and replays its rounds (into ``out``): pixels and stored targets, by photo."""
 
     def read_plan(self, pairs: Iterable[tuple[int, int]]) -> dict:
         """``{photo: {round: crop}}`` for ``(photo, round)`` pairs; each photo decoded once."""
@@ -35,8 +35,8 @@ class CropSource(Protocol):
     def new_pixels(self, samples: int) -> torch.Tensor:
         """Room for a batch's crops, uint8 ``[samples, num_crops, H, W, 3]``."""
 
-    def pack(self, indices: Sequence[int], pixels: torch.Tensor, top_i: np.ndarray, top_v: np.ndarray) -> list[dict]:
-        """The samples of ``indices`` from a batch's arrays."""
+    def pack(self, indices: Sequence[int], pixels: torch.Tensor, targets: dict[str, np.ndarray]) -> list[dict]:
+        """The samples of ``indices`` from a batch's pixels and stored targets."""
 
     def assemble(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
         """The samples of ``indices`` from their plan and ``crops[photo][round]``."""

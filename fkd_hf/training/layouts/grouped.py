@@ -26,8 +26,8 @@ class GroupedLayout(CropLayout):
         """Reads the batch's photos with one Arrow take, each decoded once, its crops replayed into the batch."""
         photos, rounds = self.crop_plan(dataset, indices)
         pixels = dataset.new_pixels(len(photos))
-        _, top_i, top_v = dataset.read_crops(photos[:, 0], rounds, pixels.numpy())
-        return dataset.pack(indices, pixels, np.stack(top_i), np.stack(top_v))
+        _, targets = dataset.read_crops(photos[:, 0], rounds, pixels.numpy())
+        return dataset.pack(indices, pixels, {name: np.stack([t[name] for t in targets]) for name in targets[0]})
 
 
 LAYOUT = GroupedLayout
