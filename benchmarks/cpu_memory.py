@@ -74,8 +74,13 @@ def measure(kind: str, model_name: str, size: int, batch: int, seconds: float) -
         step()
         batches += 1
     elapsed, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
-    return {"kept": kept, "items_per_s": batches * batch / elapsed, "sys_s_per_batch": (after.ru_stime - before.ru_stime) / batches,
-            "faults_per_batch": (after.ru_minflt - before.ru_minflt) / batches, "peak_rss_mib": after.ru_maxrss / 1024}  # fmt: skip
+    return {
+        "kept": kept,
+        "items_per_s": batches * batch / elapsed,
+        "sys_s_per_batch": (after.ru_stime - before.ru_stime) / batches,
+        "faults_per_batch": (after.ru_minflt - before.ru_minflt) / batches,
+        "peak_rss_mib": after.ru_maxrss / 1024,
+    }
 
 
 def run_fresh(case: tuple, seconds: float, keep: bool) -> dict:
@@ -96,13 +101,15 @@ def report(rows: list[tuple[str, dict, dict]], machine: dict, rounds: int) -> st
         "| case | allocator as it is | freed memory kept | speed-up | system s per batch (as is -> kept) | "
         "page faults per batch (as is -> kept) | peak memory (as is -> kept) |",
         "|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for name, plain, kept in rows:
         unit = "img/s" if name.startswith("teacher") else "crops/s"
-        lines.append(f"| {name} | {plain['items_per_s']:.1f} {unit} | {kept['items_per_s']:.1f} {unit} | "
-                     f"{kept['items_per_s'] / plain['items_per_s']:.2f}x | {plain['sys_s_per_batch']:.3f} -> "
-                     f"{kept['sys_s_per_batch']:.3f} | {plain['faults_per_batch']:,.0f} -> {kept['faults_per_batch']:,.0f} | "
-                     f"{plain['peak_rss_mib']:,.0f} -> {kept['peak_rss_mib']:,.0f} MiB |")  # fmt: skip
+        lines.append(
+            f"| {name} | {plain['items_per_s']:.1f} {unit} | {kept['items_per_s']:.1f} {unit} | "
+            f"{kept['items_per_s'] / plain['items_per_s']:.2f}x | {plain['sys_s_per_batch']:.3f} -> "
+            f"{kept['sys_s_per_batch']:.3f} | {plain['faults_per_batch']:,.0f} -> {kept['faults_per_batch']:,.0f} | "
+            f"{plain['peak_rss_mib']:,.0f} -> {kept['peak_rss_mib']:,.0f} MiB |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -33,36 +33,53 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", choices=sorted(TARGET_MINUTES), default=["default", "imagenette"])
     parser.add_argument("--imagenette", default=str(IMAGENETTE), help="The imagenette-mini folder (train/ and val/).")
-    parser.add_argument("--extra-args", default="", help="More `fkd-hf demo` options for every case, e.g. "
-                        "'--precision fp32' (later options override the case's).")  # fmt: skip
+    parser.add_argument(
+        "--extra-args",
+        default="",
+        help="More `fkd-hf demo` options for every case, e.g. '--precision fp32' (later options override the case's).",
+    )
     parser.add_argument("--publish", action="store_true", help="Also update benchmarks/RESULTS.md.")
     return parser
 
 
 def demo_arguments(case: str, imagenette: str, extra: str = "") -> list[str]:
-    arguments = [] if case == "default" else ["--dataset", f"imagefolder:{imagenette}", "--teacher", "efficientnet-lite0",
-                                              "--compare"]  # fmt: skip
+    arguments = (
+        []
+        if case == "default"
+        else ["--dataset", f"imagefolder:{imagenette}", "--teacher", "efficientnet-lite0", "--compare"]
+    )
     return arguments + shlex.split(extra)
 
 
 def run_case(case: str, arguments: list[str], work: Path) -> dict:
     """Runs one case in a fresh process with cold caches; returns its wall time and the demo's results."""
     output = work / case
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FKD_HF_CACHE": str(work / f"{case}-fkd-cache"),
-           "HF_HOME": str(work / f"{case}-hf-home")}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "FKD_HF_CACHE": str(work / f"{case}-fkd-cache"),
+        "HF_HOME": str(work / f"{case}-hf-home"),
+    }
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fkd_hf", "demo", *arguments, "--output_dir", str(output)], env=env,
-                   check=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "fkd_hf", "demo", *arguments, "--output_dir", str(output)], env=env, check=True
+    )
     seconds = time.perf_counter() - start
     result = json.loads((output / "demo_result.json").read_text())
     runs = result["runs"]
     return {
-        "case": case, "command": " ".join(["fkd-hf", "demo", *arguments]), "seconds": seconds,
-        "target_minutes": TARGET_MINUTES[case], "mode": result["mode"], "teacher_top1": result["teacher_top1"],
-        "fkd_top1": runs["fkd"]["top1"], "plain_top1": runs["plain"]["top1"] if "plain" in runs else None,
-        "difference": result.get("fkd_minus_plain"), "difference_se": result.get("fkd_minus_plain_se"),
+        "case": case,
+        "command": " ".join(["fkd-hf", "demo", *arguments]),
+        "seconds": seconds,
+        "target_minutes": TARGET_MINUTES[case],
+        "mode": result["mode"],
+        "teacher_top1": result["teacher_top1"],
+        "fkd_top1": runs["fkd"]["top1"],
+        "plain_top1": runs["plain"]["top1"] if "plain" in runs else None,
+        "difference": result.get("fkd_minus_plain"),
+        "difference_se": result.get("fkd_minus_plain_se"),
         "load_average": result.get("load_average"),
-    }  # fmt: skip
+    }
 
 
 def report(rows: list[dict], machine: dict) -> str:
@@ -82,17 +99,23 @@ def report(rows: list[dict], machine: dict) -> str:
         plain = f"{100 * row['plain_top1']:.1f} %" if row["plain_top1"] is not None else "-"
         teacher = "reference" if row["mode"] == "photos" else f"{100 * row['teacher_top1']:.1f} % top-1"
         load = f"{row['load_average']:.1f}" if row["load_average"] is not None else "-"
-        difference = "-" if row.get("difference") is None else \
-            f"{100 * row['difference']:+.1f} points ({100 * row['difference_se']:.1f})"  # fmt: skip
-        lines.append(f"| `{row['command']}` | {row['seconds'] / 60:.1f} min | < {row['target_minutes']} min | "
-                     f"{100 * row['fkd_top1']:.1f} % {score} | {plain} | {difference} | {teacher} | {load} |")  # fmt: skip
+        difference = (
+            "-"
+            if row.get("difference") is None
+            else f"{100 * row['difference']:+.1f} points ({100 * row['difference_se']:.1f})"
+        )
+        lines.append(
+            f"| `{row['command']}` | {row['seconds'] / 60:.1f} min | < {row['target_minutes']} min | "
+            f"{100 * row['fkd_top1']:.1f} % {score} | {plain} | {difference} | {teacher} | {load} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="fkd-demo-time-") as work:
-        rows = [run_case(case, demo_arguments(case, args.imagenette, args.extra_args), Path(work))
-                for case in args.cases]  # fmt: skip
+        rows = [
+            run_case(case, demo_arguments(case, args.imagenette, args.extra_args), Path(work)) for case in args.cases
+        ]
     text = report(rows, machine_info())
     print(text)
     if args.publish:

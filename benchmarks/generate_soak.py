@@ -43,10 +43,27 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def generate_command(args: argparse.Namespace, output_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "fkd_hf", "generate", "--dataset", args.dataset, "--teacher", args.teacher,
-            "--output_dir", str(output_dir), "--stored_crops", str(args.stored_crops), "--num_shards",
-            str(args.num_shards), "--batch_size", str(args.batch_size), "--num_workers", str(args.num_workers),
-            *args.extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "fkd_hf",
+        "generate",
+        "--dataset",
+        args.dataset,
+        "--teacher",
+        args.teacher,
+        "--output_dir",
+        str(output_dir),
+        "--stored_crops",
+        str(args.stored_crops),
+        "--num_shards",
+        str(args.num_shards),
+        "--batch_size",
+        str(args.batch_size),
+        "--num_workers",
+        str(args.num_workers),
+        *args.extra,
+    ]
 
 
 def run(command: list[str], kill_after: float | None = None) -> tuple[float, bool]:
@@ -66,6 +83,7 @@ def run(command: list[str], kill_after: float | None = None) -> tuple[float, boo
 
 def differing_files(reference: Path, other: Path) -> list[str]:
     """The files (relative paths) that differ between two folders, or that only one of them has."""
+
     def files(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -103,9 +121,14 @@ def soak(args: argparse.Namespace, work: Path) -> dict:
         kills.append({"moment_s": moment, **_state(work / "killed")})
     seconds, _ = run(command)
     total_s += seconds
-    return {"reference_s": reference_s, "kills": kills, "resumed_total_s": total_s, "last_run_s": seconds,
-            "shards": _state(work / "reference")["shards"],
-            "differing": differing_files(work / "reference", work / "killed")}  # fmt: skip
+    return {
+        "reference_s": reference_s,
+        "kills": kills,
+        "resumed_total_s": total_s,
+        "last_run_s": seconds,
+        "shards": _state(work / "reference")["shards"],
+        "differing": differing_files(work / "reference", work / "killed"),
+    }
 
 
 def report(args: argparse.Namespace, figures: dict) -> str:
@@ -125,8 +148,11 @@ def report(args: argparse.Namespace, figures: dict) -> str:
         "| kill | moment (s) | shards on disk after it | temporary files left | unfinished set refused |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {i + 1} | {kill['moment_s']:.1f} | {kill['shards']} | {kill['temporary']} | "
-              f"{'yes' if kill['refused'] else '**no**'} |" for i, kill in enumerate(figures["kills"])]  # fmt: skip
+    lines += [
+        f"| {i + 1} | {kill['moment_s']:.1f} | {kill['shards']} | {kill['temporary']} | "
+        f"{'yes' if kill['refused'] else '**no**'} |"
+        for i, kill in enumerate(figures["kills"])
+    ]
     overhead = figures["resumed_total_s"] - figures["reference_s"]
     timing = (
         f"- uninterrupted run T: {figures['reference_s']:.1f} s; killed and resumed, all attempts: "

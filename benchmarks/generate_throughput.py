@@ -76,9 +76,16 @@ def main(args: argparse.Namespace) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         config = GenerateConfig(
-            dataset=args.dataset, output_dir=str(work / "labels"), teacher=args.teacher, class_map="auto",
-            stored_crops=args.num_crops, batch_size=args.batch_size, max_rows=args.images,
-            num_workers=args.num_workers, precision=args.precision, num_shards=1,
+            dataset=args.dataset,
+            output_dir=str(work / "labels"),
+            teacher=args.teacher,
+            class_map="auto",
+            stored_crops=args.num_crops,
+            batch_size=args.batch_size,
+            max_rows=args.images,
+            num_workers=args.num_workers,
+            precision=args.precision,
+            num_shards=1,
         )
         generate(GenerateConfig(**{**vars(config), "output_dir": str(work / "warmup"), "max_rows": 8}))
         summary = generate(config)

@@ -41,8 +41,9 @@ TARGETS = {"help": 0.5}  # seconds
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7, help="Timed fresh processes per command (the median shows).")
-    parser.add_argument("--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS),
-                        help="Which commands to time.")  # fmt: skip
+    parser.add_argument(
+        "--commands", nargs="+", choices=list(COMMANDS), default=list(COMMANDS), help="Which commands to time."
+    )
     parser.add_argument("--output", default=str(RESULTS_DIR / "startup.json"), help="Where the JSON results go.")
     parser.add_argument("--publish", action="store_true", help="Also update benchmarks/RESULTS.md.")
     return parser
@@ -64,8 +65,11 @@ def _argv(name: str) -> list[str]:
 
 def heavy_imports(importtime_log: str) -> list[str]:
     """The heavy top-level packages named in the ``-X importtime`` output ``importtime_log`` (in HEAVY's order)."""
-    names = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in importtime_log.splitlines()
-             if line.startswith("import time:")}  # fmt: skip
+    names = {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in importtime_log.splitlines()
+        if line.startswith("import time:")
+    }
     return [name for name in HEAVY if name in names]
 
 
@@ -79,11 +83,18 @@ def measure(name: str, repeats: int) -> dict:
         start = time.perf_counter()
         subprocess.run(argv, env=env, capture_output=True, check=True)
         seconds.append(time.perf_counter() - start)
-    profiled = subprocess.run(argv, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True,
-                              check=True)  # fmt: skip
-    return {"name": name, "command": COMMANDS[name][0], "argv": argv, "seconds": seconds,
-            "median_seconds": statistics.median(seconds), "heavy_modules": heavy_imports(profiled.stderr),
-            "target_seconds": TARGETS.get(name)}  # fmt: skip
+    profiled = subprocess.run(
+        argv, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True, check=True
+    )
+    return {
+        "name": name,
+        "command": COMMANDS[name][0],
+        "argv": argv,
+        "seconds": seconds,
+        "median_seconds": statistics.median(seconds),
+        "heavy_modules": heavy_imports(profiled.stderr),
+        "target_seconds": TARGETS.get(name),
+    }
 
 
 def report(rows: list[dict], machine: dict, repeats: int) -> str:
@@ -96,12 +107,14 @@ def report(rows: list[dict], machine: dict, repeats: int) -> str:
         "",
         "| command | median wall time (min - max) | heavy modules imported | target |",
         "|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for row in rows:
         target = row["target_seconds"]
         met = "" if target is None else f"< {target:g} s: {'met' if row['median_seconds'] < target else 'missed'}"
-        lines.append(f"| `{row['command']}` | {row['median_seconds']:.2f} s ({min(row['seconds']):.2f} - "
-                     f"{max(row['seconds']):.2f}) | {', '.join(row['heavy_modules']) or 'none'} | {met} |")  # fmt: skip
+        lines.append(
+            f"| `{row['command']}` | {row['median_seconds']:.2f} s ({min(row['seconds']):.2f} - "
+            f"{max(row['seconds']):.2f}) | {', '.join(row['heavy_modules']) or 'none'} | {met} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -109,8 +122,13 @@ def main(args: argparse.Namespace) -> dict:
     rows = [measure(name, args.repeats) for name in args.commands]
     machine = machine_info()
     text = report(rows, machine, args.repeats)
-    results = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine,
-               "repeats": args.repeats, "load_average": os.getloadavg()[0], "rows": rows}  # fmt: skip
+    results = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine,
+        "repeats": args.repeats,
+        "load_average": os.getloadavg()[0],
+        "rows": rows,
+    }
     write_json(Path(args.output), results)
     print(text)
     if args.publish:

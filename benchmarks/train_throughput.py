@@ -39,12 +39,12 @@ from fkd_hf.labels import join_labels
 from fkd_hf.labels.crops import crops_to_pixels, replay_crops, sample_crops
 from fkd_hf.labels.decode import decode_for_replay, decoded_size
 from fkd_hf.labels.images import decode_image, image_bytes, load_images
+from fkd_hf.labels.kinds import reconstruct
 from fkd_hf.models.pixels import normalize
+from fkd_hf.models.students import student_data_config
 from fkd_hf.training import FKDCropDataset
 from fkd_hf.training.data import collate_crops
 from fkd_hf.training.loss import soft_cross_entropy
-from fkd_hf.labels.kinds import reconstruct
-from fkd_hf.models.students import student_data_config
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "imagenette-mini"
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
@@ -55,7 +55,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=f"imagefolder:{DEFAULT_DATA}")
     parser.add_argument("--label-set", default=None, help="Label set of --dataset's train split (default: made here).")
     parser.add_argument(
-        "--photos", default="original,500x375",
+        "--photos",
+        default="original,500x375",
         help="Comma list: 'original' reads --dataset in place; WxH re-encodes its photos at that size (JPEG q90) in a "
         "temporary folder first (500x375 is typical of ImageNet, whose JPEGs take several times longer to decode).",
     )
@@ -99,8 +100,13 @@ class SingleCropDataset(torch.utils.data.Dataset):
 
 def _loader(dataset, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, collate_fn=collate_crops, num_workers=workers,
-        persistent_workers=workers > 0, drop_last=True,
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        collate_fn=collate_crops,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        drop_last=True,
     )
 
 
@@ -155,8 +161,18 @@ def _label_set(dataset: str, rows: int, work: Path) -> Path:
     folder = work / "random-test_efficientnet"
     timm.models.save_for_hf(teacher, folder, model_config={"label_names": classes}, safe_serialization=True)
     output = work / "labels"
-    generate(GenerateConfig(dataset=dataset, output_dir=str(output), teacher=str(folder), input_size=64,
-                            stored_crops=8, max_rows=rows, num_workers=2, batch_size=256))
+    generate(
+        GenerateConfig(
+            dataset=dataset,
+            output_dir=str(output),
+            teacher=str(folder),
+            input_size=64,
+            stored_crops=8,
+            max_rows=rows,
+            num_workers=2,
+            batch_size=256,
+        )
+    )
     return output
 
 
@@ -218,7 +234,10 @@ def measure(args: argparse.Namespace, dataset: str, label_set: Path) -> dict:
     k = batch["topk_indices"].shape[-1]
     random_k = torch.randint(0, 1000, (len(batch["topk_indices"]), k))
     return dict(
-        best, meta=meta, size=size, step_ms=step_ms,
+        best,
+        meta=meta,
+        size=size,
+        step_ms=step_ms,
         loss_own=loss_ms(batch["topk_indices"], batch["topk_values"], meta.kind, meta.num_classes),
         loss_imagenet=loss_ms(random_k, batch["topk_values"], meta.kind, 1000),
     )

@@ -5,7 +5,8 @@ The package is laid out by concern:
 - :mod:`fkd_hf.labels`: the label-set format, soft-label kinds, crops, image sources, the label-set writer;
 - :mod:`fkd_hf.models`: teachers, students, precision, the teacher runner;
 - :mod:`fkd_hf.generation`: ``fkd-hf generate``;
-- :mod:`fkd_hf.training`: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer``, ``train``;
+- :mod:`fkd_hf.training`: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer``,
+  ``train``;
 - :mod:`fkd_hf.hub`: pushing label sets and students, and their cards;
 - :mod:`fkd_hf.demo` and :mod:`fkd_hf.cli`: ``fkd-hf demo`` and the command line.
 

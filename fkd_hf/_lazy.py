@@ -7,7 +7,9 @@ import importlib
 from collections.abc import Callable
 
 
-def lazy_namespace(package: str, namespace: dict, structure: dict[str, list[str]]) -> tuple[list[str], Callable, Callable]:
+def lazy_namespace(
+    package: str, namespace: dict, structure: dict[str, list[str]]
+) -> tuple[list[str], Callable, Callable]:
     """``(__all__, __getattr__, __dir__)`` for ``package`` whose globals are ``namespace``; ``structure`` maps a
     submodule (relative to ``package``) to the names it defines."""
     module_of = {name: module for module, names in structure.items() for name in names}

@@ -1,6 +1,6 @@
 """Two-process CPU training (gloo) for tests/test_train.py; records which images each process trained on.
 
-    torchrun --standalone --nproc_per_node 2 tests/_distributed_train.py CONFIG.yaml
+torchrun --standalone --nproc_per_node 2 tests/_distributed_train.py CONFIG.yaml
 """
 
 import json

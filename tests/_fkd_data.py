@@ -21,8 +21,13 @@ def make_label_set(images: Path, teacher: Path, output: Path, num_crops: int = 4
     from fkd_hf import GenerateConfig, generate
 
     options = dict(
-        dataset=f"imagefolder:{images}", output_dir=str(output), teacher=str(teacher), stored_crops=num_crops, k=2,
-        num_workers=0, batch_size=64,
+        dataset=f"imagefolder:{images}",
+        output_dir=str(output),
+        teacher=str(teacher),
+        stored_crops=num_crops,
+        k=2,
+        num_workers=0,
+        batch_size=64,
     )
     options.update(overrides)
     generate(GenerateConfig(**options))

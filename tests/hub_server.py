@@ -42,9 +42,24 @@ TRAIN_TOKEN = "hf_trainSafetySecretToken42"
 TEST_TOKENS = (FAKE_TOKEN, WRONG_TOKEN, SHAPED_TOKEN, ARGV_TOKEN, CARD_TOKEN, RUNNER_TOKEN, TRAIN_TOKEN)
 FAKE_USER = "user"
 LFS_SUFFIXES = (
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".npy", ".npz",
-    ".parquet", ".arrow", ".zip", ".gz", ".tar", ".pkl", ".pickle",
-)  # fmt: skip
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".npy",
+    ".npz",
+    ".parquet",
+    ".arrow",
+    ".zip",
+    ".gz",
+    ".tar",
+    ".pkl",
+    ".pickle",
+)
 LFS_MIN_SIZE = 10 * 1024 * 1024
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -365,8 +380,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _r_whoami(self):
         self._require_auth()
         token_info = {"displayName": "fake", "role": "write"}
-        return 200, {}, {"type": "user", "id": "0" * 24, "name": FAKE_USER, "fullname": "Fake User", "orgs": [],
-                         "auth": {"type": "access_token", "accessToken": token_info}}  # fmt: skip
+        return (
+            200,
+            {},
+            {
+                "type": "user",
+                "id": "0" * 24,
+                "name": FAKE_USER,
+                "fullname": "Fake User",
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": token_info},
+            },
+        )
 
     def _r_create_repo(self):
         self._require_auth()
@@ -406,16 +431,30 @@ class _Handler(BaseHTTPRequestHandler):
         card = _card_data(commit.files["README.md"].data) if "README.md" in commit.files else {}
         siblings = [
             {"rfilename": e["path"], "size": e["size"], "blobId": e["oid"]}
-            | ({"lfs": {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": e["lfs"]["pointerSize"]}}
-               if "lfs" in e else {})
-            for e in _tree_entries(commit.files, "", recursive=True) if e["type"] == "file"
-        ]  # fmt: skip
+            | (
+                {"lfs": {"sha256": e["lfs"]["oid"], "size": e["size"], "pointerSize": e["lfs"]["pointerSize"]}}
+                if "lfs" in e
+                else {}
+            )
+            for e in _tree_entries(commit.files, "", recursive=True)
+            if e["type"] == "file"
+        ]
         info = {
-            "_id": hashlib.sha1(repo.encode()).hexdigest()[:24], "id": repo, "author": repo.split("/")[0],
-            "sha": commit.sha, "lastModified": commit.date, "createdAt": found.created, "private": found.private,
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": card.get("tags") or [],
-            "cardData": card, "siblings": siblings,
-        }  # fmt: skip
+            "_id": hashlib.sha1(repo.encode()).hexdigest()[:24],
+            "id": repo,
+            "author": repo.split("/")[0],
+            "sha": commit.sha,
+            "lastModified": commit.date,
+            "createdAt": found.created,
+            "private": found.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": card.get("tags") or [],
+            "cardData": card,
+            "siblings": siblings,
+        }
         if found.repo_type == "model":
             info |= {"modelId": repo, **{key: card.get(key) for key in ("library_name", "pipeline_tag")}}
         return 200, {}, info
@@ -447,8 +486,14 @@ class _Handler(BaseHTTPRequestHandler):
             lfs = file["path"].endswith(LFS_SUFFIXES) or file["size"] >= LFS_MIN_SIZE or b"\0" in sample
             remote = commit.files.get(file["path"])
             remote_oid = remote and (remote.sha256 if remote.lfs else remote.oid)
-            answers.append({"path": file["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
-                            "oid": remote_oid})  # fmt: skip
+            answers.append(
+                {
+                    "path": file["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": remote_oid,
+                }
+            )
         return 200, {}, {"files": answers, "commitOid": commit.sha}
 
     def _r_lfs_batch(self, repo, type=None):

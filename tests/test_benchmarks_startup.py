@@ -14,8 +14,13 @@ from benchmarks.__main__ import main as bench_main  # noqa: E402
 
 
 def test_heavy_imports_are_read_from_the_import_profile():
-    profiled = subprocess.run([sys.executable, "-X", "importtime", "-c", "import fkd_hf.models.pixels"],
-                              capture_output=True, text=True, check=True, cwd=REPO_ROOT)  # fmt: skip
+    profiled = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import fkd_hf.models.pixels"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     assert startup.heavy_imports(profiled.stderr) == ["torch"]  # pixels needs torch, not the rest of the stack
     assert startup.heavy_imports("usage: fkd-hf <command>\nimport time: 12 | 34 | json") == []
 
@@ -25,8 +30,18 @@ def test_startup_times_fresh_processes_and_publishes(tmp_path, monkeypatch):
     results_md.write_text("# Results\n\n<!-- startup:begin -->\nOLD\n<!-- startup:end -->\n\n## More\n")
     monkeypatch.setattr(startup, "RESULTS_MD", results_md)
     output = tmp_path / "startup.json"
-    argv = ["startup", "--repeats", "2", "--commands", "python", "help", "generate", "--output", str(output),
-            "--publish"]  # fmt: skip
+    argv = [
+        "startup",
+        "--repeats",
+        "2",
+        "--commands",
+        "python",
+        "help",
+        "generate",
+        "--output",
+        str(output),
+        "--publish",
+    ]
     assert bench_main(argv) == 0
     rows = {row["name"]: row for row in json.loads(output.read_text())["rows"]}
     assert list(rows) == ["python", "help", "generate"]

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, TINY_CLASSES
+from hub_server import CARD_TOKEN as SECRET
 from huggingface_hub import DatasetCard, ModelCard
 from transformers import TrainingArguments
 
-from conftest import REPO_ROOT, TINY_CLASSES
-from hub_server import CARD_TOKEN as SECRET
 from fkd_hf.hub import StudentInfo, label_set_card, student_card, write_label_set_card, write_student_card
 from fkd_hf.hub.student_info import STUDENT_FILE
 from fkd_hf.hub.templates import templates_dir
@@ -29,22 +29,56 @@ TEMPLATES = {"label_set_card.md", "student_card.md"}
 
 def make_metadata(**overrides) -> LabelSetMetadata:
     values = dict(
-        kind="marginal_smoothing", k=2, num_classes=3, class_names=list(TINY_CLASSES), temperature=1.5, stored_crops=4,
-        seed=7, crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.3333], teacher="timm/resnet18.a1_in1k",
-        teacher_revision="a" * 40, teacher_library="timm", teacher_input_size=[224, 224], teacher_mean=[0.5] * 3,
-        teacher_std=[0.5] * 3, teacher_interpolation="bicubic", teacher_class_indices=None, precision="fp32",
-        dataset="user/tiny-photos", dataset_config="small", dataset_split="train", dataset_revision="b" * 40,
-        image_column="image", label_column="label", num_rows=1500, num_shards=2, rows_per_shard=750,
-        bytes_per_crop=17.25, fkd_hf_version="0.1.0",
-    )  # fmt: skip
+        kind="marginal_smoothing",
+        k=2,
+        num_classes=3,
+        class_names=list(TINY_CLASSES),
+        temperature=1.5,
+        stored_crops=4,
+        seed=7,
+        crop_scale=[0.08, 1.0],
+        crop_ratio=[0.75, 1.3333],
+        teacher="timm/resnet18.a1_in1k",
+        teacher_revision="a" * 40,
+        teacher_library="timm",
+        teacher_input_size=[224, 224],
+        teacher_mean=[0.5] * 3,
+        teacher_std=[0.5] * 3,
+        teacher_interpolation="bicubic",
+        teacher_class_indices=None,
+        precision="fp32",
+        dataset="user/tiny-photos",
+        dataset_config="small",
+        dataset_split="train",
+        dataset_revision="b" * 40,
+        image_column="image",
+        label_column="label",
+        num_rows=1500,
+        num_shards=2,
+        rows_per_shard=750,
+        bytes_per_crop=17.25,
+        fkd_hf_version="0.1.0",
+    )
     values.update(overrides)
     return LabelSetMetadata(**values)
 
 
 def make_student_info(**overrides) -> StudentInfo:
-    info = StudentInfo(license="apache-2.0", architecture="resnet18", num_crops=4, passes=75.0, fkd_epochs=300.0,
-                       learning_rate=0.002, optimizer="adamw_torch", per_device_batch_size=64, temperature=1.0,
-                       eval_split="validation", top1=0.71234, top5=0.9, label_set="user/tiny-labels")  # fmt: skip
+    info = StudentInfo(
+        license="apache-2.0",
+        architecture="resnet18",
+        num_crops=4,
+        passes=75.0,
+        fkd_epochs=300.0,
+        learning_rate=0.002,
+        optimizer="adamw_torch",
+        per_device_batch_size=64,
+        temperature=1.0,
+        eval_split="validation",
+        top1=0.71234,
+        top5=0.9,
+        label_set="user/tiny-labels",
+    )
     info.update_from_label_set(make_metadata())
     for key, value in overrides.items():
         setattr(info, key, value)
@@ -69,8 +103,19 @@ def test_wheel_ships_every_module_and_the_templates(tmp_path):
         shutil.copy(REPO_ROOT / name, source / name)
     for folder in ("fkd_hf", "hub_cards"):
         shutil.copytree(REPO_ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-               "-w", str(tmp_path / "dist"), str(source)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        str(tmp_path / "dist"),
+        str(source),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     [wheel] = (tmp_path / "dist").glob("fkd_hf-*.whl")
@@ -82,19 +127,29 @@ def test_wheel_ships_every_module_and_the_templates(tmp_path):
     # Installed (unpacked) without the checkout, the package finds its templates inside itself.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    probe = ("import importlib, fkd_hf.hub.templates as c, fkd_hf.cli as cli; "
-             "[importlib.import_module(module) for module, _ in cli.COMMANDS.values()]; print(c.templates_dir())")
-    found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=False,
-                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    probe = (
+        "import importlib, fkd_hf.hub.templates as c, fkd_hf.cli as cli; "
+        "[importlib.import_module(module) for module, _ in cli.COMMANDS.values()]; print(c.templates_dir())"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
     assert found.returncode == 0, found.stderr
     assert Path(found.stdout.strip()) == site / "fkd_hf" / "hub_cards"
 
 
 def test_hub_subpackage_imports_neither_torch_nor_transformers():
     """`fkd-hf push-labels` and push_label_set stay light: the Trainer callback lives in fkd_hf.training."""
-    probe = ("import sys, fkd_hf.hub as hub, fkd_hf.hub.push, fkd_hf.hub.label_card, fkd_hf.hub.model_card; "
-             "[getattr(hub, name) for name in hub.__all__]; "
-             "print(sorted({'torch', 'transformers', 'timm'} & set(sys.modules)))")  # fmt: skip
+    probe = (
+        "import sys, fkd_hf.hub as hub, fkd_hf.hub.push, fkd_hf.hub.label_card, fkd_hf.hub.model_card; "
+        "[getattr(hub, name) for name in hub.__all__]; "
+        "print(sorted({'torch', 'transformers', 'timm'} & set(sys.modules)))"
+    )
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=REPO_ROOT)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
@@ -147,14 +202,21 @@ def test_label_set_card_carries_the_metadata_and_parses(tmp_path, monkeypatch):
     assert "## Licence\n\nThese soft labels were derived with FKD from the outputs of the teacher" in card.text
     assert "apache-2.0" not in card.text
     licensed = label_set_card(metadata, "user/tiny-labels", license="cc-by-4.0")
-    assert licensed.data.license == "cc-by-4.0" and licensed.data.to_dict().keys().isdisjoint({"license_name",
-                                                                                                 "license_link"})
+    assert licensed.data.license == "cc-by-4.0" and licensed.data.to_dict().keys().isdisjoint(
+        {"license_name", "license_link"}
+    )
     assert "## Licence\n\n`cc-by-4.0`." in licensed.text
 
 
 def test_label_set_card_of_a_local_dataset_without_repo(tmp_path):
-    metadata = make_metadata(dataset="imagefolder:/data/photos", dataset_config=None, dataset_revision=None,
-                             teacher="efficientnet-lite0", teacher_revision=None, bytes_per_crop=None)  # fmt: skip
+    metadata = make_metadata(
+        dataset="imagefolder:/data/photos",
+        dataset_config=None,
+        dataset_revision=None,
+        teacher="efficientnet-lite0",
+        teacher_revision=None,
+        bytes_per_crop=None,
+    )
     card = label_set_card(metadata)
     assert card.data.source_datasets is None
     assert 'load_label_set("<user>/<label-set>")' in card.text
@@ -191,8 +253,16 @@ def written_label_set(tmp_path, image_folder) -> tuple[Path, LabelSetMetadata]:
         "topk_indices": np.stack([rng.permutation(3)[:k] for _ in range(n * stored_crops)]).reshape(n, stored_crops, k),
         "topk_values": rng.dirichlet([1.0] * k, (n, stored_crops)),
     }
-    metadata = make_metadata(dataset=f"imagefolder:{image_folder}", dataset_config=None, dataset_revision=None,
-                             stored_crops=stored_crops, k=k, num_rows=0, num_shards=0, rows_per_shard=0)  # fmt: skip
+    metadata = make_metadata(
+        dataset=f"imagefolder:{image_folder}",
+        dataset_config=None,
+        dataset_revision=None,
+        stored_crops=stored_crops,
+        k=k,
+        num_rows=0,
+        num_shards=0,
+        rows_per_shard=0,
+    )
     folder = tmp_path / "labels"
     return folder, write_label_set(folder, metadata, columns, card=write_label_set_card)
 
@@ -255,8 +325,9 @@ STUDENT_CARD_PATTERN = re.compile(
 def test_student_card_carries_eval_results_links_and_hyperparameters(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     info = make_student_info(model_id="user/resnet18-fkd")
-    (tmp_path / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3,
-                                                      "label_names": list(TINY_CLASSES)}))  # fmt: skip
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architecture": "resnet18", "num_classes": 3, "label_names": list(TINY_CLASSES)})
+    )
     path = write_student_card(tmp_path, info)
     text = path.read_text()
     assert STUDENT_CARD_PATTERN.match(text), text
@@ -269,11 +340,17 @@ def test_student_card_carries_eval_results_links_and_hyperparameters(tmp_path, m
     assert data.model_name == "resnet18-fkd"
     top1, top5 = data.eval_results
     assert (top1.task_type, top1.metric_type, top1.metric_name, top1.metric_value) == (
-        "image-classification", "accuracy", "top-1 accuracy", 0.71234
+        "image-classification",
+        "accuracy",
+        "top-1 accuracy",
+        0.71234,
     )
     assert (top5.metric_type, top5.metric_value) == ("top_5_accuracy", 0.9)
     assert (top1.dataset_type, top1.dataset_name, top1.dataset_config, top1.dataset_split) == (
-        "user/tiny-photos", "user/tiny-photos", "small", "validation"
+        "user/tiny-photos",
+        "user/tiny-photos",
+        "small",
+        "validation",
     )
 
     # fkd_student.json round-trips, and a newer schema is refused with a clear message.
@@ -286,8 +363,17 @@ def test_student_card_carries_eval_results_links_and_hyperparameters(tmp_path, m
 def test_student_file_of_schema_version_1_reads_back():
     """A fkd_student.json as version 1 writes it (field names, schema_version) loads; keys it lacks keep their
     defaults and keys this version does not know are ignored."""
-    written = {"schema_version": 1, "fkd_hf_version": "0.1.0", "architecture": "resnet18", "library_name": "timm",
-               "stored_crops": 4, "num_crops": 2, "top1": 0.5, "tags": ["x"], "a_later_field": 1}  # fmt: skip
+    written = {
+        "schema_version": 1,
+        "fkd_hf_version": "0.1.0",
+        "architecture": "resnet18",
+        "library_name": "timm",
+        "stored_crops": 4,
+        "num_crops": 2,
+        "top1": 0.5,
+        "tags": ["x"],
+        "a_later_field": 1,
+    }
     info = StudentInfo.from_json_dict(written)
     assert (info.architecture, info.stored_crops, info.num_crops, info.top1) == ("resnet18", 4, 2, 0.5)
     assert info.tags == ["x"]
@@ -359,15 +445,34 @@ def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
 
     metadata = make_metadata(num_classes=3)
     args = FKDLikeArguments(
-        output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=4, per_device_eval_batch_size=8,
-        gradient_accumulation_steps=2, learning_rate=0.01, eval_strategy="steps", eval_steps=2, save_steps=2,
-        report_to="none", use_cpu=True, label_set="user/tiny-labels", num_crops=2, temperature=2.0,
-        eval_split="validation", hub_model_id="user/cb-student", dataloader_num_workers=0,
-    )  # fmt: skip
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        gradient_accumulation_steps=2,
+        learning_rate=0.01,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_steps=2,
+        report_to="none",
+        use_cpu=True,
+        label_set="user/tiny-labels",
+        num_crops=2,
+        temperature=2.0,
+        eval_split="validation",
+        hub_model_id="user/cb-student",
+        dataloader_num_workers=0,
+    )
     callback = StudentCardCallback(license="apache-2.0")
     torch.manual_seed(0)
-    trainer = Trainer(create_student("test_resnet", list(TINY_CLASSES)), args, train_dataset=_Photos(16, metadata),
-                      eval_dataset=_Photos(8), compute_metrics=_topk, callbacks=[callback])  # fmt: skip
+    trainer = Trainer(
+        create_student("test_resnet", list(TINY_CLASSES)),
+        args,
+        train_dataset=_Photos(16, metadata),
+        eval_dataset=_Photos(8),
+        compute_metrics=_topk,
+        callbacks=[callback],
+    )
     trainer.train()
 
     out = tmp_path / "out"
@@ -375,14 +480,20 @@ def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
         assert (folder / STUDENT_FILE).is_file() and (folder / "README.md").is_file()
     info = StudentInfo.load(out)
     assert (info.model_id, info.license, info.library_name, info.architecture) == (
-        "user/cb-student", "apache-2.0", "timm", "test_resnet"
+        "user/cb-student",
+        "apache-2.0",
+        "timm",
+        "test_resnet",
     )
     assert (info.num_crops, info.temperature, info.learning_rate) == (2, 2.0, 0.01)
     assert info.optimizer == str(getattr(args.optim, "value", args.optim)) and info.lr_scheduler == "linear"
     assert (info.per_device_batch_size, info.total_batch_size, info.crops_per_step) == (4, 8, 16)
     assert info.extra_hyperparameters == {"max steps": 2} and info.passes is None
     assert (info.teacher, info.stored_crops, info.label_kind, info.label_set) == (
-        "timm/resnet18.a1_in1k", 4, "marginal_smoothing", "user/tiny-labels"
+        "timm/resnet18.a1_in1k",
+        4,
+        "marginal_smoothing",
+        "user/tiny-labels",
     )
     assert info.class_names == list(TINY_CLASSES) and info.eval_split == "validation"
     assert info.top1 is not None and 0 <= info.top1 <= info.top5 <= 1
@@ -396,8 +507,10 @@ def test_callback_fills_and_writes_the_card_with_a_plain_trainer(tmp_path):
 
 
 def test_label_set_card_lists_the_dataset_s_own_class_names_beside_the_teacher_s():
-    metadata = make_metadata(class_names=["tench", "goldfish", "great white shark"],
-                             dataset_class_names=["n01440764", "n01443537", "n01484850"])  # fmt: skip
+    metadata = make_metadata(
+        class_names=["tench", "goldfish", "great white shark"],
+        dataset_class_names=["n01440764", "n01443537", "n01484850"],
+    )
     text = label_set_card(metadata).text
     assert "| 0 | tench | `n01440764` |" in text and "| 2 | great white shark | `n01484850` |" in text
     plain = label_set_card(make_metadata(class_names=["cat", "dog", "fox"])).text
@@ -421,12 +534,27 @@ def test_cards_hold_no_local_absolute_path_and_only_links_that_exist(tmp_path):
     """Local folders (the demo photos under the home folder, a teacher folder, merged label sets) appear by their
     last folder only; every link goes to the paper, timm, transformers or a Hub repo (no PyPI page: fkd-hf is not
     on PyPI)."""
-    merged = {"method": "merged", "label_sets": [
-        {"source": str(tmp_path / "labels-a"), "teacher": str(tmp_path / "teacher-a"), "kind": "full", "k": 3,
-         "weight": 0.5},
-        {"source": "user/labels-b", "teacher": "timm/resnet18.a1_in1k", "kind": "full", "k": 3, "weight": 0.5}]}
-    metadata = make_metadata(dataset=HOME_PHOTOS, dataset_config=None, dataset_revision=None,
-                             dataset_absolute=HOME_PHOTOS, teacher=str(tmp_path / "my-teacher"), provenance=merged)
+    merged = {
+        "method": "merged",
+        "label_sets": [
+            {
+                "source": str(tmp_path / "labels-a"),
+                "teacher": str(tmp_path / "teacher-a"),
+                "kind": "full",
+                "k": 3,
+                "weight": 0.5,
+            },
+            {"source": "user/labels-b", "teacher": "timm/resnet18.a1_in1k", "kind": "full", "k": 3, "weight": 0.5},
+        ],
+    }
+    metadata = make_metadata(
+        dataset=HOME_PHOTOS,
+        dataset_config=None,
+        dataset_revision=None,
+        dataset_absolute=HOME_PHOTOS,
+        teacher=str(tmp_path / "my-teacher"),
+        provenance=merged,
+    )
     info = make_student_info(model_id="user/student", label_set=str(tmp_path / "labels"), base_model=None)
     info.update_from_label_set(metadata)
     info.eval_dataset = HOME_PHOTOS
@@ -460,7 +588,11 @@ def test_model_index_names_the_hub_dataset_the_label_set_records():
     info = make_student_info(eval_dataset=f"imagefolder:{Path.home()}/copies/tiny-photos")
     [top1, _] = ModelCard(str(student_card(info))).data.eval_results
     assert (top1.dataset_type, top1.dataset_name, top1.dataset_config, top1.dataset_split, top1.dataset_revision) == (
-        "user/tiny-photos", "user/tiny-photos", "small", "validation", "b" * 40
+        "user/tiny-photos",
+        "user/tiny-photos",
+        "small",
+        "validation",
+        "b" * 40,
     )
     local = make_student_info(dataset="imagefolder:/data/tiny-photos", dataset_config=None, dataset_revision=None)
     [top1, _] = ModelCard(str(student_card(local))).data.eval_results
@@ -488,8 +620,9 @@ def test_the_demo_card_names_the_photo_cache_and_a_teacher_folder_by_name_only(t
     student.mkdir()
     (student / "config.json").write_text(json.dumps({"architecture": "resnet18", "num_classes": 3}))
     run = SimpleNamespace(top1=0.5, agreement=0.5, final_metrics={})
-    text = write_demo_card(card, student, tmp_path / "labels", SimpleNamespace(mode="photos"), teacher, run, 54,
-                           None).read_text()  # fmt: skip
+    text = write_demo_card(
+        card, student, tmp_path / "labels", SimpleNamespace(mode="photos"), teacher, run, 54, None
+    ).read_text()
     assert str(tmp_path) not in text and str(Path.home()) not in text
     assert "Top-1 agreement with the teacher `teacher` on 54 held-out crops" in text
     assert "| label set | `labels` |" in text and "`imagefolder:foolbox-3.3.4`" in text

@@ -37,11 +37,24 @@ def labels(tmp_path_factory, teacher_dir):
 
 def _options(labels, output_dir, **overrides) -> dict:
     options = dict(
-        label_set=str(labels), student="test_resnet", input_size=32, num_crops=2, output_dir=str(output_dir),
-        per_device_train_batch_size=4, max_steps=4, learning_rate=0.05, optim="sgd", warmup_steps=0,
-        save_strategy="steps", save_steps=1, eval_split="none", report_to="none", use_cpu=True,
-        dataloader_num_workers=0, seed=0,
-    )  # fmt: skip
+        label_set=str(labels),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        max_steps=4,
+        learning_rate=0.05,
+        optim="sgd",
+        warmup_steps=0,
+        save_strategy="steps",
+        save_steps=1,
+        eval_split="none",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     return {**options, **overrides}
 
 
@@ -58,13 +71,18 @@ def _state(checkpoint: Path) -> dict:
 
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM", "SIGKILL"])
-def test_a_signal_while_saving_leaves_complete_checkpoints_and_advice_that_resumes(labels, tmp_path, signal_name,
-                                                                                  capsys, caplog):  # fmt: skip
+def test_a_signal_while_saving_leaves_complete_checkpoints_and_advice_that_resumes(
+    labels, tmp_path, signal_name, capsys, caplog
+):
     """SIGTERM (what Slurm sends before a kill) is handled as Ctrl-C."""
     out = tmp_path / "out"
     argv = _argv(_options(labels, out))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
     command = [sys.executable, str(REPO / "tests" / "_interrupted_train.py"), signal_name, "3", *argv]
     stopped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
@@ -89,10 +107,19 @@ def test_sigterm_to_fkd_hf_train_is_handled_as_ctrl_c(labels, tmp_path):
     """`fkd-hf train` stopped as a scheduler stops it, at whatever moment."""
     out = tmp_path / "out"
     argv = _argv(_options(labels, out, max_steps=1000))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}  # fmt: skip
-    with subprocess.Popen([sys.executable, "-m", "fkd_hf", "train", *argv], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as running:  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "fkd_hf", "train", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as running:
         deadline = time.monotonic() + 300
         while not (out / "checkpoint-2").is_dir() and running.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -114,8 +141,10 @@ def test_resume_last_names_and_skips_an_incomplete_checkpoint(labels, tmp_path, 
     caplog.clear()
 
     assert last_complete_checkpoint(out) == str(out / "checkpoint-2")
-    assert caplog.messages == [f"{out / name} is incomplete (no readable trainer_state.json: its save was cut short): skipped."
-                       for name in ("checkpoint-10", "checkpoint-3")]  # fmt: skip
+    assert caplog.messages == [
+        f"{out / name} is incomplete (no readable trainer_state.json: its save was cut short): skipped."
+        for name in ("checkpoint-10", "checkpoint-3")
+    ]
 
     assert cli_main(["train", *_argv({**options, "max_steps": 3}), "--resume_from_checkpoint", "last"]) == 0
     assert is_complete(out / "checkpoint-3") and _state(out / "checkpoint-3")["global_step"] == 3  # replaced
@@ -158,8 +187,10 @@ def test_non_finite_soft_labels_stop_training_before_their_step(labels, tmp_path
     with pytest.raises(NonFiniteLossError) as caught:
         trainer.train()
     message = str(caught.value)
-    assert message.startswith("training stopped at step 3: the loss is nan; 1 of the batch's 8 crops have non-finite "
-                              f"soft labels in the label set {labels}")  # fmt: skip
+    assert message.startswith(
+        "training stopped at step 3: the loss is nan; 1 of the batch's 8 crops have non-finite "
+        f"soft labels in the label set {labels}"
+    )
     assert message.endswith(f"{tmp_path / 'checkpoint-2'} is kept (the last complete checkpoint).")
     assert _checkpoints(tmp_path) == ["checkpoint-1", "checkpoint-2"] and trainer.state.global_step == 2
     kept = load_file(tmp_path / "checkpoint-2" / "model.safetensors")
@@ -175,5 +206,6 @@ def test_a_diverging_run_stops_in_one_line_that_names_the_step_and_the_cause(lab
     assert len(errors) == 1 and re.fullmatch(
         r"fkd-hf train: error: training stopped at step 2: the loss is (nan|inf); the batch's soft labels are finite, "
         rf"so the student diverged: lower --learning_rate \(1e\+30\)\. {re.escape(str(tmp_path / 'out'))}/checkpoint-1 "
-        r"is kept \(the last complete checkpoint\)\.", errors[0]
+        r"is kept \(the last complete checkpoint\)\.",
+        errors[0],
     ), errors

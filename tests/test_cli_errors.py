@@ -39,11 +39,14 @@ def test_an_unknown_option_is_one_line_with_exit_status_two(command, capsys):
     "error, status, expected",
     [
         (UsageError("bad value for --x"), 2, "fkd-hf fake: error: bad value for --x"),
-        (FileNotFoundError("labels/ is not a label set:\n  give a folder"), 1,
-         "fkd-hf fake: error: labels/ is not a label set: give a folder"),
+        (
+            FileNotFoundError("labels/ is not a label set:\n  give a folder"),
+            1,
+            "fkd-hf fake: error: labels/ is not a label set: give a folder",
+        ),
         (KeyError("Dataset 'd' has no image column 'img'"), 1, "fkd-hf fake: error: Dataset 'd' has no image column"),
     ],
-)  # fmt: skip
+)
 def test_errors_are_one_line_with_their_exit_status(error, status, expected, capsys):
     assert run_command(_command(error), []) == status
     lines = _error_lines(capsys)
@@ -53,8 +56,10 @@ def test_errors_are_one_line_with_their_exit_status(error, status, expected, cap
 def test_an_unexpected_error_is_named_and_points_to_debug(capsys):
     assert run_command(_command(ZeroDivisionError("division by zero")), []) == 1
     lines = _error_lines(capsys)
-    assert lines == ["fkd-hf fake: error: ZeroDivisionError: division by zero",
-                     "fkd-hf fake: rerun with --debug for the traceback."]  # fmt: skip
+    assert lines == [
+        "fkd-hf fake: error: ZeroDivisionError: division by zero",
+        "fkd-hf fake: rerun with --debug for the traceback.",
+    ]
 
 
 def test_debug_flag_or_variable_adds_the_traceback(capsys, monkeypatch):
@@ -133,8 +138,9 @@ def no_work(monkeypatch):
 
 @pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
 @pytest.mark.parametrize("key, value, message", BAD_VALUES)
-def test_a_config_value_of_the_wrong_type_is_refused_before_any_file(command, key, value, message, tmp_path, capsys,
-                                                                      no_work):  # fmt: skip
+def test_a_config_value_of_the_wrong_type_is_refused_before_any_file(
+    command, key, value, message, tmp_path, capsys, no_work
+):
     values = dict(COMMAND_CONFIGS[command])
     if command == "generate" and key == "num_crops":
         key = "stored_crops"  # generate's R
@@ -170,7 +176,7 @@ def test_train_help_lists_fkd_options_before_the_trainers(capsys):
         main(["train", "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    body = out[out.index("\n\n", out.index("usage:")):]  # after the usage line, which lists every flag
+    body = out[out.index("\n\n", out.index("usage:")) :]  # after the usage line, which lists every flag
     own, trainer = body.index("\nFKDConfig options:\n"), body.index("\nTrainingArguments options:\n")
     for name in ("label_set", "student", "num_crops", "fkd_epochs", "temperature", "overwrite_output_dir"):
         assert own < body.index(f"\n  --{name} ") < trainer, name
@@ -214,16 +220,19 @@ def test_a_config_may_still_repeat_a_value_through_an_alias(tmp_path):
         (["train", "--student", "resnet18"], "the following arguments are required: --label_set"),
         (["train", "--label_set", "labels"], "the following arguments are required: --student"),
         (["train"], "the following arguments are required: --label_set, --student"),
-        (["train", "--label_set", "outputs/nonexistent", "--student", "resnet18"],
-         "no label-set folder outputs/nonexistent (and no Hub dataset of that name"),
+        (
+            ["train", "--label_set", "outputs/nonexistent", "--student", "resnet18"],
+            "no label-set folder outputs/nonexistent (and no Hub dataset of that name",
+        ),
         (["train", "--label_set", "./no/such/folder", "--student", "resnet18"], "neither a label-set folder nor"),
         (["generate", "--dataset", "imagefolder:/no/such/folder"], "Image folder /no/such/folder does not exist"),
         (["generate", "--dataset", "./no/such/folder"], "is neither an existing folder nor a Hub id"),
         (["demo", "--dataset", "imagefolder:/no/such/folder"], "is neither an existing folder nor a Hub dataset id"),
     ],
-)  # fmt: skip
-def test_a_command_line_that_cannot_be_used_exits_with_two_in_every_command(argv, message, tmp_path, capsys,
-                                                                           monkeypatch):  # fmt: skip
+)
+def test_a_command_line_that_cannot_be_used_exits_with_two_in_every_command(
+    argv, message, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
@@ -325,13 +334,34 @@ def test_sigterm_to_generate_keeps_the_finished_shards_and_the_rerun_resumes(ima
     from fkd_hf import load_label_set
 
     output = tmp_path / "labels"
-    argv = ["generate", "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir), "--output_dir",
-            str(output), "--stored_crops", "3", "--k", "2", "--num_shards", "6", "--num_workers", "1"]  # fmt: skip
+    argv = [
+        "generate",
+        "--dataset",
+        f"imagefolder:{image_folder}",
+        "--teacher",
+        str(teacher_dir),
+        "--output_dir",
+        str(output),
+        "--stored_crops",
+        "3",
+        "--k",
+        "2",
+        "--num_shards",
+        "6",
+        "--num_workers",
+        "1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
-        child = subprocess.Popen([sys.executable, "-c", SIGTERM_AFTER_TWO_SHARDS, *argv], stdout=subprocess.PIPE,
-                                 stderr=stderr, text=True, env=env, cwd=tmp_path)  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, "-c", SIGTERM_AFTER_TWO_SHARDS, *argv],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         try:
             assert "two shards written\n" in iter(child.stdout.readline, "")  # reads up to the marker, or to the end
             child.send_signal(signal.SIGTERM)
@@ -341,8 +371,9 @@ def test_sigterm_to_generate_keeps_the_finished_shards_and_the_rerun_resumes(ima
     err = log.read_text()
     assert child.returncode == 143, err
     lines = [line for line in err.splitlines() if line.strip()]
-    assert lines[-1] == (f"fkd-hf generate: interrupted; 2 of 6 shards kept in {output}: rerun the same command to "
-                         "resume.")  # fmt: skip
+    assert lines[-1] == (
+        f"fkd-hf generate: interrupted; 2 of 6 shards kept in {output}: rerun the same command to resume."
+    )
     assert "Traceback" not in err
     assert main(argv) == 0
     assert load_label_set(output).metadata.num_shards == 6
@@ -375,9 +406,14 @@ def test_help_shows_the_default_of_every_option_that_has_one(command, capsys, mo
 
     text, parser = _help(command, capsys, monkeypatch)
     blocks = {block.split()[0].rstrip(","): " ".join(block.split()) for block in re.split(r"\n(?=  -)", text)[1:]}
-    with_default = [action.option_strings[0] for action in parser._actions if action.option_strings
-                    and action.default not in (None, "", argparse.SUPPRESS) and action.help is not argparse.SUPPRESS
-                    and not isinstance(action, argparse._StoreConstAction)]  # fmt: skip
+    with_default = [
+        action.option_strings[0]
+        for action in parser._actions
+        if action.option_strings
+        and action.default not in (None, "", argparse.SUPPRESS)
+        and action.help is not argparse.SUPPRESS
+        and not isinstance(action, argparse._StoreConstAction)
+    ]
     missing = [flag for flag in with_default if "default" not in blocks[flag].lower()]
     assert missing == [], f"no default shown for {missing}"
     assert command in ("push-student", "merge-labels") or "(default: " in text
@@ -389,8 +425,9 @@ def test_help_shows_defaults_as_they_are_typed(capsys, monkeypatch):
     assert "(default: 0.08 1.0)" in text and "(default: false)" in text  # a list, a true|false flag
 
 
-@pytest.mark.parametrize("command, name", [("import-fkd", "LABEL_DIR"),
-                                           ("merge-labels", "LABEL_SETS [LABEL_SETS ...]")])  # fmt: skip
+@pytest.mark.parametrize(
+    "command, name", [("import-fkd", "LABEL_DIR"), ("merge-labels", "LABEL_SETS [LABEL_SETS ...]")]
+)
 def test_the_positional_argument_is_shown_as_one(command, name, capsys, monkeypatch):
     text, _ = _help(command, capsys, monkeypatch)
     usage = " ".join(text[: text.index("\n\n")].split())
@@ -404,8 +441,13 @@ def test_the_positional_argument_comes_from_the_command_line_a_flag_or_the_confi
     from fkd_hf.generation.import_config import ImportFKDConfig
 
     def label_dir(*argv):
-        (config,) = parse_config([ImportFKDConfig], [*argv, "--dataset", "d", "--output_dir", "o"], "fkd-hf import-fkd",
-                                 "", positional="label_dir")  # fmt: skip
+        (config,) = parse_config(
+            [ImportFKDConfig],
+            [*argv, "--dataset", "d", "--output_dir", "o"],
+            "fkd-hf import-fkd",
+            "",
+            positional="label_dir",
+        )
         return config.label_dir
 
     recipe = tmp_path / "import.yaml"

@@ -27,13 +27,37 @@ from fkd_hf.cli import main as cli_main
 from fkd_hf.demo import DemoConfig, run_demo
 from fkd_hf.demo.output import RESULT_FILE
 
-TINY = ["--student", "test_resnet", "--input_size", "32", "--stored_crops", "4", "--num_crops", "2", "--fkd_epochs", "2",
-        "--batch_size", "6", "--num_workers", "0"]  # fmt: skip
+TINY = [
+    "--student",
+    "test_resnet",
+    "--input_size",
+    "32",
+    "--stored_crops",
+    "4",
+    "--num_crops",
+    "2",
+    "--fkd_epochs",
+    "2",
+    "--batch_size",
+    "6",
+    "--num_workers",
+    "0",
+]
 
 
 def _tiny_config(dataset, teacher, output_dir, **overrides) -> DemoConfig:
-    options = dict(dataset=dataset, teacher=str(teacher), output_dir=str(output_dir), student="test_resnet",
-                   input_size=32, stored_crops=4, num_crops=2, fkd_epochs=2, batch_size=6, num_workers=0)  # fmt: skip
+    options = dict(
+        dataset=dataset,
+        teacher=str(teacher),
+        output_dir=str(output_dir),
+        student="test_resnet",
+        input_size=32,
+        stored_crops=4,
+        num_crops=2,
+        fkd_epochs=2,
+        batch_size=6,
+        num_workers=0,
+    )
     options.update(overrides)
     return DemoConfig(**options)
 
@@ -63,8 +87,19 @@ def splits(tmp_path_factory) -> Path:
 def finished(splits, teacher_dir, tmp_path_factory):
     """One successful CLI run with --compare on a folder with train/ and val/."""
     output = tmp_path_factory.mktemp("demo_out") / "demo"
-    code = cli_main(["demo", "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), "--output_dir",
-                     str(output), "--compare", *TINY])  # fmt: skip
+    code = cli_main(
+        [
+            "demo",
+            "--dataset",
+            f"imagefolder:{splits}",
+            "--teacher",
+            str(teacher_dir),
+            "--output_dir",
+            str(output),
+            "--compare",
+            *TINY,
+        ]
+    )
     return code, output
 
 
@@ -98,8 +133,17 @@ def test_demo_writes_push_ready_folders_summary_and_curves(finished):
     assert card.data.eval_results[0].metric_value == pytest.approx(result["runs"]["fkd"]["top1"], abs=1e-6)
     # The summary: teacher, FKD and plain rows, every stage, the push commands.
     summary = (output / "summary.md").read_text()
-    for text in ("| teacher", "| FKD student `test_resnet`", "| plain student `test_resnet`", "| generate:",
-                 "| FKD training:", "| plain training:", "| **total**", "fkd-hf push-labels", "fkd-hf push-student"):  # fmt: skip
+    for text in (
+        "| teacher",
+        "| FKD student `test_resnet`",
+        "| plain student `test_resnet`",
+        "| generate:",
+        "| FKD training:",
+        "| plain training:",
+        "| **total**",
+        "fkd-hf push-labels",
+        "fkd-hf push-student",
+    ):
         assert text in summary
     assert set(result["runs"]) == {"fkd", "plain"}
     assert result["runs"]["fkd"]["steps"] == result["runs"]["plain"]["steps"] > 0
@@ -170,8 +214,14 @@ def test_the_plain_student_decodes_a_photo_per_crop_when_a_batch_of_photos_fits(
 
 def test_sample_photo_mode_scores_agreement_on_held_out_crops(image_folder, teacher_dir, tmp_path, monkeypatch):
     """The default (photo) path, with the tiny photos and teacher standing in for foolbox's photos and lite0."""
-    photos = demo_data.DemoPhotos(root=image_folder, spec=f"imagefolder:{image_folder}", class_map="auto",
-                                  num_images=18, num_classes=3, source="test photos (MIT)")  # fmt: skip
+    photos = demo_data.DemoPhotos(
+        root=image_folder,
+        spec=f"imagefolder:{image_folder}",
+        class_map="auto",
+        num_images=18,
+        num_classes=3,
+        source="test photos (MIT)",
+    )
     monkeypatch.setattr(demo_data, "demo_photos", lambda root=None: photos)
     config = _tiny_config(None, teacher_dir, tmp_path / "out", heldout_crops=3, compare=True)
     result = run_demo(config)
@@ -230,12 +280,15 @@ def _bad(capsys, tmp_path, *argv, status=2) -> str:
 
 @pytest.mark.parametrize(
     "dataset, message",
-    [("imagefolder:/no/such/folder", "neither an existing folder nor a Hub dataset id"),
-     ("./no/such/folder", "neither an existing folder nor a Hub dataset id"),
-     ("nobody-here/no-such-dataset-xyz", "neither an existing folder nor a Hub dataset that can be loaded")],
-)  # fmt: skip
-def test_a_dataset_that_is_neither_a_folder_nor_a_hub_id_is_a_one_line_error(dataset, message, teacher_dir, capsys,
-                                                                             tmp_path, monkeypatch):  # fmt: skip
+    [
+        ("imagefolder:/no/such/folder", "neither an existing folder nor a Hub dataset id"),
+        ("./no/such/folder", "neither an existing folder nor a Hub dataset id"),
+        ("nobody-here/no-such-dataset-xyz", "neither an existing folder nor a Hub dataset that can be loaded"),
+    ],
+)
+def test_a_dataset_that_is_neither_a_folder_nor_a_hub_id_is_a_one_line_error(
+    dataset, message, teacher_dir, capsys, tmp_path, monkeypatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert message in _bad(capsys, tmp_path, "--dataset", dataset, "--teacher", str(teacher_dir), *TINY)
 
@@ -261,10 +314,13 @@ def test_no_space_left_is_a_one_line_error_and_leaves_nothing(splits, teacher_di
 
 
 def test_too_little_free_space_is_refused_before_any_work(splits, teacher_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(demo_output.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(
+        demo_output.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 2**20, 2**20)
+    )
     monkeypatch.setattr(demo_labels, "generate", lambda *a, **k: pytest.fail("work started despite a full disk"))
-    assert "no space left" in _bad(capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY,
-                                   status=1)
+    assert "no space left" in _bad(
+        capsys, tmp_path, "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), *TINY, status=1
+    )
 
 
 def test_bad_options_and_foreign_output_folders_are_one_line_errors(splits, teacher_dir, tmp_path, capsys):
@@ -285,8 +341,14 @@ def test_bad_options_and_foreign_output_folders_are_one_line_errors(splits, teac
 def _run_cli(args: list[str], cwd: Path, timeout: float, **env) -> subprocess.CompletedProcess:
     """``fkd-hf demo ARGS`` in a fresh process, offline."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.run([sys.executable, "-m", "fkd_hf", "demo", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "fkd_hf", "demo", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -295,8 +357,13 @@ def test_default_demo_runs_offline_from_cold_caches(tmp_path):
     if importlib.util.find_spec(demo_data.PHOTOS_PACKAGE) is None:
         pytest.skip("foolbox (the PyPI package with the demo photos) is not installed: pip install 'fkd-hf[demo]'")
     # Cold caches, as after a fresh install: the photo folder and the datasets cache are built from scratch.
-    done = _run_cli(["--output_dir", str(tmp_path / "demo")], tmp_path, timeout=900,
-                             FKD_HF_CACHE=str(tmp_path / "fkd_cache"), HF_HOME=str(tmp_path / "hf_home"))  # fmt: skip
+    done = _run_cli(
+        ["--output_dir", str(tmp_path / "demo")],
+        tmp_path,
+        timeout=900,
+        FKD_HF_CACHE=str(tmp_path / "fkd_cache"),
+        HF_HOME=str(tmp_path / "hf_home"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     print(done.stdout[-4000:])
     result = json.loads((tmp_path / "demo" / RESULT_FILE).read_text())
@@ -307,8 +374,15 @@ def test_default_demo_runs_offline_from_cold_caches(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not IMAGENETTE.is_dir(), reason=f"imagenette-mini is not at {IMAGENETTE}")
 def test_imagenette_fkd_student_beats_plain_training(tmp_path):
-    args = ["--dataset", f"imagefolder:{IMAGENETTE}", "--teacher", "efficientnet-lite0", "--compare",
-            "--output_dir", str(tmp_path / "demo")]  # fmt: skip
+    args = [
+        "--dataset",
+        f"imagefolder:{IMAGENETTE}",
+        "--teacher",
+        "efficientnet-lite0",
+        "--compare",
+        "--output_dir",
+        str(tmp_path / "demo"),
+    ]
     done = _run_cli(args, REPO_ROOT, timeout=2400)
     assert done.returncode == 0, done.stderr[-3000:]
     print(done.stdout[-4000:])

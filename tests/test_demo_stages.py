@@ -58,7 +58,10 @@ def test_demo_training_stage_trains_bit_for_bit_as_fkd_hf_train(splits, teacher_
     assert run.steps == 6 and len([log for log in run.log_history if "eval_top1" in log]) >= 6  # 2 passes x 3 steps
     train(fkd_config(config, tmp_path / "train", labels_dir, data, num_rows=data.train.num_rows))
 
-    demo, trained = load_file(tmp_path / "demo" / "model.safetensors"), load_file(tmp_path / "train" / "model.safetensors")
+    demo, trained = (
+        load_file(tmp_path / "demo" / "model.safetensors"),
+        load_file(tmp_path / "train" / "model.safetensors"),
+    )
     assert demo.keys() == trained.keys()
     assert all(demo[name].equal(trained[name]) for name in demo)
     set_seed(config.seed)
@@ -71,8 +74,21 @@ def test_console_names_the_final_outputs_only_and_the_card_carries_the_scores(sp
 
     output = tmp_path / "demo"
     argv = [f"--{key}={value}" for key, value in {**TINY, "fkd_epochs": 2}.items()]
-    assert cli_main(["demo", "--dataset", f"imagefolder:{splits}", "--teacher", str(teacher_dir), "--output_dir",
-                     str(output), *argv]) == 0  # fmt: skip
+    assert (
+        cli_main(
+            [
+                "demo",
+                "--dataset",
+                f"imagefolder:{splits}",
+                "--teacher",
+                str(teacher_dir),
+                "--output_dir",
+                str(output),
+                *argv,
+            ]
+        )
+        == 0
+    )
     out, err = capfd.readouterr()
     assert ".partial-" not in out + err  # the hidden folder the result is built in is never named
     expected = {name for name in OUTPUTS if name != CURVES_FILE or importlib.util.find_spec("matplotlib")}
@@ -88,5 +104,7 @@ def test_console_names_the_final_outputs_only_and_the_card_carries_the_scores(sp
     evaluation = card.text.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
     assert "Not evaluated" not in evaluation and f"{100 * fkd['top1']:.2f} %" in evaluation
     # the card names a local teacher folder by its name only: no local absolute path reaches what gets pushed
-    assert f"agreement with the teacher `{portable_spec(result['teacher_name'])}` on the same {result['eval_items']} images: " \
-           f"{100 * fkd['agreement']:.1f} %" in evaluation  # fmt: skip
+    teacher = portable_spec(result["teacher_name"])
+    agreement = f"{100 * fkd['agreement']:.1f} %"
+    images = result["eval_items"]
+    assert f"agreement with the teacher `{teacher}` on the same {images} images: {agreement}" in evaluation

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_image_folder, make_timm_teacher
+
 from fkd_hf import GenerateConfig, generate, load_label_set
 from fkd_hf.cli import run_command
 from fkd_hf.hub import write_label_set_card
@@ -32,8 +32,9 @@ def ensemble(image_folder, teacher_dir, second_teacher, tmp_path_factory):
     """Label sets of two teachers on the same crops, ``full`` (every class stored)."""
     root = tmp_path_factory.mktemp("ensemble")
     options = dict(dataset=f"imagefolder:{image_folder}", stored_crops=3, kind="full", batch_size=8, num_workers=1)
-    generate(GenerateConfig(output_dir=str(root / "a"), teacher=str(teacher_dir), num_shards=2, replay="pil",
-                            **options))  # pil: the tests compare with replay_crop
+    generate(
+        GenerateConfig(output_dir=str(root / "a"), teacher=str(teacher_dir), num_shards=2, replay="pil", **options)
+    )  # pil: the tests compare with replay_crop
     # R, seed, crop ranges and replay come from --crops_from, whatever else is asked for
     options.update(stored_crops=5, seed=7, num_shards=3, crops_from=str(root / "a"))
     generate(GenerateConfig(output_dir=str(root / "b"), teacher=str(second_teacher), **options))
@@ -48,8 +49,10 @@ def _teacher_probs(teacher_dir, image_folder, labels) -> np.ndarray:
     for value, row in zip(load_images(f"imagefolder:{image_folder}").dataset["image"], rows):
         image = decode_image(image_bytes(value))
         boxes = crops_to_pixels(row["crops"], image.height, image.width)
-        crops = [replay_crop(image, box, flip, teacher.input_size, teacher.interpolation)
-                 for box, flip in zip(boxes, row["flips"])]  # fmt: skip
+        crops = [
+            replay_crop(image, box, flip, teacher.input_size, teacher.interpolation)
+            for box, flip in zip(boxes, row["flips"])
+        ]
         with torch.no_grad():
             logits = teacher.model(normalize(to_uint8_batch(crops), teacher.mean, teacher.std))
         probs.append(logits.float().softmax(-1).numpy())
@@ -64,8 +67,9 @@ def _stored(labels, name: str) -> np.ndarray:
 
 def _dense(labels) -> np.ndarray:
     rows = labels.dataset.with_format("torch")[:]
-    return reconstruct(rows["topk_indices"], rows["topk_values"], labels.metadata.kind,
-                       labels.metadata.num_classes).numpy()  # fmt: skip
+    return reconstruct(
+        rows["topk_indices"], rows["topk_values"], labels.metadata.kind, labels.metadata.num_classes
+    ).numpy()
 
 
 def test_crops_from_labels_the_same_crops_with_another_teacher(ensemble):
@@ -82,8 +86,9 @@ def test_crops_from_labels_the_same_crops_with_another_teacher(ensemble):
 
 def test_crops_from_other_images_is_refused(generate_config, ensemble, tmp_path):
     other = make_image_folder(tmp_path / "other", per_class=6, seed=5)
-    config = generate_config(dataset=f"imagefolder:{other}", output_dir=str(tmp_path / "c"),
-                             crops_from=str(ensemble[0]))  # fmt: skip
+    config = generate_config(
+        dataset=f"imagefolder:{other}", output_dir=str(tmp_path / "c"), crops_from=str(ensemble[0])
+    )
     with pytest.raises(LabelMismatchError, match="Row 0 of the image dataset does not match the label set"):
         generate(config)
 
@@ -97,8 +102,9 @@ def teachers_probs(ensemble, teacher_dir, second_teacher, image_folder) -> list[
 @pytest.mark.parametrize("weights", [None, [3.0, 1.0]])
 def test_merged_full_targets_are_the_mean_of_the_teachers_softmaxes(ensemble, teachers_probs, tmp_path, weights):
     merged_dir = tmp_path / "merged"
-    merge_label_sets([str(path) for path in ensemble], merged_dir, weights=weights, kind="full",
-                     card=write_label_set_card)
+    merge_label_sets(
+        [str(path) for path in ensemble], merged_dir, weights=weights, kind="full", card=write_label_set_card
+    )
     merged, a = load_label_set(merged_dir), load_label_set(ensemble[0])
     w = np.array(weights or [1.0, 1.0]) / sum(weights or [1.0, 1.0])
     expected = w[0] * teachers_probs[0] + w[1] * teachers_probs[1]
@@ -124,8 +130,9 @@ def test_merge_requantizes_to_the_kind_and_k_asked_for(ensemble, tmp_path):
 
 
 def test_merge_refuses_sets_that_do_not_share_crops(generate_config, ensemble, tmp_path):
-    reseeded = generate_config(output_dir=str(tmp_path / "reseeded"), kind="full", k=None, seed=1, num_shards=2,
-                               replay="pil")  # fmt: skip
+    reseeded = generate_config(
+        output_dir=str(tmp_path / "reseeded"), kind="full", k=None, seed=1, num_shards=2, replay="pil"
+    )
     generate(reseeded)
     with pytest.raises(ValueError, match=r"stores other crops than .* at row 0: .*--crops_from"):
         merge_label_sets([str(ensemble[0]), reseeded.output_dir], tmp_path / "merged")
@@ -163,8 +170,9 @@ def test_cli_takes_the_label_sets_first(ensemble, tmp_path, capsys):
 def test_crops_from_carries_the_class_map_and_the_rows_so_the_sets_merge(generate_config, second_teacher, tmp_path):
     a = generate_config(output_dir=str(tmp_path / "a"), class_map="2,0,1", max_rows=7, kind="full", k=None)
     generate(a)
-    b = generate_config(output_dir=str(tmp_path / "b"), teacher=str(second_teacher), crops_from=a.output_dir,
-                        kind="full", k=None)  # fmt: skip
+    b = generate_config(
+        output_dir=str(tmp_path / "b"), teacher=str(second_teacher), crops_from=a.output_dir, kind="full", k=None
+    )
     generate(b)
     meta_a, meta_b = (load_label_set(path).metadata for path in (a.output_dir, b.output_dir))
     assert meta_b.teacher_class_indices == meta_a.teacher_class_indices == [2, 0, 1]
@@ -178,8 +186,9 @@ def test_crops_from_carries_the_class_map_and_the_rows_so_the_sets_merge(generat
 
 
 def test_crops_from_a_set_of_fewer_rows_is_refused_before_any_labelling(generate_config, tmp_path):
-    small = generate_config(dataset=f"imagefolder:{make_image_folder(tmp_path / 'photos', per_class=2)}",
-                            output_dir=str(tmp_path / "small"))  # fmt: skip
+    small = generate_config(
+        dataset=f"imagefolder:{make_image_folder(tmp_path / 'photos', per_class=2)}", output_dir=str(tmp_path / "small")
+    )
     generate(small)
     with pytest.raises(ValueError, match=r"has 18 rows but .*small \(--crops_from\) only 6: .*--max_rows 6"):
         generate(generate_config(output_dir=str(tmp_path / "d"), crops_from=small.output_dir))

@@ -8,15 +8,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import REPO_ROOT, make_image_folder
 
 import fkd_hf.generation.generator as generate_module
-from fkd_hf.labels.writer import LabelSetWriter
-from conftest import REPO_ROOT, make_image_folder
 from fkd_hf import generate, load_label_set
 from fkd_hf.labels.crops import crops_to_pixels, replay_crop
-from fkd_hf.models.pixels import normalize, to_uint8_batch
-from fkd_hf.labels.images import BadImageError, decode_image, image_bytes, load_images
 from fkd_hf.labels.format import LABEL_COLUMNS, METADATA_FILE
+from fkd_hf.labels.images import BadImageError, decode_image, image_bytes, load_images
+from fkd_hf.labels.writer import LabelSetWriter
+from fkd_hf.models.pixels import normalize, to_uint8_batch
 from fkd_hf.models.teachers import load_teacher
 
 
@@ -27,8 +27,10 @@ def _rows(output_dir) -> dict:
     import pyarrow as pa
 
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    return {name: np.asarray(table.column(name).to_pylist(), dtype=object if name == "image_key" else None)
-            for name in LABEL_COLUMNS}
+    return {
+        name: np.asarray(table.column(name).to_pylist(), dtype=object if name == "image_key" else None)
+        for name in LABEL_COLUMNS
+    }
 
 
 def _assert_same_rows(a, b):
@@ -67,8 +69,10 @@ def test_student_replays_exactly_the_pixels_the_teacher_saw(generate_config, tea
     for row, labels_row in zip(images, labels):
         image = decode_image(image_bytes(row["image"]))
         boxes = crops_to_pixels(labels_row["crops"], image.height, image.width)
-        replayed += [replay_crop(image, box, flip, teacher.input_size, teacher.interpolation)
-                     for box, flip in zip(boxes, labels_row["flips"])]
+        replayed += [
+            replay_crop(image, box, flip, teacher.input_size, teacher.interpolation)
+            for box, flip in zip(boxes, labels_row["flips"])
+        ]
     expected = normalize(to_uint8_batch(replayed), teacher.mean, teacher.std)
     assert teacher_inputs.shape == expected.shape == (18 * 3, 3, 32, 32)
     torch.testing.assert_close(teacher_inputs, expected, atol=1e-5, rtol=0)
@@ -95,8 +99,11 @@ def test_interrupted_run_resumes_to_the_same_result(generate_config, tmp_path, m
     with pytest.raises(FileNotFoundError, match="rerun the same command"):
         load_label_set(interrupted.output_dir)
 
-    monkeypatch.setattr(LabelSetWriter, "write_shard",
-                        lambda self, shard, *args: (calls.append(self.shard_path(shard).name), real_write(self, shard, *args)))
+    monkeypatch.setattr(
+        LabelSetWriter,
+        "write_shard",
+        lambda self, shard, *args: (calls.append(self.shard_path(shard).name), real_write(self, shard, *args)),
+    )
     generate(interrupted)
     assert calls == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]  # finished shards kept
     _assert_same_rows(_rows(reference.output_dir), _rows(interrupted.output_dir))
@@ -187,19 +194,46 @@ def test_cli_reads_a_yaml_config_and_flags_override_it(image_folder, teacher_dir
 
 
 def _generate_command(image_folder, teacher_dir, output_dir):
-    return ["-m", "fkd_hf", "generate", "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir),
-            "--output-dir", str(output_dir), "--num-crops", "3", "--k", "2", "--batch-size", "6", "--num-shards", "5"]
+    return [
+        "-m",
+        "fkd_hf",
+        "generate",
+        "--dataset",
+        f"imagefolder:{image_folder}",
+        "--teacher",
+        str(teacher_dir),
+        "--output-dir",
+        str(output_dir),
+        "--num-crops",
+        "3",
+        "--k",
+        "2",
+        "--batch-size",
+        "6",
+        "--num-shards",
+        "5",
+    ]
 
 
 @pytest.mark.distributed
 def test_two_process_run_equals_one_process_run(image_folder, teacher_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    single = subprocess.run([sys.executable, *_generate_command(image_folder, teacher_dir, tmp_path / "single")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, *_generate_command(image_folder, teacher_dir, tmp_path / "single")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    double = subprocess.run([*torchrun, *_generate_command(image_folder, teacher_dir, tmp_path / "double")],
-                            env=env, capture_output=True, text=True, timeout=300)
+    double = subprocess.run(
+        [*torchrun, *_generate_command(image_folder, teacher_dir, tmp_path / "double")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("Label set in") == 1  # one job of two processes, not two jobs
     _assert_same_rows(_rows(tmp_path / "single"), _rows(tmp_path / "double"))

@@ -17,8 +17,17 @@ from fkd_hf.training.resolved import resolve_data
 
 
 def _config(label_set, output_dir, **overrides) -> FKDConfig:
-    options = dict(label_set=str(label_set), student="test_resnet", input_size=32, num_crops=2, max_steps=1,
-                   output_dir=str(output_dir), report_to="none", use_cpu=True, dataloader_num_workers=0)  # fmt: skip
+    options = dict(
+        label_set=str(label_set),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        max_steps=1,
+        output_dir=str(output_dir),
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
     return FKDConfig(**dict(options, **overrides))
 
 
@@ -52,17 +61,22 @@ def test_the_dataset_is_found_again_from_another_directory(generate_config, tmp_
     assert len(build_trainer(_config(work / "labels", elsewhere / "student")).train_set) == 6
 
     shutil.move(work / "photos", tmp_path / "moved")
-    with pytest.raises(FileNotFoundError, match=r"made from the images in imagefolder:photos \(imagefolder:/.*/work/"
-                                                r"photos\), which are not found from .*: pass --dataset"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"made from the images in imagefolder:photos \(imagefolder:/.*/work/"
+        r"photos\), which are not found from .*: pass --dataset",
+    ):
         resolve_data(_config(work / "labels", elsewhere / "student"), metadata)
     assert locate_dataset("user/some-dataset") == "user/some-dataset"  # a Hub id is left to the Hub
 
 
 def test_wordnet_class_folders_get_the_teachers_readable_names(generate_config, tmp_path):
     folder = tmp_path / "imagenet-teacher"
-    timm.models.save_for_hf(timm.create_model("test_resnet", num_classes=1000,
-                                              pretrained_cfg_overlay=dict(input_size=(3, 32, 32))),
-                            folder, safe_serialization=True)  # fmt: skip
+    timm.models.save_for_hf(
+        timm.create_model("test_resnet", num_classes=1000, pretrained_cfg_overlay=dict(input_size=(3, 32, 32))),
+        folder,
+        safe_serialization=True,
+    )
     photos = make_image_folder(tmp_path / "photos", per_class=2)
     wordnet = {"cat": "n01440764", "dog": "n02102040", "fox": "n03000684"}  # tench, English springer, chain saw
     for name, synset in wordnet.items():

@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT, TINY_CLASSES
+
 from fkd_hf.cli import main as cli_main
 from fkd_hf.labels.format import METADATA_FILE, LabelSetMetadata
 from fkd_hf.labels.writer import LabelSetWriter
@@ -43,8 +43,15 @@ def test_impossible_generate_options_are_usage_errors_before_any_work(tmp_path, 
 @pytest.mark.parametrize("weights", [["inf", "1"], ["1e308", "1e308"], ["0", "0"], ["1", "-1"], ["nan", "1"]])
 def test_impossible_merge_weights_are_usage_errors_before_any_work(tmp_path, capsys, weights):
     output = tmp_path / "merged"
-    argv = ["merge-labels", str(tmp_path / "a"), str(tmp_path / "b"), "--output_dir", str(output),
-            "--weights", *weights]  # fmt: skip
+    argv = [
+        "merge-labels",
+        str(tmp_path / "a"),
+        str(tmp_path / "b"),
+        "--output_dir",
+        str(output),
+        "--weights",
+        *weights,
+    ]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--weights must be positive finite numbers with a finite sum" in err[0], err
@@ -61,18 +68,44 @@ def test_the_merge_function_refuses_them_too(tmp_path):
 
 
 def _metadata(**overrides) -> LabelSetMetadata:
-    values = dict(kind="marginal_smoothing", k=2, num_classes=3, class_names=list(TINY_CLASSES), temperature=1.0,
-                  stored_crops=2, seed=0, crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.3333], teacher="t",
-                  teacher_revision=None, teacher_library="timm", teacher_input_size=[32, 32], teacher_mean=[0.5] * 3,
-                  teacher_std=[0.5] * 3, teacher_interpolation="bilinear", teacher_class_indices=None,
-                  precision="fp32", dataset="d", dataset_config=None, dataset_split="train", dataset_revision=None,
-                  image_column="image", label_column="label", rows_per_shard=2)  # fmt: skip
+    values = dict(
+        kind="marginal_smoothing",
+        k=2,
+        num_classes=3,
+        class_names=list(TINY_CLASSES),
+        temperature=1.0,
+        stored_crops=2,
+        seed=0,
+        crop_scale=[0.08, 1.0],
+        crop_ratio=[0.75, 1.3333],
+        teacher="t",
+        teacher_revision=None,
+        teacher_library="timm",
+        teacher_input_size=[32, 32],
+        teacher_mean=[0.5] * 3,
+        teacher_std=[0.5] * 3,
+        teacher_interpolation="bilinear",
+        teacher_class_indices=None,
+        precision="fp32",
+        dataset="d",
+        dataset_config=None,
+        dataset_split="train",
+        dataset_revision=None,
+        image_column="image",
+        label_column="label",
+        rows_per_shard=2,
+    )
     return LabelSetMetadata(**dict(values, **overrides))
 
 
 def _columns(**changes) -> dict:
-    columns = dict(image_key=["a" * 32, "b" * 32], crops=np.full((2, 2, 4), 0.25), flips=np.zeros((2, 2), bool),
-                   topk_indices=np.tile([0, 1], (2, 2, 1)), topk_values=np.full((2, 2, 2), 0.4))  # fmt: skip
+    columns = dict(
+        image_key=["a" * 32, "b" * 32],
+        crops=np.full((2, 2, 4), 0.25),
+        flips=np.zeros((2, 2), bool),
+        topk_indices=np.tile([0, 1], (2, 2, 1)),
+        topk_values=np.full((2, 2, 2), 0.4),
+    )
     for name, (index, value) in changes.items():
         columns[name] = columns[name].copy()
         columns[name][index] = value

@@ -37,11 +37,18 @@ def _user_folder(root: Path) -> Path:
 def test_overwrite_refuses_a_folder_that_is_not_a_label_set(generate_config, tmp_path):
     folder = _user_folder(tmp_path / "mine")
     for overwrite in (False, True):
-        with pytest.raises(FileExistsError, match=r"not an FKD label set \(it holds README.md, data/mydata.csv, "
-                                                  r"notes.txt\).*--overwrite replaces only a label set"):
+        with pytest.raises(
+            FileExistsError,
+            match=r"not an FKD label set \(it holds README.md, data/mydata.csv, "
+            r"notes.txt\).*--overwrite replaces only a label set",
+        ):
             generate(generate_config(output_dir=str(folder), overwrite=overwrite))
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == [
-        "README.md", "data", "data/mydata.csv", "notes.txt"]
+        "README.md",
+        "data",
+        "data/mydata.csv",
+        "notes.txt",
+    ]
     assert (folder / "README.md").read_text() == "# my project\n"
 
 
@@ -135,8 +142,11 @@ def test_resume_after_a_bad_image_accepts_skip_bad_images(generate_config, photo
         generate(config)
     kept = _shards(config.output_dir)
     assert kept  # the shards before the bad image are on disk
-    summary = generate(generate_config(dataset=f"imagefolder:{photos}", output_dir=str(tmp_path / "out"),
-                                       num_shards=4, skip_bad_images=True))
+    summary = generate(
+        generate_config(
+            dataset=f"imagefolder:{photos}", output_dir=str(tmp_path / "out"), num_shards=4, skip_bad_images=True
+        )
+    )
     assert summary.skipped_rows == 1 and summary.rows == 12
     assert {name: data for name, data in _shards(config.output_dir).items() if name in kept} == kept
 
@@ -150,8 +160,9 @@ def test_dataset_paths_that_hold_no_images(tmp_path, monkeypatch):
         load_images("data/nonexistent")
 
 
-def test_ctrl_c_prints_one_line_and_the_rerun_resumes(generate_config, image_folder, teacher_dir, tmp_path,
-                                                      monkeypatch, capsys):
+def test_ctrl_c_prints_one_line_and_the_rerun_resumes(
+    generate_config, image_folder, teacher_dir, tmp_path, monkeypatch, capsys
+):
     real_write, written = LabelSetWriter.write_shard, []
 
     def write_then_interrupt(self, shard, *args):
@@ -162,12 +173,28 @@ def test_ctrl_c_prints_one_line_and_the_rerun_resumes(generate_config, image_fol
 
     monkeypatch.setattr(LabelSetWriter, "write_shard", write_then_interrupt)
     output = tmp_path / "labels"
-    argv = ["generate", "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir), "--output_dir",
-            str(output), "--stored_crops", "3", "--k", "2", "--num_shards", "6", "--num_workers", "1"]
+    argv = [
+        "generate",
+        "--dataset",
+        f"imagefolder:{image_folder}",
+        "--teacher",
+        str(teacher_dir),
+        "--output_dir",
+        str(output),
+        "--stored_crops",
+        "3",
+        "--k",
+        "2",
+        "--num_shards",
+        "6",
+        "--num_workers",
+        "1",
+    ]
     assert cli_main(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"fkd-hf generate: interrupted; 2 of 6 shards kept in {output}: rerun the same command to "
-                       "resume.")
+    assert err[-1] == (
+        f"fkd-hf generate: interrupted; 2 of 6 shards kept in {output}: rerun the same command to resume."
+    )
     assert "Traceback" not in "\n".join(err)
     monkeypatch.setattr(LabelSetWriter, "write_shard", real_write)
     assert cli_main(argv) == 0
@@ -195,16 +222,19 @@ def test_a_streamed_label_set_is_verified_and_repaired_too(generate_config, phot
     paths = [row["image"]["path"] for row in load_images(f"imagefolder:{photos}").dataset]
     Path(paths[1]).write_bytes(Path(paths[0]).read_bytes())
     summary = generate(config)
-    assert summary.repaired == ["data/shard-00000.parquet holds the keys of other images (rows 1)",
-                                "data/shard-00002.parquet is missing"]
+    assert summary.repaired == [
+        "data/shard-00000.parquet holds the keys of other images (rows 1)",
+        "data/shard-00002.parquet is missing",
+    ]
     assert _shards(config.output_dir)["shard-00002.parquet"] == original["shard-00002.parquet"]
     assert load_label_set(config.output_dir).metadata.num_shards == 3
     assert generate(config).seconds == 0.0  # a sound streamed set is left as it is
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_a_run_stopped_before_it_saved_its_options_does_not_block_the_rerun(generate_config, tmp_path, monkeypatch,
-                                                                            overwrite):  # fmt: skip
+def test_a_run_stopped_before_it_saved_its_options_does_not_block_the_rerun(
+    generate_config, tmp_path, monkeypatch, overwrite
+):
     """A full disk (or a kill) while fkd_run.json is written: the rerun, with or without --overwrite, takes the
     folder, which holds only fkd-hf's temporary files, as new and writes the set a clean run writes."""
     reference = generate_config(output_dir=str(tmp_path / "reference"))

@@ -25,11 +25,31 @@ def test_differing_files_names_each_changed_or_missing_file(tmp_path):
 
 @pytest.mark.slow
 def test_killed_and_resumed_runs_give_the_uninterrupted_result(image_folder, teacher_dir, tmp_path):
-    args = generate_soak.make_parser().parse_args([
-        "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir), "--kills", "3",
-        "--stored-crops", "3", "--num-shards", "6", "--batch-size", "6", "--num-workers", "1",
-        "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "soak.md"), "--extra", "--k", "2",
-    ])
+    args = generate_soak.make_parser().parse_args(
+        [
+            "--dataset",
+            f"imagefolder:{image_folder}",
+            "--teacher",
+            str(teacher_dir),
+            "--kills",
+            "3",
+            "--stored-crops",
+            "3",
+            "--num-shards",
+            "6",
+            "--batch-size",
+            "6",
+            "--num-workers",
+            "1",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--output",
+            str(tmp_path / "soak.md"),
+            "--extra",
+            "--k",
+            "2",
+        ]
+    )
     text = generate_soak.main(args)
     assert (tmp_path / "soak.md").read_text() == text + "\n"
     assert "byte-identical to the uninterrupted run (every file): yes" in text

@@ -24,13 +24,29 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import TINY_CLASSES, assert_same_logits
 from hub_server import ARGV_TOKEN, FAKE_TOKEN, SHAPED_TOKEN, WRONG_TOKEN, FakeHub
 
-from conftest import TINY_CLASSES, assert_same_logits
-
-TRAIN_ARGS = ("--student", "test_resnet", "--input_size", "32", "--num_crops", "2", "--per_device_train_batch_size",
-              "6", "--max_steps", "1", "--save_strategy", "no", "--report_to", "none", "--use_cpu", "true",
-              "--dataloader_num_workers", "0")  # fmt: skip
+TRAIN_ARGS = (
+    "--student",
+    "test_resnet",
+    "--input_size",
+    "32",
+    "--num_crops",
+    "2",
+    "--per_device_train_batch_size",
+    "6",
+    "--max_steps",
+    "1",
+    "--save_strategy",
+    "no",
+    "--report_to",
+    "none",
+    "--use_cpu",
+    "true",
+    "--dataloader_num_workers",
+    "0",
+)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +103,17 @@ def label_sets(tmp_path_factory, image_folder, teacher_dir):
     from fkd_hf import GenerateConfig, generate
 
     root = tmp_path_factory.mktemp("label_sets")
-    generate(GenerateConfig(dataset=f"imagefolder:{image_folder}", output_dir=str(root / "first"),
-                            teacher=str(teacher_dir), stored_crops=3, k=2, num_shards=3, num_workers=0))  # fmt: skip
+    generate(
+        GenerateConfig(
+            dataset=f"imagefolder:{image_folder}",
+            output_dir=str(root / "first"),
+            teacher=str(teacher_dir),
+            stored_crops=3,
+            k=2,
+            num_shards=3,
+            num_workers=0,
+        )
+    )
     reshard(root / "first", root / "second", rows=12, num_shards=1)
     shutil.copytree(root / "first", root / "unfinished")
     (root / "unfinished" / "fkd_labels.json").unlink()
@@ -106,12 +131,27 @@ def make_student(folder: Path, seed: int, fkd_info: bool = True) -> Path:
     save_student(create_student("test_resnet", list(TINY_CLASSES)), folder)
     if fkd_info:
         StudentInfo(
-            license="apache-2.0", teacher="timm/test_resnet.r160_in1k", teacher_revision="0123abc",
-            dataset="user/tiny-photos", dataset_split="train", label_set=str(folder.parent / "local-labels"),
-            label_kind="marginal_smoothing", label_k=2, label_temperature=1.0, stored_crops=3, num_crops=2,
-            passes=3.0, fkd_epochs=6.0, learning_rate=0.05, optimizer="adamw_torch", per_device_batch_size=4,
-            temperature=1.0, eval_split="validation", top1=0.625, top5=1.0,
-        ).save(folder)  # fmt: skip
+            license="apache-2.0",
+            teacher="timm/test_resnet.r160_in1k",
+            teacher_revision="0123abc",
+            dataset="user/tiny-photos",
+            dataset_split="train",
+            label_set=str(folder.parent / "local-labels"),
+            label_kind="marginal_smoothing",
+            label_k=2,
+            label_temperature=1.0,
+            stored_crops=3,
+            num_crops=2,
+            passes=3.0,
+            fkd_epochs=6.0,
+            learning_rate=0.05,
+            optimizer="adamw_torch",
+            per_device_batch_size=4,
+            temperature=1.0,
+            eval_split="validation",
+            top1=0.625,
+            top5=1.0,
+        ).save(folder)
     (folder / "checkpoint-2").mkdir()
     (folder / "checkpoint-2" / "optimizer.pt").write_bytes(b"optimizer state")
     (folder / "training_args.bin").write_bytes(b"pickled args")
@@ -256,8 +296,9 @@ def leaky_folders(tmp_path, label_sets, students):
             metadata["dataset"] = f"parquet:{content.decode()}/*.parquet"
             content = json.dumps(metadata).encode()
         target.write_bytes(content)
-        cases.append({"command": command, "folder": str(folder), "repo_id": f"user/leak-{index}", "file": name,
-                      "source": source})  # fmt: skip
+        cases.append(
+            {"command": command, "folder": str(folder), "repo_id": f"user/leak-{index}", "file": name, "source": source}
+        )
     truncated = tmp_path / "truncated"
     shutil.copytree(students / "second", truncated)
     weights = truncated / "model.safetensors"
@@ -274,8 +315,11 @@ def test_a_push_is_refused_before_anything_is_created_when_any_file_holds_a_toke
     before = len(hub.requests_log)
     output = run_scenario(hub, tmp_path, "refusals", tmp_path)
     assert [r["route"] for r in hub.requests_log[before:]] == []
-    assert [case["repo_id"] for case in leaky_folders if ("model", case["repo_id"]) in hub.repos
-            or ("dataset", case["repo_id"]) in hub.repos] == []  # fmt: skip
+    assert [
+        case["repo_id"]
+        for case in leaky_folders
+        if ("model", case["repo_id"]) in hub.repos or ("dataset", case["repo_id"]) in hub.repos
+    ] == []
     for token in (FAKE_TOKEN, WRONG_TOKEN, ARGV_TOKEN, SHAPED_TOKEN):
         assert token not in output
 
@@ -308,8 +352,14 @@ def test_real_hub_round_trip(tmp_path, label_sets, students):
     """Pushes a private label set and student to the real Hub, reads them back, and deletes both repos."""
     token = os.environ["FKD_HF_TEST_HUB_TOKEN"]
     env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_HUB_CACHE", "HF_DATASETS_CACHE")}
-    env.update(HF_TOKEN=token, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", FKD_HF_TEST_SUFFIX=uuid.uuid4().hex[:8])  # fmt: skip
+    env.update(
+        HF_TOKEN=token,
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_OFFLINE="0",
+        HF_DATASETS_OFFLINE="0",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        FKD_HF_TEST_SUFFIX=uuid.uuid4().hex[:8],
+    )
     command = [sys.executable, __file__, "real_hub", str(tmp_path)]
     shutil.copytree(label_sets / "first", tmp_path / "labels")
     shutil.copytree(students / "first", tmp_path / "student")
@@ -376,15 +426,25 @@ def scenario_labels(root: str) -> None:
     measured = datasets.load_dataset("parquet", data_files=shards, split="train").info.splits["train"].num_bytes
     assert card.data.dataset_info["splits"][0]["num_bytes"] == measured > 0
     assert (card.data.license, card.data.license_name, card.data.license_link) == (
-        "other", "teacher-and-dataset-terms", "LICENSE.md"
+        "other",
+        "teacher-and-dataset-terms",
+        "LICENSE.md",
     )
     assert local.metadata.dataset_absolute.split(":", 1)[1] not in card.content  # the photos' folder
     assert {"fkd", "knowledge-distillation"} <= set(card.data.tags)
     meta = local.metadata
-    for text in ('load_label_set("user/labels")', f"`{Path(meta.teacher).name}`", f"R) | {meta.stored_crops} |", f"`{meta.kind}`",
-                 f"k = {meta.k}", f"temperature {meta.temperature}", f"{meta.bytes_per_crop:.1f}", "shen2022fast",
-                 "\n".join(f"{i} {name}" for i, name in enumerate(meta.class_names)),
-                 "datasets.concatenate_datasets([images, labels.dataset], axis=1)"):  # fmt: skip
+    for text in (
+        'load_label_set("user/labels")',
+        f"`{Path(meta.teacher).name}`",
+        f"R) | {meta.stored_crops} |",
+        f"`{meta.kind}`",
+        f"k = {meta.k}",
+        f"temperature {meta.temperature}",
+        f"{meta.bytes_per_crop:.1f}",
+        "shen2022fast",
+        "\n".join(f"{i} {name}" for i, name in enumerate(meta.class_names)),
+        "datasets.concatenate_datasets([images, labels.dataset], axis=1)",
+    ):
         assert text in card.text, text
 
     # Re-push a changed label set (12 rows, 1 shard): updated in place, the old commit still readable.
@@ -476,16 +536,32 @@ def scenario_echo(root: str) -> None:
 
     _verbose_logging()
     labels, student = os.environ["FKD_HF_TEST_LABELS"], os.environ["FKD_HF_TEST_STUDENT"]
-    for source, command, folder in [("env", "push-labels", labels), ("stored", "push-student", student),
-                                    ("env", "push-student", student)]:  # fmt: skip
+    for source, command, folder in [
+        ("env", "push-labels", labels),
+        ("stored", "push-student", student),
+        ("env", "push-student", student),
+    ]:
         with _token_source(source):
             code, _, err = _cli(command, folder, "--repo-id", "user/echo")
         assert code == 1 and "Bearer ***" in err, err
 
     # --hub_token is the only token: train, then its push fails; with --debug the traceback is redacted too.
     os.environ.pop("HF_TOKEN")
-    code, _, err = _cli("--debug", "train", "--label_set", labels, *TRAIN_ARGS, "--output_dir", "student-echo",
-                        "--push_to_hub", "true", "--hub_token", ARGV_TOKEN, "--hub_model_id", "user/echo")  # fmt: skip
+    code, _, err = _cli(
+        "--debug",
+        "train",
+        "--label_set",
+        labels,
+        *TRAIN_ARGS,
+        "--output_dir",
+        "student-echo",
+        "--push_to_hub",
+        "true",
+        "--hub_token",
+        ARGV_TOKEN,
+        "--hub_model_id",
+        "user/echo",
+    )
     assert code == 1 and "Traceback" in err and "Bearer ***" in err, err
 
     # The Python API: the error raised holds no token either.
@@ -550,18 +626,26 @@ def scenario_students(root: str) -> None:
     assert {(r.task_type, r.dataset_type, r.dataset_split) for r in data.eval_results} == {
         ("image-classification", "user/tiny-photos", "validation")
     }
-    for text in ('timm.create_model("hf-hub:user/student", pretrained=True)', 'from_pretrained("user/student")',
-                 "`timm/test_resnet.r160_in1k`](", "(revision `0123abc`)", "62.50 %", "| learning rate | 0.05 |",
-                 "| crops per image and pass (m) | 2 |", "| FKD epochs (passes x m) | 6.0 |",
-                 "shen2022fast"):  # fmt: skip
+    for text in (
+        'timm.create_model("hf-hub:user/student", pretrained=True)',
+        'from_pretrained("user/student")',
+        "`timm/test_resnet.r160_in1k`](",
+        "(revision `0123abc`)",
+        "62.50 %",
+        "| learning rate | 0.05 |",
+        "| crops per image and pass (m) | 2 |",
+        "| FKD epochs (passes x m) | 6.0 |",
+        "shen2022fast",
+    ):
         assert text in card.text, text
     info = json.loads(Path(hf_hub_download("user/student", "fkd_student.json")).read_text())
     info = StudentInfo.from_json_dict(info)
     assert info.model_id == "user/student" and info.label_set == "user/labels" and info.top1 == 0.625
 
     # Re-push other weights: updated in place, the stale weights file deleted, the card kept.
-    code, out, err = _cli("push-student", str(root / "second"), "--repo-id", "user/student",
-                          "--label-set", "user/labels")
+    code, out, err = _cli(
+        "push-student", str(root / "second"), "--repo-id", "user/student", "--label-set", "user/labels"
+    )
     assert code == 0 and out.startswith("Student pushed to") and out.rstrip().endswith("/user/student"), err
     logits = _logits(root / "second")
     assert_same_logits(logits["timm"], logits["local"])

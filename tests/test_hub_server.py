@@ -46,8 +46,20 @@ def test_clients_use_the_fake_endpoint(hub, tmp_path):
 
 def test_upload_download_and_update_in_place(hub, tmp_path):
     requests = run_scenario(hub, tmp_path, "model_files")
-    assert {"create_repo", "preupload", "lfs_batch", "lfs_upload", "commit", "validate_yaml", "resolve", "tree",
-            "paths_info", "refs", "repo_info", "delete_repo"} <= routes(requests)  # fmt: skip
+    assert {
+        "create_repo",
+        "preupload",
+        "lfs_batch",
+        "lfs_upload",
+        "commit",
+        "validate_yaml",
+        "resolve",
+        "tree",
+        "paths_info",
+        "refs",
+        "repo_info",
+        "delete_repo",
+    } <= routes(requests)
     assert ("model", "user/files") not in hub.repos
 
 

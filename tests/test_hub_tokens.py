@@ -8,8 +8,13 @@ import pytest
 from hub_server import ARGV_TOKEN, FAKE_TOKEN, SHAPED_TOKEN, WRONG_TOKEN
 
 from fkd_hf.hub import tokens
-from fkd_hf.hub.tokens import (redact_logs, redact_tokens, refuse_tokens_in_files, remember_tokens_in_argv,
-                               scrub_exception)  # fmt: skip
+from fkd_hf.hub.tokens import (
+    redact_logs,
+    redact_tokens,
+    refuse_tokens_in_files,
+    remember_tokens_in_argv,
+    scrub_exception,
+)
 
 
 def test_known_and_token_shaped_strings_are_redacted(monkeypatch):

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
+from conftest import REPO_ROOT
 from PIL import Image
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 
-from conftest import REPO_ROOT
 from fkd_hf.cli import run_command
 from fkd_hf.generation.import_config import ImportFKDConfig
 from fkd_hf.generation.official_import import import_fkd
@@ -88,8 +88,9 @@ def official_crops(image_folder):
             inputs.append(TF.normalize(TF.to_tensor(TF.hflip(crop) if flip else crop), MEAN, STD))
         with torch.no_grad():
             probs = teacher(torch.stack(inputs)).softmax(-1)
-        coords = torch.FloatTensor([[i / image.height, j / image.width, h / image.height, w / image.width]
-                                    for i, j, h, w in boxes]).numpy()  # fmt: skip
+        coords = torch.FloatTensor(
+            [[i / image.height, j / image.width, h / image.height, w / image.width] for i, j, h, w in boxes]
+        ).numpy()
         out[path] = dict(boxes=np.array(boxes), coords=coords, flips=flips, probs=probs)
     return out
 
@@ -108,8 +109,15 @@ def write_official_folder(official_crops, root: Path, label_type: str, fp16: boo
 
 
 def _config(image_folder, label_dir, output_dir, **overrides) -> ImportFKDConfig:
-    options = dict(label_dir=str(label_dir), dataset=f"imagefolder:{image_folder}", output_dir=str(output_dir),
-                   teacher="test_resnet", num_classes=NUM_CLASSES, input_size=SIZE, num_workers=1)  # fmt: skip
+    options = dict(
+        label_dir=str(label_dir),
+        dataset=f"imagefolder:{image_folder}",
+        output_dir=str(output_dir),
+        teacher="test_resnet",
+        num_classes=NUM_CLASSES,
+        input_size=SIZE,
+        num_workers=1,
+    )
     options.update(overrides)
     return ImportFKDConfig(**options)
 
@@ -160,8 +168,11 @@ def test_missing_and_extra_files_are_named_and_skip_missing_records_them(officia
     stray = label_dir / "train" / "dog" / "wolf_00.tar"
     torch.save(load_label_file(label_dir / "train" / "cat" / "cat_00.tar"), stray)
     config = _config(image_folder, label_dir, tmp_path / "labels")
-    with pytest.raises(FileNotFoundError, match=r"1 images have no label file \(first: .*dog_02\.jpg.*1 label files "
-                                                r"have no image .*wolf_00\.tar.*--skip_missing"):  # fmt: skip
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"1 images have no label file \(first: .*dog_02\.jpg.*1 label files "
+        r"have no image .*wolf_00\.tar.*--skip_missing",
+    ):
         import_fkd(config)
     assert not (tmp_path / "labels").exists()  # reported before any work
 
@@ -249,8 +260,19 @@ def test_cli_takes_the_label_folder_first_and_the_card_says_the_labels_were_conv
     import fkd_hf.cli.import_fkd as command
 
     label_dir = write_official_folder(official_crops, tmp_path / "official", "marginal_smoothing_k5", True)
-    argv = [str(label_dir), "--dataset", f"imagefolder:{image_folder}", "--output_dir", str(tmp_path / "labels"),
-            "--num_classes", "12", "--teacher", "tf_efficientnet_l2_ns_475", "--temperature", "1.0"]  # fmt: skip
+    argv = [
+        str(label_dir),
+        "--dataset",
+        f"imagefolder:{image_folder}",
+        "--output_dir",
+        str(tmp_path / "labels"),
+        "--num_classes",
+        "12",
+        "--teacher",
+        "tf_efficientnet_l2_ns_475",
+        "--temperature",
+        "1.0",
+    ]
     assert run_command(command, argv) == 0
     metadata = load_label_set(tmp_path / "labels").metadata
     assert (metadata.kind, metadata.k, metadata.teacher) == ("marginal_smoothing", 5, "tf_efficientnet_l2_ns_475")
@@ -259,8 +281,21 @@ def test_cli_takes_the_label_folder_first_and_the_card_says_the_labels_were_conv
     assert "FKD_SLG/generate_soft_label.py" in card and "marginal_smoothing_k5" in card
     assert "tf_efficientnet_l2_ns_475" in card and "arxiv.org/abs/2112.01528" in card
 
-    assert run_command(command, [str(label_dir), "--dataset", f"imagefolder:{image_folder}", "--output_dir",
-                                 str(tmp_path / "other"), "--kind", "full"]) == 2  # fmt: skip
+    assert (
+        run_command(
+            command,
+            [
+                str(label_dir),
+                "--dataset",
+                f"imagefolder:{image_folder}",
+                "--output_dir",
+                str(tmp_path / "other"),
+                "--kind",
+                "full",
+            ],
+        )
+        == 2
+    )
     assert "Unknown kind 'full' for official label files" in capsys.readouterr().err
     shutil.rmtree(label_dir / "train" / "cat")
     assert run_command(command, argv[:4] + [str(tmp_path / "again"), "--num_classes", "12"]) == 1
@@ -278,12 +313,27 @@ def test_classes_beyond_the_dataset_need_num_classes(official_crops, image_folde
 def test_two_process_import_equals_one_process_import(official_crops, image_folder, tmp_path):
     label_dir = write_official_folder(official_crops, tmp_path / "official", "marginal_smoothing_k5", True)
     script = tmp_path / "import_fkd.py"
-    script.write_text("import sys\nfrom fkd_hf.cli import run_command\nimport fkd_hf.cli.import_fkd as command\n"
-                      "sys.exit(run_command(command, sys.argv[1:]))\n")  # fmt: skip
+    script.write_text(
+        "import sys\nfrom fkd_hf.cli import run_command\nimport fkd_hf.cli.import_fkd as command\n"
+        "sys.exit(run_command(command, sys.argv[1:]))\n"
+    )
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
-    argv = [str(label_dir), "--dataset", f"imagefolder:{image_folder}", "--output_dir", str(tmp_path / "double"),
-            "--num_classes", "12", "--num_shards", "5", "--teacher", "test_resnet", "--input_size", "32"]  # fmt: skip
+    argv = [
+        str(label_dir),
+        "--dataset",
+        f"imagefolder:{image_folder}",
+        "--output_dir",
+        str(tmp_path / "double"),
+        "--num_classes",
+        "12",
+        "--num_shards",
+        "5",
+        "--teacher",
+        "test_resnet",
+        "--input_size",
+        "32",
+    ]
     double = subprocess.run([*torchrun, *argv], env=env, capture_output=True, text=True, timeout=300)
     assert double.returncode == 0, double.stderr[-3000:]
     assert double.stdout.count("Label set in") == 1  # one job of two processes
@@ -304,9 +354,16 @@ def _torchvision_box(image: Image.Image, coords: np.ndarray) -> np.ndarray:
     return np.array([top, left, bottom + 1, right + 1])
 
 
-@pytest.mark.parametrize("size, dtype, worst", [((480, 640), "float32", 0), ((1000, 900), "float16", 0),
-                                                 ((2000, 1800), "float32", 0), ((3000, 2600), "float32", 2),
-                                                 ((3000, 2600), "float16", 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    "size, dtype, worst",
+    [
+        ((480, 640), "float32", 0),
+        ((1000, 900), "float16", 0),
+        ((2000, 1800), "float32", 0),
+        ((3000, 2600), "float32", 2),
+        ((3000, 2600), "float16", 1),
+    ],
+)
 def test_replay_of_official_crops_matches_torchvision_up_to_the_documented_pixels(size, dtype, worst):
     """Exact on images up to 2048 px (float32 files) or 1024 px (float16 files); beyond, float16 storage and
     rounding height and top apart move an edge by at most ``worst`` pixels (and do move some)."""
@@ -330,8 +387,11 @@ def test_files_that_disagree_on_r_are_named_both_and_the_majority_decides(offici
     with pytest.raises(OfficialFileError) as caught:
         import_fkd(_config(image_folder, label_dir, tmp_path / "labels"))
     message = str(caught.value)
-    found = re.fullmatch(rf"{re.escape(str(odd))}: coords has shape \(40, 4\), expected \(4, 4\)\. The label files "
-                         rf"disagree on R: most hold 4 crops, as (\S+) does\. .*--skip_missing.*", message)  # fmt: skip
+    found = re.fullmatch(
+        rf"{re.escape(str(odd))}: coords has shape \(40, 4\), expected \(4, 4\)\. The label files "
+        rf"disagree on R: most hold 4 crops, as (\S+) does\. .*--skip_missing.*",
+        message,
+    )
     assert found and Path(found.group(1)).is_file() and Path(found.group(1)) != odd, message
 
     summary = import_fkd(_config(image_folder, label_dir, tmp_path / "labels", skip_missing=True))
@@ -348,8 +408,9 @@ def test_files_that_disagree_on_r_are_named_both_and_the_majority_decides(offici
         (2, (2, 1), 0.5, r"the probabilities stored for a crop sum to 2.5000, more than 1"),
     ],
 )
-def test_impossible_values_in_a_file_are_refused_with_the_file_named(official_crops, image_folder, tmp_path, part,
-                                                                     index, value, message):  # fmt: skip
+def test_impossible_values_in_a_file_are_refused_with_the_file_named(
+    official_crops, image_folder, tmp_path, part, index, value, message
+):
     label_dir = write_official_folder(official_crops, tmp_path / "official", "marginal_smoothing_k5", False)
     bad = label_dir / "train" / "dog" / "dog_01.tar"
     state = list(load_label_file(bad))

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pytest
 
 from fkd_hf import generate, load_label_set
-from fkd_hf.labels.images import image_bytes, image_key, load_images
 from fkd_hf.labels.format import LABEL_COLUMNS, METADATA_FILE, LabelSetMetadata, label_features, rows_to_table
+from fkd_hf.labels.images import image_bytes, image_key, load_images
 
 
 def _table(n, r, k, num_classes):
@@ -81,8 +81,11 @@ def test_a_mistyped_folder_is_named_at_once_offline(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(InputNotFoundError, match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
-                                                 r"that name: HF_HUB_OFFLINE is set"):  # fmt: skip
+    with pytest.raises(
+        InputNotFoundError,
+        match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
+        r"that name: HF_HUB_OFFLINE is set",
+    ):
         load_label_set("outputs/nonexistent")
     with pytest.raises(InputNotFoundError, match="neither a label-set folder nor a Hub dataset repo id"):
         load_label_set("./outputs/nonexistent")  # path-shaped, not a Hub id: the Hub is not asked
@@ -107,6 +110,9 @@ def test_a_mistyped_folder_is_named_at_once_when_the_hub_cannot_be_reached(tmp_p
         raise AssertionError(f"waited {seconds} s to retry a Hub that cannot be reached")
 
     monkeypatch.setattr(time, "sleep", no_retries)
-    with pytest.raises(InputNotFoundError, match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
-                                                 r"that name: the Hub cannot be reached"):  # fmt: skip
+    with pytest.raises(
+        InputNotFoundError,
+        match=r"^no label-set folder outputs/nonexistent \(and no Hub dataset of "
+        r"that name: the Hub cannot be reached",
+    ):
         load_label_set("outputs/nonexistent")

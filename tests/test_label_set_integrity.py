@@ -19,8 +19,17 @@ def label_set(tmp_path_factory, image_folder, teacher_dir):
     from fkd_hf import GenerateConfig
 
     root = tmp_path_factory.mktemp("integrity")
-    generate(GenerateConfig(dataset=f"imagefolder:{image_folder}", output_dir=str(root / "labels"),
-                            teacher=str(teacher_dir), stored_crops=3, k=2, num_shards=3, num_workers=0))  # fmt: skip
+    generate(
+        GenerateConfig(
+            dataset=f"imagefolder:{image_folder}",
+            output_dir=str(root / "labels"),
+            teacher=str(teacher_dir),
+            stored_crops=3,
+            k=2,
+            num_shards=3,
+            num_workers=0,
+        )
+    )
     return root / "labels"
 
 
@@ -39,7 +48,12 @@ def test_shards_record_the_fields_that_define_their_values(label_set):
     meta = load_label_set(label_set).metadata
     assert stored == meta.defining()
     assert (stored["kind"], stored["k"], stored["temperature"], stored["stored_crops"], stored["seed"]) == (
-        meta.kind, meta.k, meta.temperature, meta.stored_crops, meta.seed)
+        meta.kind,
+        meta.k,
+        meta.temperature,
+        meta.stored_crops,
+        meta.seed,
+    )
     assert stored["class_names"].startswith("blake2b:")
 
 
@@ -71,8 +85,16 @@ def test_a_truncated_shard_is_named_on_load_push_and_train(copy, image_folder, t
     with pytest.raises(LabelSetError, match=message):
         check_label_set_folder(copy)
     with pytest.raises(LabelSetError, match=message):
-        train(FKDConfig(label_set=str(copy), student="test_resnet", output_dir=str(tmp_path / "s"), max_steps=1,
-                        report_to="none", use_cpu=True))  # fmt: skip
+        train(
+            FKDConfig(
+                label_set=str(copy),
+                student="test_resnet",
+                output_dir=str(tmp_path / "s"),
+                max_steps=1,
+                report_to="none",
+                use_cpu=True,
+            )
+        )
 
 
 def test_a_missing_shard_and_a_foreign_file_are_named(copy):
@@ -103,9 +125,21 @@ def test_a_version_1_label_set_loads_trains_and_keeps_its_shards(label_set, copy
     old, new = load_label_set(copy), load_label_set(label_set)
     assert old.metadata.stored_crops == new.metadata.stored_crops == 3 and old.metadata.format_version == 2
     assert old.dataset.to_dict() == new.dataset.to_dict()
-    metrics = train(FKDConfig(label_set=str(copy), student="test_resnet", input_size=32, num_crops=2, max_steps=2,
-                              output_dir=str(tmp_path / "student"), per_device_train_batch_size=4, report_to="none",
-                              save_strategy="no", use_cpu=True, dataloader_num_workers=0))  # fmt: skip
+    metrics = train(
+        FKDConfig(
+            label_set=str(copy),
+            student="test_resnet",
+            input_size=32,
+            num_crops=2,
+            max_steps=2,
+            output_dir=str(tmp_path / "student"),
+            per_device_train_batch_size=4,
+            report_to="none",
+            save_strategy="no",
+            use_cpu=True,
+            dataloader_num_workers=0,
+        )
+    )
     assert metrics["train_loss"] > 0
     assert {p.name: p.read_bytes() for p in (copy / "data").glob("*.parquet")} == before  # nothing rewritten
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
 
 HEAVY = ("torch", "transformers", "datasets", "timm")
@@ -26,10 +25,14 @@ def test_import_fkd_hf_loads_no_heavy_library_until_a_name_needs_it():
     assert "torch" in _imported_after("import fkd_hf; fkd_hf.FKDTrainer")
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["demo"], ["push-labels"], ["push-student"], ["import-fkd"], ["merge-labels"]])
+@pytest.mark.parametrize(
+    "command", [[], ["generate"], ["demo"], ["push-labels"], ["push-student"], ["import-fkd"], ["merge-labels"]]
+)
 def test_help_prints_without_importing_torch(command):
-    code = (f"import contextlib, io\nfrom fkd_hf.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    try:\n        main({[*command, '--help']!r})\n    except SystemExit:\n        pass")  # fmt: skip
+    code = (
+        f"import contextlib, io\nfrom fkd_hf.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        main({[*command, '--help']!r})\n    except SystemExit:\n        pass"
+    )
     assert _imported_after(code) == []
 
 
@@ -72,8 +75,9 @@ def test_generate_accepts_the_old_flag_name_with_a_note(capsys):
     from fkd_hf.cli.generate import PROG, RENAMED
     from fkd_hf.generation import GenerateConfig
 
-    (config,) = parse_config([GenerateConfig], ["--dataset", "d", "--output_dir", "o", "--num-crops", "3"], PROG,
-                             "", renamed=RENAMED)  # fmt: skip
+    (config,) = parse_config(
+        [GenerateConfig], ["--dataset", "d", "--output_dir", "o", "--num-crops", "3"], PROG, "", renamed=RENAMED
+    )
     assert config.stored_crops == 3
     assert "--num_crops is deprecated" in capsys.readouterr().err
 
@@ -95,8 +99,17 @@ def test_version_one_metadata_reads_with_r_under_its_old_name():
     from fkd_hf.labels.format import FORMAT_VERSION, LabelSetMetadata
 
     fields = {name: None for name in LabelSetMetadata.__dataclass_fields__}
-    fields.update(kind="hard", k=1, num_classes=2, class_names=["a", "b"], temperature=1.0, seed=0,
-                  crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.33], skipped_rows=[])  # fmt: skip
+    fields.update(
+        kind="hard",
+        k=1,
+        num_classes=2,
+        class_names=["a", "b"],
+        temperature=1.0,
+        seed=0,
+        crop_scale=[0.08, 1.0],
+        crop_ratio=[0.75, 1.33],
+        skipped_rows=[],
+    )
     version_one = {key: value for key, value in fields.items() if key not in ("stored_crops", "replay")}
     version_one.update(num_crops=6, format_version=1)
     metadata = LabelSetMetadata.from_dict(version_one)
@@ -108,8 +121,16 @@ def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name():
     import importlib
     import pkgutil
 
-    for package in ["fkd_hf", "fkd_hf.labels", "fkd_hf.models", "fkd_hf.generation", "fkd_hf.training", "fkd_hf.hub",
-                    "fkd_hf.demo", "fkd_hf.cli"]:  # fmt: skip
+    for package in [
+        "fkd_hf",
+        "fkd_hf.labels",
+        "fkd_hf.models",
+        "fkd_hf.generation",
+        "fkd_hf.training",
+        "fkd_hf.hub",
+        "fkd_hf.demo",
+        "fkd_hf.cli",
+    ]:
         module = importlib.import_module(package)
         submodules = {info.name for info in pkgutil.iter_modules(module.__path__)}
         assert set(getattr(module, "__all__", [])) & submodules == set(), package
@@ -192,8 +213,7 @@ def test_imports_point_down_the_layers_only():
         (module, target)
         for module, targets in _import_graph().items()
         for target in targets
-        if _layer(target) != _layer(module)
-        and RANK[_layer(target)] >= RANK[_layer(module)]
+        if _layer(target) != _layer(module) and RANK[_layer(target)] >= RANK[_layer(module)]
     )
     assert upward == [], "these imports point up or sideways: " + ", ".join(f"{a} -> {b}" for a, b in upward)
 

@@ -10,10 +10,10 @@ import torch
 from _fkd_data import make_label_set, make_splits
 from PIL import Image
 
-from fkd_hf.labels.crops import crops_to_pixels, replay_crop
-from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.labels.attach import LabelMismatchError, join_labels
+from fkd_hf.labels.crops import crops_to_pixels, replay_crop
 from fkd_hf.labels.format import load_label_set
+from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.models.pixels import normalize
 from fkd_hf.training.data import EvalDataset, FKDCropDataset, collate_crops, eval_transform, select_crops
 

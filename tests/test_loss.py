@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fkd_hf.training.loss import mix_crops, sample_mix, soft_cross_entropy
 from fkd_hf.labels.kinds import reconstruct
+from fkd_hf.training.loss import mix_crops, sample_mix, soft_cross_entropy
 
 
 def _distribution(n: int, c: int, seed: int = 0) -> torch.Tensor:

@@ -9,10 +9,9 @@ import shlex
 import pytest
 import torch
 import yaml
-from torch.utils.data import DataLoader, DistributedSampler
-
 from _fkd_data import make_label_set, make_splits
 from conftest import IMAGENETTE, REPO_ROOT
+from torch.utils.data import DataLoader, DistributedSampler
 
 HEADING = "## Your own training loop"
 
@@ -30,8 +29,9 @@ def readme_loop(readme: str) -> str:
 
 
 def test_the_loop_is_taken_from_its_readme_section():
-    readme = (f"# x\n```python\nfirst = 1\n```\n{HEADING}\n\ntext\n```python\nours = 2\n```\n"
-              "## Next\n```python\nx\n```\n")
+    readme = (
+        f"# x\n```python\nfirst = 1\n```\n{HEADING}\n\ntext\n```python\nours = 2\n```\n## Next\n```python\nx\n```\n"
+    )
     assert readme_loop(readme) == "ours = 2\n"
 
 
@@ -48,12 +48,16 @@ def test_the_readme_loop_trains_a_student_on_the_stored_soft_labels(tiny_label_s
     namespace: dict = {}
     exec(compile(readme_loop((REPO_ROOT / "README.md").read_text()), "README.md", "exec"), namespace)
     torch.manual_seed(0)
-    model = namespace["train_fkd"](str(tiny_label_set), arch="test_resnet", size=32, epochs=2, num_crops=2,
-                                   batch_size=4)  # fmt: skip
+    model = namespace["train_fkd"](
+        str(tiny_label_set), arch="test_resnet", size=32, epochs=2, num_crops=2, batch_size=4
+    )
     torch.manual_seed(0)
     untrained = timm.create_model("test_resnet", num_classes=3)
-    changed = [name for name, value in model.state_dict().items()
-               if value.dtype.is_floating_point and not torch.equal(value, untrained.state_dict()[name])]  # fmt: skip
+    changed = [
+        name
+        for name, value in model.state_dict().items()
+        if value.dtype.is_floating_point and not torch.equal(value, untrained.state_dict()[name])
+    ]
     assert "fc.weight" in changed and len(changed) > 10
     assert all(torch.isfinite(value).all() for value in model.state_dict().values() if value.dtype.is_floating_point)
 
@@ -98,9 +102,12 @@ def test_timm_style_loader_yields_normalised_crops_and_dense_targets_one_pass_pe
 # `len(loader)` sizes the LR schedule and the gradient-accumulation arithmetic; `train_one_epoch` iterates
 # `(input, target)` pairs and moves both to the device (`--no-prefetcher`), channels-last with `--channels-last`.
 EPOCH_SETTERS = {
-    "main": lambda loader, epoch: [sampler.set_epoch(epoch) for sampler in (loader.batch_sampler, loader.sampler)
-                                   if hasattr(sampler, "set_epoch")],  # fmt: skip
-    "1.0.28, distributed": lambda loader, epoch: hasattr(loader.sampler, "set_epoch") and loader.sampler.set_epoch(epoch),
+    "main": lambda loader, epoch: [
+        sampler.set_epoch(epoch) for sampler in (loader.batch_sampler, loader.sampler) if hasattr(sampler, "set_epoch")
+    ],
+    "1.0.28, distributed": lambda loader, epoch: (
+        hasattr(loader.sampler, "set_epoch") and loader.sampler.set_epoch(epoch)
+    ),
     "1.0.28, one process": lambda loader, epoch: None,
 }
 
@@ -113,13 +120,12 @@ def timm_train_epochs(loader, epochs: range, set_epoch, grad_accum_steps: int = 
     seen = {}
     for epoch in epochs:
         set_epoch(loader, epoch)
-        last_batch_idx = len(loader) - 1
         pairs = []
-        for batch_idx, (input, target) in enumerate(loader):
+        for input, target in loader:
             input, target = input.to(torch.device("cpu")), target.to(torch.device("cpu"))
             input = input.contiguous(memory_format=torch.channels_last)
             pairs.append((input, target, loader.dataset.pass_index))
-        assert batch_idx == last_batch_idx
+        assert len(pairs) == len(loader)  # train.py's last_batch test needs len(loader) batches
         seen[epoch] = pairs
     return seen
 

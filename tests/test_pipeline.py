@@ -69,11 +69,31 @@ def test_draft_decoding_needs_every_stored_crop_twice_the_output():
 def _run_benchmark(tmp_path: Path, image_folder: Path, *flags: str) -> dict:
     """The benchmark's results on the tiny photos (12 photos, 32 px crops, one short round)."""
     output = tmp_path / "pipeline.json"
-    args = pipeline.make_parser().parse_args([
-        "--dataset", f"imagefolder:{image_folder}", "--photos", "12", "--sizes", "32", "--batch-crops", "8",
-        "--crops", "8", "--rounds", "1", "--stored-crops", "4", "--num-crops", "2", "--classes", "10",
-        "--output", str(output), *flags,
-    ])  # fmt: skip
+    args = pipeline.make_parser().parse_args(
+        [
+            "--dataset",
+            f"imagefolder:{image_folder}",
+            "--photos",
+            "12",
+            "--sizes",
+            "32",
+            "--batch-crops",
+            "8",
+            "--crops",
+            "8",
+            "--rounds",
+            "1",
+            "--stored-crops",
+            "4",
+            "--num-crops",
+            "2",
+            "--classes",
+            "10",
+            "--output",
+            str(output),
+            *flags,
+        ]
+    )
     threads = torch.get_num_threads()
     try:
         pipeline.main(args)
@@ -89,8 +109,11 @@ def test_the_benchmark_measures_every_method(tmp_path, image_folder):
     assert all(value > 0 for value in cost.values() if value is not None)
     assert data["decode_ms"] > 0 and data["crop_ms"] > 0 and data["photos"] == 12
     fkd, plain = data["methods"]["32"]["fkd"], data["methods"]["32"]["plain"]
-    assert (fkd["crops_per_decode"], plain["crops_per_decode"], data["generation"]["generation"]["crops_per_decode"]) \
-        == (2, 1, 4)  # fmt: skip
+    assert (
+        fkd["crops_per_decode"],
+        plain["crops_per_decode"],
+        data["generation"]["generation"]["crops_per_decode"],
+    ) == (2, 1, 4)
     assert 0 < fkd["share_of_bound"] < 5 and fkd["targets_cpu_s_per_1k_crops"] > 0
     assert data["methods"]["32"]["relabel"]["targets_cpu_s_per_1k_crops"] > 0
     assert data["load_average"]["start"] >= 0
@@ -150,8 +173,9 @@ def test_the_device_check_runs_on_the_cpu(tmp_path, teacher_dir):
     images = make_splits(tmp_path / "images")
     env = dict(os.environ, DATASET=str(images), TEACHER=str(teacher_dir), OUT=str(tmp_path / "out"))
     script = REPO_ROOT / "benchmarks" / "gpu_check.sh"
-    done = subprocess.run(["bash", str(script), "--device", "cpu"], env=env, capture_output=True, text=True, timeout=900,
-                          check=False)
+    done = subprocess.run(
+        ["bash", str(script), "--device", "cpu"], env=env, capture_output=True, text=True, timeout=900, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     assert result["device"] == "cpu" and result["gpu"] is None

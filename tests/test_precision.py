@@ -3,15 +3,19 @@
 import pytest
 import torch
 
-from fkd_hf.models import precision
 from fkd_hf.generation import GenerateConfig
+from fkd_hf.models import precision
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [({"avx2", "amx_bf16", "amx_tile"}, "bf16"), ({"avx512f", "avx512_bf16"}, "bf16"), ({"avx2", "avx512f"}, "fp32"),
-     (set(), "fp32")],
-)  # fmt: skip
+    [
+        ({"avx2", "amx_bf16", "amx_tile"}, "bf16"),
+        ({"avx512f", "avx512_bf16"}, "bf16"),
+        ({"avx2", "avx512f"}, "fp32"),
+        (set(), "fp32"),
+    ],
+)
 def test_auto_picks_bf16_only_on_cpus_with_bf16_units(monkeypatch, flags, expected):
     monkeypatch.setattr(precision, "_cpu_flags", lambda: frozenset(flags))
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)

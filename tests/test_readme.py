@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 import types
 
 import pytest
+import tomllib
 import yaml
-
 from conftest import IMAGENETTE, REPO_ROOT
+
 from fkd_hf.cli import COMMANDS, main
 
 README = (REPO_ROOT / "README.md").read_text()
@@ -54,7 +54,7 @@ def _fkd_hf_argv(command: str) -> list[str] | None:
     if words[:2] == ["accelerate", "launch"]:
         config = words[words.index("--config_file") + 1]
         assert yaml.safe_load((REPO_ROOT / config).read_text())["distributed_type"]
-        return words[words.index("fkd_hf") + 1:]
+        return words[words.index("fkd_hf") + 1 :]
     return None
 
 

@@ -9,13 +9,19 @@ import pytest
 import torch
 from PIL import Image
 
-from fkd_hf.labels.crops import (
-    REPLAYS, check_replay_interpolation, crop_rng, crops_to_pixels, replay_crop, replay_crops, sample_crops,
-)  # fmt: skip
-from fkd_hf.labels.decode import decode_for_replay, decode_pixels, decoded_size
 from fkd_hf import generate, load_label_set
-from fkd_hf.labels.format import METADATA_FILE
 from fkd_hf.labels.attach import join_labels
+from fkd_hf.labels.crops import (
+    REPLAYS,
+    check_replay_interpolation,
+    crop_rng,
+    crops_to_pixels,
+    replay_crop,
+    replay_crops,
+    sample_crops,
+)
+from fkd_hf.labels.decode import decode_for_replay, decode_pixels, decoded_size
+from fkd_hf.labels.format import METADATA_FILE
 from fkd_hf.labels.images import BadImageError, decode_image, load_images
 from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.training import FKDCropDataset, select_crops
@@ -37,9 +43,16 @@ def _encode(pixels: np.ndarray, fmt="JPEG", mode="RGB", **options) -> bytes:
 
 @pytest.mark.parametrize(
     "mode, fmt, options",
-    [("RGB", "JPEG", {}), ("RGB", "JPEG", {"progressive": True}), ("RGB", "JPEG", {"subsampling": 0}),
-     ("L", "JPEG", {}), ("CMYK", "JPEG", {}), ("RGB", "PNG", {}), ("RGBA", "PNG", {})],
-)  # fmt: skip
+    [
+        ("RGB", "JPEG", {}),
+        ("RGB", "JPEG", {"progressive": True}),
+        ("RGB", "JPEG", {"subsampling": 0}),
+        ("L", "JPEG", {}),
+        ("CMYK", "JPEG", {}),
+        ("RGB", "PNG", {}),
+        ("RGBA", "PNG", {}),
+    ],
+)
 def test_decode_pixels_gives_pils_pixels_in_channels_last_memory(mode, fmt, options):
     data = _encode(_photo(), fmt, mode, **options)
     pixels = decode_pixels(data)
@@ -70,8 +83,9 @@ def test_generation_and_training_replay_the_same_pixels(replay, interpolation):
         chosen = select_crops(0, 5, pass_index, stored, m)
         again = decode_for_replay(data, replay)
         boxes = crops_to_pixels(crops[chosen], *decoded_size(again))
-        np.testing.assert_array_equal(replay_crops(again, boxes, flips[chosen], size, interpolation, replay),
-                                      taught[chosen])  # fmt: skip
+        np.testing.assert_array_equal(
+            replay_crops(again, boxes, flips[chosen], size, interpolation, replay), taught[chosen]
+        )
 
 
 def test_pil_replay_is_the_replay_of_existing_label_sets():
@@ -134,5 +148,12 @@ def test_the_default_replay_depends_on_what_the_teacher_resizes_with(generate_co
     generate(config)
     assert load_label_set(config.output_dir).metadata.replay == "pil"
     with pytest.raises(ValueError, match="Replay 'tensor' resizes with bilinear or bicubic, not 'lanczos'"):
-        generate(generate_config(stored_crops=1, max_rows=2, interpolation="lanczos", replay="tensor",
-                                 output_dir=config.output_dir + "-tensor"))  # fmt: skip
+        generate(
+            generate_config(
+                stored_crops=1,
+                max_rows=2,
+                interpolation="lanczos",
+                replay="tensor",
+                output_dir=config.output_dir + "-tensor",
+            )
+        )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO_ROOT
+
 from fkd_hf.generation.metadata import RecordedTeacher, build_metadata
 from fkd_hf.generation.shards import ShardedRun, plan_rows_per_shard, run_sharded
 from fkd_hf.labels import load_label_set
@@ -44,19 +44,49 @@ def _hard_label(item) -> dict:
     key = image_key(image_bytes(value))
     if "dog" in value["path"]:
         return {"row": row, "key": key, "error": f"no dogs here ({value['path']})"}
-    return {"row": row, "key": key, "error": None, "crops": np.full((R, 4), 0.5), "flips": np.zeros(R, bool),
-            "topk_indices": np.zeros((R, K), np.int64), "topk_values": np.ones((R, K))}  # fmt: skip
+    return {
+        "row": row,
+        "key": key,
+        "error": None,
+        "crops": np.full((R, 4), 0.5),
+        "flips": np.zeros(R, bool),
+        "topk_indices": np.zeros((R, K), np.int64),
+        "topk_values": np.ones((R, K)),
+    }
 
 
 def _run(image_folder, output_dir: Path, refuse) -> ShardedRun:
     source = load_images(f"imagefolder:{image_folder}")
     teacher = RecordedTeacher("rule", None, "none", (32, 32), (0.5,) * 3, (0.5,) * 3, "bilinear")
-    metadata = build_metadata(source, teacher, plan_rows_per_shard(source.num_rows, num_shards=3), None,
-                              kind="hard", k=K, num_classes=3, class_names=["cat", "dog", "fox"], temperature=1.0,
-                              stored_crops=R, seed=-1, crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.25],
-                              teacher_class_indices=None, precision="fp32", replay="pil")  # fmt: skip
-    return ShardedRun("rule", output_dir, metadata, {"rule": "class 0"}, source, prepare=_hard_label, refuse=refuse,
-                      start=time.perf_counter(), num_workers=1)  # fmt: skip
+    metadata = build_metadata(
+        source,
+        teacher,
+        plan_rows_per_shard(source.num_rows, num_shards=3),
+        None,
+        kind="hard",
+        k=K,
+        num_classes=3,
+        class_names=["cat", "dog", "fox"],
+        temperature=1.0,
+        stored_crops=R,
+        seed=-1,
+        crop_scale=[0.08, 1.0],
+        crop_ratio=[0.75, 1.25],
+        teacher_class_indices=None,
+        precision="fp32",
+        replay="pil",
+    )
+    return ShardedRun(
+        "rule",
+        output_dir,
+        metadata,
+        {"rule": "class 0"},
+        source,
+        prepare=_hard_label,
+        refuse=refuse,
+        start=time.perf_counter(),
+        num_workers=1,
+    )
 
 
 def test_a_new_producer_is_its_row_work_and_metadata(image_folder, tmp_path, monkeypatch):
@@ -91,8 +121,9 @@ def test_generate_keeps_its_options_as_given(generate_config, tmp_path):
 
     first = generate_config(output_dir=str(tmp_path / "a"), num_shards=1)
     generate(first)
-    second = generate_config(output_dir=str(tmp_path / "b"), crops_from=first.output_dir, stored_crops=5, seed=9,
-                             precision="auto")  # fmt: skip
+    second = generate_config(
+        output_dir=str(tmp_path / "b"), crops_from=first.output_dir, stored_crops=5, seed=9, precision="auto"
+    )
     before = dataclasses.asdict(second)
     generate(second)
     assert dataclasses.asdict(second) == before

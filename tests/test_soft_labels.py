@@ -40,7 +40,9 @@ def test_marginal_smoothing_keeps_topk_and_spreads_the_rest():
 def test_smoothing_hard_and_renorm():
     probs = torch.tensor([[0.1, 0.6, 0.3, 0.0]])
     idx1, val1 = quantize(probs, "smoothing", 1)
-    torch.testing.assert_close(reconstruct(idx1, val1, "smoothing", 4), torch.tensor([[0.4 / 3, 0.6, 0.4 / 3, 0.4 / 3]]))
+    torch.testing.assert_close(
+        reconstruct(idx1, val1, "smoothing", 4), torch.tensor([[0.4 / 3, 0.6, 0.4 / 3, 0.4 / 3]])
+    )
     torch.testing.assert_close(reconstruct(idx1, val1, "hard", 4), torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
     idx2, val2 = quantize(probs, "marginal_renorm", 2)
     torch.testing.assert_close(reconstruct(idx2, val2, "marginal_renorm", 4), torch.tensor([[0.0, 2 / 3, 1 / 3, 0.0]]))

@@ -139,8 +139,13 @@ def test_each_photo_is_decoded_once_per_pass_and_memory_stays_bounded(data, deco
 
 
 def _passes(dataset, passes=2, **loader_args):
-    loader = DataLoader(dataset, batch_size=dataset.layout.batch_size, sampler=SequentialSampler(dataset),
-                        collate_fn=collate_crops, **loader_args)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=dataset.layout.batch_size,
+        sampler=SequentialSampler(dataset),
+        collate_fn=collate_crops,
+        **loader_args,
+    )
     out = []
     for pass_index in range(passes):
         dataset.set_pass(pass_index)
@@ -192,8 +197,9 @@ def test_layout_and_options_are_checked_when_the_config_is_made(tmp_path):
     with pytest.raises(ValueError, match="crop_layout must be one of grouped, spread"):
         FKDConfig(output_dir=str(tmp_path), crop_layout="mixed")
     with pytest.raises(ValueError, match="turn off .*split_batches"):
-        FKDConfig(output_dir=str(tmp_path), crop_layout="spread", accelerator_config={"split_batches": True},
-                  use_cpu=True)  # fmt: skip
+        FKDConfig(
+            output_dir=str(tmp_path), crop_layout="spread", accelerator_config={"split_batches": True}, use_cpu=True
+        )
     with pytest.raises(ValueError, match="spread_lanes must be at least 1"):
         FKDConfig(output_dir=str(tmp_path), crop_layout="spread", spread_lanes=0)
     grouped = FKDConfig(output_dir=str(tmp_path), crop_layout="grouped", accelerator_config={"split_batches": True})
@@ -202,10 +208,23 @@ def test_layout_and_options_are_checked_when_the_config_is_made(tmp_path):
 
 def _config(labels, output_dir, **overrides) -> FKDConfig:
     options = dict(
-        label_set=str(labels), student="test_resnet", input_size=32, num_crops=2, crop_layout="spread",
-        spread_lanes=2, output_dir=str(output_dir), per_device_train_batch_size=2, learning_rate=0.05, optim="sgd",
-        logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, seed=0,
-    )  # fmt: skip
+        label_set=str(labels),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        crop_layout="spread",
+        spread_lanes=2,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=2,
+        learning_rate=0.05,
+        optim="sgd",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     return FKDConfig(**{**options, **overrides})
 
 
@@ -226,8 +245,14 @@ def test_training_resumes_mid_pass_to_the_same_loss(data, tmp_path):
 def test_train_leaves_the_config_as_given_and_its_card_records_the_layout_lanes_and_tail(data, tmp_path):
     from fkd_hf.training import train
 
-    config = _config(data[2], tmp_path / "out", fkd_epochs=2, single_crop_tail=True, eval_split="none",
-                     hub_token="hf_notWrittenAnywhere")  # fmt: skip
+    config = _config(
+        data[2],
+        tmp_path / "out",
+        fkd_epochs=2,
+        single_crop_tail=True,
+        eval_split="none",
+        hub_token="hf_notWrittenAnywhere",
+    )
     given = config.to_dict()
     train(config)
     assert config.to_dict() == given and config.input_size == 32 and config.mean is None and config.dataset is None
@@ -246,8 +271,17 @@ def test_train_leaves_the_config_as_given_and_its_card_records_the_layout_lanes_
 @pytest.mark.distributed
 def test_two_process_training_gives_each_process_its_own_photos(data, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-               str(data[2]), str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        __file__,
+        str(data[2]),
+        str(tmp_path),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -255,8 +289,10 @@ def test_two_process_training_gives_each_process_its_own_photos(data, tmp_path):
         crops = [Counter(c for p, plan in rank if p == pass_index for c in map(tuple, plan)) for rank in ranks]
         photos = [{photo for photo, _ in rank_crops} for rank_crops in crops]
         assert not photos[0] & photos[1] and photos[0] | photos[1] == set(range(PHOTOS))
-        assert all(set(rank_crops.values()) == {1} and len(rank_crops) == 2 * len(own)
-                   for rank_crops, own in zip(crops, photos))  # fmt: skip
+        assert all(
+            set(rank_crops.values()) == {1} and len(rank_crops) == 2 * len(own)
+            for rank_crops, own in zip(crops, photos)
+        )
 
 
 def _record_two_process_training(labels: str, output_dir: str) -> None:

@@ -71,8 +71,9 @@ def test_pretrained_student_keeps_the_tag_of_its_weights(tmp_path):
     """Weights loaded from a checkpoint with a tag: config.json and the card name them."""
     from fkd_hf.hub import write_student_card
 
-    timm.models.save_for_hf(timm.create_model("test_resnet.r160_in1k", num_classes=3), tmp_path / "weights",
-                            safe_serialization=True)  # fmt: skip
+    timm.models.save_for_hf(
+        timm.create_model("test_resnet.r160_in1k", num_classes=3), tmp_path / "weights", safe_serialization=True
+    )
     student = create_student(str(tmp_path / "weights"), CLASSES, pretrained=True)
     assert student.config.architecture == "test_resnet.r160_in1k"
     save_student(student, tmp_path / "student")
@@ -124,7 +125,9 @@ def test_channels_last_student_saves_and_keeps_its_layout(tmp_path, library):
     if library == "timm":
         student = create_student("test_resnet", CLASSES)
     else:
-        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic").save_pretrained(tmp_path / "cfg")
+        ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic").save_pretrained(
+            tmp_path / "cfg"
+        )
         student = create_student(str(tmp_path / "cfg"), CLASSES)
     student.to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 32, 32)
@@ -155,7 +158,8 @@ HfApi().create_repo("user/student")
 HfApi().upload_folder(folder_path=root / "student", repo_id="user/student")
 x, expected = torch.load(root / "x.pt"), torch.load(root / "logits.pt")
 with torch.no_grad():
-    torch.testing.assert_close(timm.create_model("hf-hub:user/student", pretrained=True).eval()(x), expected, rtol=1e-5, atol=1e-6)
+    in_timm = timm.create_model("hf-hub:user/student", pretrained=True).eval()
+    torch.testing.assert_close(in_timm(x), expected, rtol=1e-5, atol=1e-6)
     in_transformers = AutoModelForImageClassification.from_pretrained("user/student").eval()
     torch.testing.assert_close(in_transformers(x).logits, expected, rtol=1e-5, atol=1e-6)
     assert in_transformers.config.id2label == {0: "cat", 1: "dog", 2: "fox"}
@@ -175,8 +179,9 @@ def test_pushed_student_loads_from_the_hub_in_timm_and_transformers(tmp_path):
     hub = FakeHub().start()
     try:
         env = {**os.environ, **hub.environment(str(tmp_path / "hf_home"))}
-        result = subprocess.run([sys.executable, "-c", HUB_SCENARIO, str(tmp_path)], env=env, capture_output=True,
-                                text=True, timeout=180)
+        result = subprocess.run(
+            [sys.executable, "-c", HUB_SCENARIO, str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
+        )
     finally:
         hub.stop()
     assert result.returncode == 0, result.stderr[-3000:]

@@ -85,11 +85,25 @@ class _Record(TrainerCallback):
 @pytest.mark.parametrize("layout", ["grouped", "spread"])
 def test_training_with_the_tail_counts_fkd_epochs_exactly(data, tmp_path, layout):
     config = FKDConfig(
-        label_set=str(data[2]), student="test_resnet", input_size=32, num_crops=2, fkd_epochs=6,
-        single_crop_tail=True, crop_layout=layout, spread_lanes=1, output_dir=str(tmp_path),
-        per_device_train_batch_size=2, learning_rate=0.05, optim="sgd", logging_steps=1, save_strategy="no",
-        report_to="none", use_cpu=True, dataloader_num_workers=0, seed=0,
-    )  # fmt: skip
+        label_set=str(data[2]),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        fkd_epochs=6,
+        single_crop_tail=True,
+        crop_layout=layout,
+        spread_lanes=1,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        learning_rate=0.05,
+        optim="sgd",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     setup = build_trainer(config)
     assert setup.train_set.layout.name == layout and setup.resolved.layout.single_crop_tail
     trainer, crops = setup.trainer, []

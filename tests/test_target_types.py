@@ -87,12 +87,36 @@ def _toy_set(image_folder, output: Path) -> Path:
 
     source = load_images(f"imagefolder:{image_folder}")
     teacher = RecordedTeacher("mean colour", None, "none", (32, 32), (0.5,) * 3, (0.5,) * 3, "bilinear")
-    metadata = build_metadata(source, teacher, 8, None, kind="regression", k=len(CHANNELS), num_classes=len(CHANNELS),
-                              class_names=CHANNELS, temperature=1.0, stored_crops=R, seed=-1, crop_scale=[1.0, 1.0],
-                              crop_ratio=[1.0, 1.0], teacher_class_indices=None, precision="fp32", replay="pil",
-                              target_type=ToyRegression.name)  # fmt: skip
-    run = ShardedRun("toy", output, metadata, {"toy": 1}, source, prepare=_mean_colour, refuse=None,
-                     start=time.perf_counter(), num_workers=1)  # fmt: skip
+    metadata = build_metadata(
+        source,
+        teacher,
+        8,
+        None,
+        kind="regression",
+        k=len(CHANNELS),
+        num_classes=len(CHANNELS),
+        class_names=CHANNELS,
+        temperature=1.0,
+        stored_crops=R,
+        seed=-1,
+        crop_scale=[1.0, 1.0],
+        crop_ratio=[1.0, 1.0],
+        teacher_class_indices=None,
+        precision="fp32",
+        replay="pil",
+        target_type=ToyRegression.name,
+    )
+    run = ShardedRun(
+        "toy",
+        output,
+        metadata,
+        {"toy": 1},
+        source,
+        prepare=_mean_colour,
+        refuse=None,
+        start=time.perf_counter(),
+        num_workers=1,
+    )
     run_sharded(run, PartialState(cpu=True))
     return output
 
@@ -121,9 +145,20 @@ def test_a_new_target_type_is_one_registration_through_writer_load_dataset_and_t
     dataset = FKDCropDataset(rows, meta, 2, (32, 32))
     batch = collate_crops([dataset[i] for i in range(2)])
     assert set(batch) == {"pixel_values", "toy_vector", "sample_ids"} and batch["toy_vector"].shape == (4, 3)
-    config = FKDConfig(label_set=str(output), student="test_resnet", output_dir=str(tmp_path / "student"),
-                       max_steps=2, per_device_train_batch_size=4, learning_rate=0.05, optim="sgd", warmup_steps=0,
-                       report_to="none", save_strategy="no", use_cpu=True, dataloader_num_workers=0)  # fmt: skip
+    config = FKDConfig(
+        label_set=str(output),
+        student="test_resnet",
+        output_dir=str(tmp_path / "student"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=0.05,
+        optim="sgd",
+        warmup_steps=0,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
     trainer = FKDTrainer(create_student("test_resnet", CHANNELS), config, dataset)
     model = trainer.model
     with torch.no_grad():
@@ -150,14 +185,33 @@ def test_the_writer_applies_the_type_s_value_checks(toy, image_folder, tmp_path)
 
     source = load_images(f"imagefolder:{image_folder}", max_rows=2)
     teacher = RecordedTeacher("t", None, "none", (32, 32), (0.5,) * 3, (0.5,) * 3, "bilinear")
-    metadata = build_metadata(source, teacher, 2, None, kind="regression", k=3, num_classes=3, class_names=CHANNELS,
-                              temperature=1.0, stored_crops=1, seed=-1, crop_scale=[1.0, 1.0], crop_ratio=[1.0, 1.0],
-                              teacher_class_indices=None, precision="fp32", replay="pil",
-                              target_type=ToyRegression.name)  # fmt: skip
+    metadata = build_metadata(
+        source,
+        teacher,
+        2,
+        None,
+        kind="regression",
+        k=3,
+        num_classes=3,
+        class_names=CHANNELS,
+        temperature=1.0,
+        stored_crops=1,
+        seed=-1,
+        crop_scale=[1.0, 1.0],
+        crop_ratio=[1.0, 1.0],
+        teacher_class_indices=None,
+        precision="fp32",
+        replay="pil",
+        target_type=ToyRegression.name,
+    )
     vectors = np.zeros((2, 1, 3))
     vectors[1, 0, 2] = np.inf
-    columns = {"image_key": ["a" * 32, "b" * 32], "crops": np.zeros((2, 1, 4)), "flips": np.zeros((2, 1), bool),
-               "toy_vector": vectors}  # fmt: skip
+    columns = {
+        "image_key": ["a" * 32, "b" * 32],
+        "crops": np.zeros((2, 1, 4)),
+        "flips": np.zeros((2, 1), bool),
+        "toy_vector": vectors,
+    }
     with pytest.raises(ValueError, match=r"was not written: toy_vector must hold finite numbers, but row 1 .*inf"):
         write_label_set(tmp_path / "bad", metadata, columns)
 
@@ -184,9 +238,20 @@ def test_a_set_without_the_field_is_class_probabilities_and_keeps_its_bytes(gene
 def _fields(**values) -> dict:
     """The fields of a small class-probability set's fkd_labels.json, with ``values``."""
     fields = {name: None for name in LabelSetMetadata.__dataclass_fields__}
-    fields.update(kind="hard", k=1, num_classes=2, class_names=["a", "b"], temperature=1.0, stored_crops=1, seed=0,
-                  crop_scale=[0.08, 1.0], crop_ratio=[0.75, 1.33], skipped_rows=[], replay="pil",
-                  format_version=2)  # fmt: skip
+    fields.update(
+        kind="hard",
+        k=1,
+        num_classes=2,
+        class_names=["a", "b"],
+        temperature=1.0,
+        stored_crops=1,
+        seed=0,
+        crop_scale=[0.08, 1.0],
+        crop_ratio=[0.75, 1.33],
+        skipped_rows=[],
+        replay="pil",
+        format_version=2,
+    )
     return {**fields, **values}
 
 
@@ -216,8 +281,9 @@ def test_soft_cross_entropy_is_the_loss_of_class_probabilities(tmp_path):
 
 
 def test_class_probabilities_encode_the_teacher_s_logits_at_the_temperature():
-    meta = LabelSetMetadata.from_dict(_fields(kind="marginal_smoothing", k=2, num_classes=4, class_names=list("abcd"),
-                                              temperature=2.0))  # fmt: skip
+    meta = LabelSetMetadata.from_dict(
+        _fields(kind="marginal_smoothing", k=2, num_classes=4, class_names=list("abcd"), temperature=2.0)
+    )
     logits = torch.tensor([[4.0, 0.0, 2.0, -1.0]])
     stored = meta.target.encode(logits, meta)
     probs = torch.softmax(logits / 2.0, -1)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import IMAGENETTE, TEACHER_SIZE, TINY_CLASSES
+
 from fkd_hf.models.teachers import load_teacher, resolve_class_map
 
 
@@ -20,8 +20,14 @@ def test_timm_folder_teacher_takes_its_preprocessing(teacher_dir):
 def test_transformers_folder_teacher(tmp_path):
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], num_labels=4,
-                          id2label={i: f"c{i}" for i in range(4)}, label2id={f"c{i}": i for i in range(4)})
+    config = ResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 16],
+        depths=[1, 1],
+        num_labels=4,
+        id2label={i: f"c{i}" for i in range(4)},
+        label2id={f"c{i}": i for i in range(4)},
+    )
     ResNetForImageClassification(config).save_pretrained(tmp_path)
     teacher = load_teacher(str(tmp_path))
     assert teacher.library == "transformers"
@@ -47,9 +53,10 @@ def test_unknown_teacher_spec_says_what_is_accepted(tmp_path):
 
 @pytest.mark.skipif(not IMAGENETTE.is_dir(), reason="needs ../shared/data/imagenette-mini")
 def test_lite0_teacher_from_pypi_recognises_imagenette_photos():
-    from fkd_hf.models.pixels import normalize, to_uint8_batch
-    from fkd_hf.labels.images import load_images
     from PIL import Image
+
+    from fkd_hf.labels.images import load_images
+    from fkd_hf.models.pixels import normalize, to_uint8_batch
 
     teacher = load_teacher("efficientnet-lite0")
     assert teacher.num_classes == 1000 and teacher.class_ids[0] == "n01440764"

@@ -5,16 +5,16 @@ import subprocess
 import sys
 import time
 
-from hub_server import FAKE_TOKEN, SHAPED_TOKEN
-
 from conftest import REPO_ROOT
+from hub_server import FAKE_TOKEN, SHAPED_TOKEN
 
 GUARD = REPO_ROOT / ".ci" / "token_guard.py"
 
 
 def _guard(marker, folder) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(GUARD), str(marker), str(folder)], capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(GUARD), str(marker), str(folder)], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_the_guard_names_each_file_written_since_the_marker_that_holds_a_test_token(tmp_path):

@@ -18,14 +18,14 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageClassification, set_seed
 
 from fkd_hf import FKDConfig, FKDTrainer, create_student, train
+from fkd_hf.cli import main as cli_main
+from fkd_hf.cli.arguments import parse_config
+from fkd_hf.config_io import save_config
 from fkd_hf.labels import LabelMismatchError, join_labels
+from fkd_hf.labels.format import load_label_set
+from fkd_hf.labels.images import load_images
 from fkd_hf.models import student_data_config
 from fkd_hf.training import FKDCropDataset
-from fkd_hf.cli.arguments import parse_config
-from fkd_hf.cli import main as cli_main
-from fkd_hf.config_io import save_config
-from fkd_hf.labels.images import load_images
-from fkd_hf.labels.format import load_label_set
 from fkd_hf.training.data import collate_crops
 
 TRAIN_IMAGES = 12  # 3 classes x 4
@@ -40,10 +40,23 @@ def data(tmp_path_factory, teacher_dir):
 
 def _config(data, output_dir, **overrides) -> FKDConfig:
     options = dict(
-        label_set=str(data[1]), student="test_resnet", input_size=32, num_crops=2, output_dir=str(output_dir),
-        per_device_train_batch_size=4, per_device_eval_batch_size=6, max_steps=3, learning_rate=0.05, optim="sgd",
-        warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-        dataloader_num_workers=0, seed=0,
+        label_set=str(data[1]),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=6,
+        max_steps=3,
+        learning_rate=0.05,
+        optim="sgd",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
     )
     options.update(overrides)
     return FKDConfig(**options)
@@ -164,8 +177,17 @@ def test_two_process_training_splits_the_images(data, tmp_path):
     save_config(config, recipe)
     script = Path(__file__).with_name("_distributed_train.py")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-               "--config", str(recipe)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        "--config",
+        str(recipe),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / "out" / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -179,13 +201,30 @@ def test_two_process_training_splits_the_images(data, tmp_path):
 @pytest.mark.distributed
 def test_the_documented_cpu_launch_trains_on_two_processes(data, tmp_path):
     """README: `accelerate launch --config_file recipes/accelerate/cpu.yaml -m fkd_hf train --config ...`."""
-    config = _config(data, tmp_path / "out", per_device_train_batch_size=3, max_steps=-1, num_train_epochs=1,
-                     save_strategy="steps", save_steps=2)  # fmt: skip
+    config = _config(
+        data,
+        tmp_path / "out",
+        per_device_train_batch_size=3,
+        max_steps=-1,
+        num_train_epochs=1,
+        save_strategy="steps",
+        save_steps=2,
+    )
     recipe = tmp_path / "config.yaml"
     save_config(config, recipe)
     launch_config = Path(__file__).resolve().parent.parent / "recipes" / "accelerate" / "cpu.yaml"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config),
-               "-m", "fkd_hf", "train", "--config", str(recipe)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(launch_config),
+        "-m",
+        "fkd_hf",
+        "train",
+        "--config",
+        str(recipe),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -27,10 +27,23 @@ def data(tmp_path_factory, teacher_dir):
 
 def _options(data, output_dir, **overrides) -> dict:
     options = dict(
-        label_set=str(data[1]), student="test_resnet", input_size=32, num_crops=2, output_dir=str(output_dir),
-        per_device_train_batch_size=4, per_device_eval_batch_size=6, max_steps=2, learning_rate=0.05, optim="sgd",
-        warmup_steps=0, save_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, seed=0,
-    )  # fmt: skip
+        label_set=str(data[1]),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=6,
+        max_steps=2,
+        learning_rate=0.05,
+        optim="sgd",
+        warmup_steps=0,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     options.update(overrides)
     return options
 
@@ -91,8 +104,17 @@ def test_the_output_dir_rule(tmp_path):
 def test_the_hub_token_reaches_the_push_and_no_file(data, tmp_path, monkeypatch, capfd):
     pushed = []
     monkeypatch.setattr(runner, "push_student", lambda folder, repo_id, **kw: pushed.append(kw["token"]) or "url")
-    config = FKDConfig(**_options(data, tmp_path / "out", hub_token=SECRET, push_to_hub=True, hub_model_id="u/s",
-                                  save_strategy="steps", save_steps=1))  # fmt: skip
+    config = FKDConfig(
+        **_options(
+            data,
+            tmp_path / "out",
+            hub_token=SECRET,
+            push_to_hub=True,
+            hub_model_id="u/s",
+            save_strategy="steps",
+            save_steps=1,
+        )
+    )
     metrics = train(config)
     assert pushed == [SECRET] and config.hub_token == SECRET and config.push_to_hub
     written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
@@ -147,7 +169,9 @@ def test_eval_split_none_trains_without_evaluation(data, tmp_path, capsys):
 # --- loader workers ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cores, processes, workers", [(1, 1, 0), (2, 1, 1), (2, 2, 0), (4, 1, 2), (8, 1, 4), (16, 2, 4), (8, 2, 2)])
+@pytest.mark.parametrize(
+    "cores, processes, workers", [(1, 1, 0), (2, 1, 1), (2, 2, 0), (4, 1, 2), (8, 1, 4), (16, 2, 4), (8, 2, 2)]
+)
 def test_default_loader_workers_fit_the_machine(cores, processes, workers, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
@@ -174,4 +198,3 @@ def test_the_default_workers_raise_no_warning_and_too_many_do(data, tmp_path):
     assert _worker_warnings(config) == []
     too_many = FKDConfig(**options, dataloader_num_workers=len(os.sched_getaffinity(0)) + 1)
     assert any("suggested max number of worker" in message for message in _worker_warnings(too_many))
-

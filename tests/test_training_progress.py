@@ -23,11 +23,26 @@ def labels(tmp_path_factory, teacher_dir):
 def _options(labels, output_dir) -> dict:
     """Three steps, each evaluated (the nested bar) and saved (transformers' shard bar)."""
     return dict(
-        label_set=str(labels), student="test_resnet", input_size=32, num_crops=2, output_dir=str(output_dir),
-        per_device_train_batch_size=4, per_device_eval_batch_size=2, max_steps=3, learning_rate=0.05, optim="sgd",
-        eval_split="validation", eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
-        report_to="none", use_cpu=True, dataloader_num_workers=0, seed=0,
-    )  # fmt: skip
+        label_set=str(labels),
+        student="test_resnet",
+        input_size=32,
+        num_crops=2,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=2,
+        max_steps=3,
+        learning_rate=0.05,
+        optim="sgd",
+        eval_split="validation",
+        eval_strategy="steps",
+        eval_steps=1,
+        save_strategy="steps",
+        save_steps=1,
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
 
 
 class _Terminal(io.StringIO):
@@ -64,5 +79,9 @@ def test_log_lines_come_at_the_first_update_every_interval_and_at_the_end(monkey
     bar.close()
     lines = capsys.readouterr().err.splitlines()
     assert [line.split("|")[0].split(" [")[0] for line in lines] == [
-        "train:   1% 1/100", "train:  31% 31/100", "train:  61% 61/100", "train:  91% 91/100", "train: 100% 100/100"
+        "train:   1% 1/100",
+        "train:  31% 31/100",
+        "train:  61% 61/100",
+        "train:  91% 91/100",
+        "train: 100% 100/100",
     ]

@@ -46,8 +46,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=f"imagefolder:{DEFAULT_DATA}", help="Photos (their train split).")
     parser.add_argument("--photos", type=int, default=256, help="Photos drawn at random and cycled through.")
-    parser.add_argument("--photo-bytes", choices=(REENCODED, AS_IS), default=REENCODED,
-                        help="Re-encode the photos at 500x375, JPEG q90 (the default), or measure them as they are.")
+    parser.add_argument(
+        "--photo-bytes",
+        choices=(REENCODED, AS_IS),
+        default=REENCODED,
+        help="Re-encode the photos at 500x375, JPEG q90 (the default), or measure them as they are.",
+    )
     parser.add_argument("--methods", default=",".join(LAYOUT), help="Comma list of the methods to measure.")
     parser.add_argument("--sizes", default="224,128", help="Comma list of training crop sizes (pixels).")
     parser.add_argument("--num-crops", type=int, default=4, help="m: FKD crops per decoded photo.")
@@ -81,17 +85,26 @@ def build_arms(photos: list[bytes], sizes: list[int], methods: list[str], beton:
         ffcv = False
     elif ffcv:
         reencoded = ffcv_arm.write_beton(photos, rows["label"], beton)
-        notes.append(f"ffcv {ffcv_arm.version()}: the .beton holds the photos' own bytes" + (
-            f", but {reencoded} of {len(photos)} that FFCV's decoder does not read (not RGB or greyscale JPEG) as "
-            "FFCV re-encodes them (JPEG q90)." if reencoded else "."))  # fmt: skip
+        notes.append(
+            f"ffcv {ffcv_arm.version()}: the .beton holds the photos' own bytes"
+            + (
+                f", but {reencoded} of {len(photos)} that FFCV's decoder does not read (not RGB or greyscale JPEG) as "
+                "FFCV re-encodes them (JPEG q90)."
+                if reencoded
+                else "."
+            )
+        )
     arms = {}
     for size in sizes:
         group = training_arms(rows, metadata, maps, (size, size), args) | {"fkd_device": None}
         if ffcv:
             group["ffcv"] = (*ffcv_arm.ffcv_batches(beton, (size, size), args.batch_crops, len(photos)), None)
         arms[size, "bilinear"] = {name: arm for name, arm in group.items() if name in methods}
-    arms[TEACHER] = {name: (generation_batches(photos, args.stored_crops, replay, args.batch_crops), 1, None)
-                     for name, replay in (("generation", "tensor"), ("generation_pil", "pil")) if name in methods}
+    arms[TEACHER] = {
+        name: (generation_batches(photos, args.stored_crops, replay, args.batch_crops), 1, None)
+        for name, replay in (("generation", "tensor"), ("generation_pil", "pil"))
+        if name in methods
+    }
     return arms, notes
 
 
@@ -105,20 +118,31 @@ def main(args: argparse.Namespace) -> dict:
     methods_by_size = {str(size): derive(costs.get((size, "bilinear"), {}), decode, args) for size in sizes}
     gen, headline = derive(costs.get(TEACHER, {}), decode, args), methods_by_size[str(sizes[0])]
     if "fkd_device" in methods:
-        notes.append(f"fkd_device: a bound from D and the CPU time of the device op on {args.device}" + (
-            " (on a CPU the whole float op, not a GPU's cost)." if args.device == "cpu" else "."))  # fmt: skip
+        notes.append(
+            f"fkd_device: a bound from D and the CPU time of the device op on {args.device}"
+            + (" (on a CPU the whole float op, not a GPU's cost)." if args.device == "cpu" else ".")
+        )
     cost = {name: None for name in ("plain", "plain_fast", "relabel", "fkd", "fkd_spread")}
     cost.update({name: r["cpu_s_per_1k_crops"] for name, r in {**headline, **gen}.items()})
     fkd = headline.get("fkd", {})
     results = {
-        "cpu_s_per_1k_crops": cost, "crop_size": sizes[0], "decode_ms": fkd.get("decode_ms"),
-        "crop_ms": fkd.get("crop_ms"), "decode_ms_by_decoder": decode, "methods": methods_by_size,
-        "generation": gen, "a100_crops_per_s": A100_CROPS_PER_S, "teacher_crops_per_s_assumed": TEACHER_CROPS_PER_S,
-        "draft": draft_shares(photos, args.stored_crops, sizes), "photos": len(photos),
-        "photos_described": describe(photos, args.photo_bytes), "notes": notes,
+        "cpu_s_per_1k_crops": cost,
+        "crop_size": sizes[0],
+        "decode_ms": fkd.get("decode_ms"),
+        "crop_ms": fkd.get("crop_ms"),
+        "decode_ms_by_decoder": decode,
+        "methods": methods_by_size,
+        "generation": gen,
+        "a100_crops_per_s": A100_CROPS_PER_S,
+        "teacher_crops_per_s_assumed": TEACHER_CROPS_PER_S,
+        "draft": draft_shares(photos, args.stored_crops, sizes),
+        "photos": len(photos),
+        "photos_described": describe(photos, args.photo_bytes),
+        "notes": notes,
         "settings": {k: v for k, v in vars(args).items() if k not in ("output", "publish")},
-        "load_average": {"start": start_load, "end": os.getloadavg()[0]}, "machine": machine_info(),
-    }  # fmt: skip
+        "load_average": {"start": start_load, "end": os.getloadavg()[0]},
+        "machine": machine_info(),
+    }
     text = report(results, args)
     print(text)
     write_json(Path(args.output), results)

@@ -74,8 +74,11 @@ class SingleCrops(torch.utils.data.Dataset):
                 pixels, box = replay_crops(image, pixel_box, flips, self.size, "bilinear", "tensor")[0], crops[0]
             sample = {"pixel_values": torch.from_numpy(pixels), "labels": int(self.labels[i])}
             if self.maps is not None:
-                sample.update(boxes=torch.tensor(box, dtype=torch.float32), map_indices=self.maps[0][i],
-                              map_values=self.maps[1][i])  # fmt: skip
+                sample.update(
+                    boxes=torch.tensor(box, dtype=torch.float32),
+                    map_indices=self.maps[0][i],
+                    map_values=self.maps[1][i],
+                )
             samples.append(sample)
         return samples
 
@@ -105,14 +108,24 @@ class OfficialFKDCrops(PassDataset):
             chosen = select_crops(0, row, self.pass_index, self.stored, self.num_crops)
             scale = np.array([image.height, image.width, image.height, image.width])
             pixels = official_crops(image, boxes[j][chosen] * scale, flips[j][chosen], self.size)
-            samples.append({"pixel_values": torch.from_numpy(pixels), "sample_id": int(row),
-                            "topk_indices": torch.from_numpy(top_i[j][chosen]),
-                            "topk_values": torch.from_numpy(top_v[j][chosen])})  # fmt: skip
+            samples.append(
+                {
+                    "pixel_values": torch.from_numpy(pixels),
+                    "sample_id": int(row),
+                    "topk_indices": torch.from_numpy(top_i[j][chosen]),
+                    "topk_values": torch.from_numpy(top_v[j][chosen]),
+                }
+            )
         return samples
 
 
-def device_crops(images: list[torch.Tensor], boxes: list[np.ndarray], flips: list[np.ndarray], size: tuple[int, int],
-                 device: str | torch.device) -> torch.Tensor:  # fmt: skip
+def device_crops(
+    images: list[torch.Tensor],
+    boxes: list[np.ndarray],
+    flips: list[np.ndarray],
+    size: tuple[int, int],
+    device: str | torch.device,
+) -> torch.Tensor:
     """Decoded uint8 ``[3, H, W]`` photos cropped at pixel ``boxes`` and resized to ``size`` on ``device`` in one
     batch (float antialiased bilinear, rounded): uint8 ``[N, 3, h, w]``, photo-major, within a level of the
     ``tensor`` replay. The CPU only decodes and launches (asynchronously: the caller synchronises)."""
@@ -177,6 +190,8 @@ def generation_batches(photos: list[bytes], stored: int, replay: str, batch_crop
             image = decode_for_replay(data, replay)
             height, width = decoded_size(image)
             crops, flips = sample_crops(height, width, stored, crop_rng(0, row))
-            pixels.append(replay_crops(image, crops_to_pixels(crops, height, width), flips, size, interpolation, replay))
+            pixels.append(
+                replay_crops(image, crops_to_pixels(crops, height, width), flips, size, interpolation, replay)
+            )
             row += 1
         yield {"pixel_values": torch.from_numpy(np.concatenate(pixels)).permute(0, 3, 1, 2)}

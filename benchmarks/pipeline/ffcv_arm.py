@@ -76,10 +76,21 @@ def ffcv_batches(path: Path, size: tuple[int, int], batch_crops: int, photos: in
 
     if photos < batch_crops:
         raise ValueError(f"{photos} photos make no full batch of {batch_crops}: give more --photos.")
-    pipelines = {"image": [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip(), ToTensor(), ToTorchImage()],
-                 "label": [IntDecoder(), ToTensor()]}  # fmt: skip
-    loader = Loader(str(path), batch_crops, num_workers=1, os_cache=True, order=OrderOption.RANDOM, seed=0,
-                    pipelines=pipelines, custom_fields={"image": RGBImageField}, drop_last=True)  # fmt: skip
+    pipelines = {
+        "image": [RandomResizedCropRGBImageDecoder(size), RandomHorizontalFlip(), ToTensor(), ToTorchImage()],
+        "label": [IntDecoder(), ToTensor()],
+    }
+    loader = Loader(
+        str(path),
+        batch_crops,
+        num_workers=1,
+        os_cache=True,
+        order=OrderOption.RANDOM,
+        seed=0,
+        pipelines=pipelines,
+        custom_fields={"image": RGBImageField},
+        drop_last=True,
+    )
 
     def batches():
         while True:

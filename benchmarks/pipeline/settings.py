@@ -9,8 +9,18 @@ REENCODED, AS_IS = "500x375-q90", "as-is"  # --photo-bytes: re-encoded photos (t
 MAP_SIZE, MAP_K = 15, 5  # ReLabel's released ImageNet maps
 KIND = "marginal_smoothing"  # generation's default kind
 # method -> (crops per decode: "m", "1" or "R"; its ops, which give D and C, or None where not measured apart)
-LAYOUT = {"plain": ("1", "torchvision"), "plain_fast": ("1", "tensor"), "relabel": ("1", "tensor"),
-          "relabel_pil": ("1", "torchvision"), "fkd": ("m", "tensor"), "fkd_pil": ("m", "pil"),
-          "fkd_official": ("m", "official"), "fkd_spread": ("m", "tensor"), "fkd_device": ("m", "device"),
-          "ffcv": ("1", None), "generation": ("R", "tensor"), "generation_pil": ("R", "pil")}  # fmt: skip
+LAYOUT = {
+    "plain": ("1", "torchvision"),
+    "plain_fast": ("1", "tensor"),
+    "relabel": ("1", "tensor"),
+    "relabel_pil": ("1", "torchvision"),
+    "fkd": ("m", "tensor"),
+    "fkd_pil": ("m", "pil"),
+    "fkd_official": ("m", "official"),
+    "fkd_spread": ("m", "tensor"),
+    "fkd_device": ("m", "device"),
+    "ffcv": ("1", None),
+    "generation": ("R", "tensor"),
+    "generation_pil": ("R", "pil"),
+}
 DECODER = {"device": "tensor", "official": "torchvision"}  # ops -> D's decoder, where not the ops' own name

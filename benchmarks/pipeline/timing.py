@@ -55,8 +55,12 @@ def draft_decode(data: bytes) -> Image.Image:
     return image
 
 
-DECODERS = {"pil": decode_image, "tensor": decode_pixels, "pil_draft_half": draft_decode,
-            "torchvision": imagefolder_decode}  # fmt: skip
+DECODERS = {
+    "pil": decode_image,
+    "tensor": decode_pixels,
+    "pil_draft_half": draft_decode,
+    "torchvision": imagefolder_decode,
+}
 CROPS = {  # ops -> (decoded photo, pixel boxes, flips, size, interpolation, device) -> its crops
     "pil": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "pil"),
     "tensor": lambda image, boxes, flips, size, mode, device: replay_crops(image, boxes, flips, size, mode, "tensor"),
@@ -88,8 +92,10 @@ def measure(photos: list[bytes], arms: dict, args) -> tuple[dict, dict]:
     """Best-of-rounds D per decoder and, per arm group and method, ``(CPU ms per crop, of it targets, T)``: each
     arm timed over >= --crops crops, right after it T of its ops over as many photos, so both see the same load
     (T is None for a method whose ops are not measured apart)."""
-    boxes = [sample_crops(*Image.open(io.BytesIO(data)).size[::-1], args.stored_crops, crop_rng(0, row))
-             for row, data in enumerate(photos)]  # fmt: skip
+    boxes = [
+        sample_crops(*Image.open(io.BytesIO(data)).size[::-1], args.stored_crops, crop_rng(0, row))
+        for row, data in enumerate(photos)
+    ]
     for arm in (arm for group in arms.values() for arm in group.values() if arm is not None):
         run(arm, 1)  # warm-up: one unit (first batches, kernels, allocator, FFCV's compilation)
     decode, costs = {}, {}
@@ -100,8 +106,11 @@ def measure(photos: list[bytes], arms: dict, args) -> tuple[dict, dict]:
             for name, arm in group.items():
                 n, op = layout(name, args)
                 cost = (0.0, 0.0) if arm is None else run(arm, args.crops)
-                t = None if op is None else photo_ms(photos, boxes, op, size, mode, n, max(8, args.crops // n),
-                                                     args.device)  # fmt: skip
+                t = (
+                    None
+                    if op is None
+                    else photo_ms(photos, boxes, op, size, mode, n, max(8, args.crops // n), args.device)
+                )
                 old = costs.setdefault((size, mode), {}).get(name, (float("inf"), 0.0, float("inf")))
                 costs[size, mode][name] = (*min(old[:2], cost), None if t is None else min(old[2], t))
     return decode, costs
@@ -114,7 +123,9 @@ def draft_shares(photos: list[bytes], stored: int, sizes: list[int]) -> dict:
     sides = []  # [photos, R]: the shorter side of each stored crop
     for row, data in enumerate(photos):
         width, height = Image.open(io.BytesIO(data)).size
-        sides.append(crops_to_pixels(sample_crops(height, width, stored, crop_rng(0, row))[0], height, width)[:, 2:].min(1))
+        sides.append(
+            crops_to_pixels(sample_crops(height, width, stored, crop_rng(0, row))[0], height, width)[:, 2:].min(1)
+        )
     fit = {size: np.stack(sides) >= 2 * size for size in sizes}
     return {str(size): {"fkd": float(ok.all(1).mean()), "single": float(ok[:, 0].mean())} for size, ok in fit.items()}
 
@@ -128,12 +139,24 @@ def derive(costs: dict, decode: dict, args) -> dict:
     for method, (value, targets, photo) in costs.items():
         n, op = layout(method, args)
         value = photo / n if method == "fkd_device" else value
-        row = {"cpu_s_per_1k_crops": value, "targets_cpu_s_per_1k_crops": targets, "crops_per_decode": n, "ops": op,
-               "decode_ms": None, "crop_ms": None, "bound_crops_per_cpu_s": None, "share_of_bound": None,
-               "a100_cores": A100_CROPS_PER_S * value / 1e3}  # fmt: skip
+        row = {
+            "cpu_s_per_1k_crops": value,
+            "targets_cpu_s_per_1k_crops": targets,
+            "crops_per_decode": n,
+            "ops": op,
+            "decode_ms": None,
+            "crop_ms": None,
+            "bound_crops_per_cpu_s": None,
+            "share_of_bound": None,
+            "a100_cores": A100_CROPS_PER_S * value / 1e3,
+        }
         if photo is not None:
             d = decode[DECODER.get(op, op)]
-            row.update(decode_ms=d, crop_ms=(photo - d) / n, bound_crops_per_cpu_s=1e3 * n / photo,
-                       share_of_bound=photo / n / (value - targets))  # fmt: skip
+            row.update(
+                decode_ms=d,
+                crop_ms=(photo - d) / n,
+                bound_crops_per_cpu_s=1e3 * n / photo,
+                share_of_bound=photo / n / (value - targets),
+            )
         out[method] = row
     return out

@@ -39,15 +39,23 @@ USER_ERRORS = (ValueError, OSError, LookupError, ImportError)
 INTERRUPTED = 130  # the exit status of Ctrl-C (128 + SIGINT); a command returns it when interrupted
 
 
-def dispatch(commands: dict[str, tuple[str, str]], argv: list[str], prog: str, kind: str,
-             run: Callable[[ModuleType, list[str]], int | None], footer: str = "") -> int:  # fmt: skip
+def dispatch(
+    commands: dict[str, tuple[str, str]],
+    argv: list[str],
+    prog: str,
+    kind: str,
+    run: Callable[[ModuleType, list[str]], int | None],
+    footer: str = "",
+) -> int:
     """``prog <name> [options]``: imports the module ``commands`` names for ``argv[0]`` and returns
     ``run(module, argv[1:])``; prints the list of names (and ``footer``) for ``--help`` and, with exit status 2,
     for an unknown one."""
     width = max(map(len, commands)) + 2
-    usage = "\n".join([f"usage: {prog} <{kind}> [options]", "", f"{kind}s:"]
-                      + [f"  {name:<{width}}{description}" for name, (_, description) in commands.items()]
-                      + (["", footer] if footer else []))  # fmt: skip
+    usage = "\n".join(
+        [f"usage: {prog} <{kind}> [options]", "", f"{kind}s:"]
+        + [f"  {name:<{width}}{description}" for name, (_, description) in commands.items()]
+        + (["", footer] if footer else [])
+    )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0
@@ -85,7 +93,7 @@ def error_message(err: BaseException) -> str:
     if not isinstance(err, USER_ERRORS) or type(err).__module__.startswith("huggingface_hub"):
         line = f"{type(err).__name__}: {line}"
     described, plain = describe_error(err), redact_tokens(f"{type(err).__name__}: {err}")
-    hint = described[len(plain):].strip() if described.startswith(plain) else ""  # describe_error's added fix
+    hint = described[len(plain) :].strip() if described.startswith(plain) else ""  # describe_error's added fix
     return redact_tokens(line) + (f"\n{hint}" if hint else "")
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import sys
 import types
 import typing
-import enum
 from collections.abc import Collection, Mapping, Sequence
 
 from ..config_io import ConfigFileError, read_config_file
@@ -73,8 +73,13 @@ def _add_positional(parser: argparse.ArgumentParser, field: dataclasses.Field, a
     _, is_list = _field_kind(annotation)
     nargs = ("+" if is_list else None) if required else ("*" if is_list else "?")
     parser.add_argument(field.name, nargs=nargs, metavar=field.name.upper(), help=field.metadata.get("help"))
-    parser.add_argument(*_flag_names(field.name), dest=f"--{field.name}", nargs="+" if is_list else None,
-                        default=None, help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        *_flag_names(field.name),
+        dest=f"--{field.name}",
+        nargs="+" if is_list else None,
+        default=None,
+        help=argparse.SUPPRESS,
+    )
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -83,8 +88,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text, default = action.help or "", action.default
-        if (not action.option_strings or default is None or default is argparse.SUPPRESS or default == ""
-                or isinstance(action, argparse._StoreConstAction) or "default" in text.lower()):  # fmt: skip
+        if (
+            not action.option_strings
+            or default is None
+            or default is argparse.SUPPRESS
+            or default == ""
+            or isinstance(action, argparse._StoreConstAction)
+            or "default" in text.lower()
+        ):
             return text
         if isinstance(default, enum.Enum):
             default = default.value
@@ -109,8 +120,13 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (run `{self.prog} --help` for the options)")
 
 
-def make_parser(dataclass_types: Sequence[type], prog: str, description: str, positional: str | None = None,
-                supplied: Collection[str] = ()) -> argparse.ArgumentParser:  # fmt: skip
+def make_parser(
+    dataclass_types: Sequence[type],
+    prog: str,
+    description: str,
+    positional: str | None = None,
+    supplied: Collection[str] = (),
+) -> argparse.ArgumentParser:
     """The parser of ``dataclass_types``: one flag per field (``--name`` and ``--name-with-dashes``). The field
     named ``positional`` (none for ``TrainingArguments`` subclasses) is a positional argument instead, required
     unless it is in ``supplied`` (given by the config file or as a flag)."""
@@ -192,8 +208,9 @@ def _check_unconverted(path: str, key: str, value, annotation) -> None:
     kinds = ((type(None), value is None), (dict, isinstance(value, dict)), (list, isinstance(value, list)))
     for kind, given in kinds:
         if given and kind not in members and typing.Any not in members:
-            names = " or ".join("null" if member is type(None) else getattr(member, "__name__", str(member))
-                                for member in members)  # fmt: skip
+            names = " or ".join(
+                "null" if member is type(None) else getattr(member, "__name__", str(member)) for member in members
+            )
             raise UsageError(f"{path}: {key} takes {names}, got {value!r}; fix the value or remove the key.")
 
 
@@ -205,8 +222,14 @@ def _read_config(path: str, renamed: Mapping[str, str], prog: str) -> dict:
     return _rename(values, renamed, prog, f"{path}: ")
 
 
-def _config_argv(path: str, values: Mapping[str, object], parser: argparse.ArgumentParser,
-                 hints: Mapping[str, object], prog: str, positional: str | None) -> list[str]:  # fmt: skip
+def _config_argv(
+    path: str,
+    values: Mapping[str, object],
+    parser: argparse.ArgumentParser,
+    hints: Mapping[str, object],
+    prog: str,
+    positional: str | None,
+) -> list[str]:
     """The values of a YAML config file as command-line words, so that the parser converts them like flags."""
     actions = {action.dest: action for action in parser._actions}
     unknown = sorted(set(values) - set(actions) - {"config"})
@@ -272,6 +295,6 @@ def require(config, names: Sequence[str], prog: str) -> None:
     config class leaves optional (for use from Python) is not set on the command line or in the config file."""
     missing = [f"--{name}" for name in names if getattr(config, name) in (None, "")]
     if missing:
-        raise UsageError(f"the following arguments are required: {', '.join(missing)} (run `{prog} --help` for the "
-                         "options)")  # fmt: skip
-
+        raise UsageError(
+            f"the following arguments are required: {', '.join(missing)} (run `{prog} --help` for the options)"
+        )

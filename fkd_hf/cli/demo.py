@@ -34,8 +34,11 @@ def main(argv: list[str]) -> int:
         if err.errno != errno.ENOSPC:
             raise
         advice = "free some space or pass --output-dir on another disk"
-        print(f"{PROG}: error: no space left on the disk ({err.strerror or err}); nothing was written to "
-              f"{config.output_dir}: {advice}.", file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG}: error: no space left on the disk ({err.strerror or err}); nothing was written to "
+            f"{config.output_dir}: {advice}.",
+            file=sys.stderr,
+        )
         return 1
     print("\n" + result.summary, flush=True)
     return 0

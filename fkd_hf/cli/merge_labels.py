@@ -21,8 +21,11 @@ def main(argv: list[str]) -> int:
     from ..hub.label_card import write_label_set_card
     from ..labels import merge_label_sets
 
-    metadata = merge_label_sets(config.label_sets, config.output_dir, config.weights, config.kind, config.k,
-                                card=write_label_set_card)  # fmt: skip
-    print(f"Merged label set in {config.output_dir}: {metadata.num_rows} rows, {metadata.kind} k={metadata.k}, "
-          f"teachers {metadata.teacher}.")  # fmt: skip
+    metadata = merge_label_sets(
+        config.label_sets, config.output_dir, config.weights, config.kind, config.k, card=write_label_set_card
+    )
+    print(
+        f"Merged label set in {config.output_dir}: {metadata.num_rows} rows, {metadata.kind} k={metadata.k}, "
+        f"teachers {metadata.teacher}."
+    )
     return 0

@@ -20,12 +20,16 @@ PROG = "fkd-hf push-student"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = push_parser(PROG, __doc__, "Student folder written by `fkd-hf train` (config.json + model.safetensors).",
-                         "model")  # fmt: skip
+    parser = push_parser(
+        PROG, __doc__, "Student folder written by `fkd-hf train` (config.json + model.safetensors).", "model"
+    )
     parser.add_argument(
-        "--label-set", "--label_set", dest="label_set", default=None,
+        "--label-set",
+        "--label_set",
+        dest="label_set",
+        default=None,
         help="Hub id of the label set the student was trained on (when it was trained from a local folder).",
-    )  # fmt: skip
+    )
     parser.add_argument("--license", default=None, help="Licence of the weights, e.g. apache-2.0.")
     parser.add_argument("--model-name", "--model_name", dest="model_name", default=None, help="Title of the card.")
     return parser
@@ -35,5 +39,6 @@ def main(argv: list[str]) -> int:
     args = make_parser().parse_args(argv)
     from ..hub import push_student
 
-    return run_push(push_student, args, "Student", label_set=args.label_set, license=args.license,
-                    model_name=args.model_name)  # fmt: skip
+    return run_push(
+        push_student, args, "Student", label_set=args.label_set, license=args.license, model_name=args.model_name
+    )

@@ -26,15 +26,24 @@ def demo_card_callback(config: DemoConfig) -> StudentCardCallback:
 def _evaluation_notes(data: DemoData, teacher_name: str, run: StudentRun, eval_items: int) -> str:
     teacher_name = portable_spec(teacher_name)  # a teacher folder by its name: no card holds a local path
     if data.mode == "photos":
-        return (f"Top-1 agreement with the teacher `{teacher_name}` on {eval_items} held-out crops of the training "
-                f"photos (crops no training step used): {pct(run.top1)}. This is agreement with the teacher, not "
-                "accuracy: the demo's sample photos are too few to measure accuracy, so this card claims none.")  # fmt: skip
-    return (f"Top-1 agreement with the teacher `{teacher_name}` on the same {eval_items} images: "
-            f"{pct(run.agreement)}.")  # fmt: skip
+        return (
+            f"Top-1 agreement with the teacher `{teacher_name}` on {eval_items} held-out crops of the training "
+            f"photos (crops no training step used): {pct(run.top1)}. This is agreement with the teacher, not "
+            "accuracy: the demo's sample photos are too few to measure accuracy, so this card claims none."
+        )
+    return f"Top-1 agreement with the teacher `{teacher_name}` on the same {eval_items} images: {pct(run.agreement)}."
 
 
-def write_demo_card(card: StudentCardCallback, student_dir: Path, label_set: Path, data: DemoData,
-                    teacher_name: str, run: StudentRun, eval_items: int, config: DemoConfig) -> Path:  # fmt: skip
+def write_demo_card(
+    card: StudentCardCallback,
+    student_dir: Path,
+    label_set: Path,
+    data: DemoData,
+    teacher_name: str,
+    run: StudentRun,
+    eval_items: int,
+    config: DemoConfig,
+) -> Path:
     """Writes the FKD student's card into ``student_dir``; ``label_set`` is where its label set will be."""
     card.card_data.update_from_metrics(run.final_metrics)
     card_data = card.card_data

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..labels.images import SPLIT_DIRS, ImageSource, load_images
 from ..errors import InputNotFoundError, UsageError
+from ..labels.images import SPLIT_DIRS, ImageSource, load_images
 from ..repo_ids import is_repo_id
 from .config import DemoConfig
 
@@ -62,7 +62,9 @@ def label_map(source: ImageSource, names: Sequence[str], to_class: np.ndarray) -
     """``source``'s label -> label-set class index; ``names`` are the training split's classes and ``to_class``
     maps them to the label set's."""
     if source.label_column is None or source.label_names is None:
-        raise UsageError(f"Split {source.split!r} of {source.spec!r} has no class labels: the demo needs labelled images.")
+        raise UsageError(
+            f"Split {source.split!r} of {source.spec!r} has no class labels: the demo needs labelled images."
+        )
     missing = [name for name in source.label_names if name not in names]
     if missing:
         raise UsageError(f"The classes {missing[:5]} of split {source.split!r} are not among the training split's.")
@@ -122,12 +124,15 @@ def _photo_data(config: DemoConfig) -> DemoData:
 
     photos = demo_photos()
     return DemoData(
-        spec=photos.spec, label_map=photos.class_map,
+        spec=photos.spec,
+        label_map=photos.class_map,
         class_map={"none": None, "auto": photos.class_map}.get(config.class_map, config.class_map),
         description=f"the {photos.num_images} ImageNet sample photos of {photos.source}, {photos.num_classes} classes",
-        train=load_images(photos.spec, split="train"), eval=None, mode="photos",
+        train=load_images(photos.spec, split="train"),
+        eval=None,
+        mode="photos",
         eval_name=f"{photos.num_images * config.heldout_crops} held-out crops of the photos",
-    )  # fmt: skip
+    )
 
 
 def _train_split(config: DemoConfig) -> ImageSource:
@@ -175,17 +180,24 @@ def _dataset_data(config: DemoConfig) -> DemoData:
     else:
         if train.num_rows <= HOLDOUT_EVERY // 2:
             raise UsageError(
-                f"--dataset {spec!r} has only {train.num_rows} images and no validation split: the demo holds out every "
-                f"{HOLDOUT_EVERY}th image for evaluation, so give it more images or a val/ folder."
+                f"--dataset {spec!r} has only {train.num_rows} images and no validation split: the demo holds out "
+                f"every {HOLDOUT_EVERY}th image for evaluation, so give it more images or a val/ folder."
             )
         mode = "holdout"
-        eval_name = (f"every {HOLDOUT_EVERY}th image of split {train.split!r} "
-                     f"({len(holdout_rows(train.num_rows))}), held out of training")  # fmt: skip
+        eval_name = (
+            f"every {HOLDOUT_EVERY}th image of split {train.split!r} "
+            f"({len(holdout_rows(train.num_rows))}), held out of training"
+        )
     return DemoData(
-        spec=spec, class_map=None if config.class_map == "none" else config.class_map, label_map="auto",
+        spec=spec,
+        class_map=None if config.class_map == "none" else config.class_map,
+        label_map="auto",
         description=f"{spec} ({train.num_rows} {train.split} images, {len(train.label_names)} classes)",
-        train=train, eval=evaluation, mode=mode, eval_name=eval_name,
-    )  # fmt: skip
+        train=train,
+        eval=evaluation,
+        mode=mode,
+        eval_name=eval_name,
+    )
 
 
 def prepare_data(config: DemoConfig) -> DemoData:

@@ -44,24 +44,29 @@ def _decoded(dataset, threads: int, desc: str) -> list[dict]:
     return list(tqdm(samples, total=len(dataset), desc=desc, unit="img", dynamic_ncols=True))
 
 
-def eval_images(source: ImageSource, classes: np.ndarray, size, crop_pct: float, interpolation: str, threads: int,
-                desc: str) -> CachedEval:  # fmt: skip
+def eval_images(
+    source: ImageSource, classes: np.ndarray, size, crop_pct: float, interpolation: str, threads: int, desc: str
+) -> CachedEval:
     """``source``'s images after timm's eval transform (resize, centre crop) at ``size``, labelled with
     ``classes[label]`` (the label-set class of each of ``source``'s labels)."""
-    dataset = EvalDataset(source.dataset, size, crop_pct, interpolation, source.image_column, source.label_column,
-                          classes.tolist())  # fmt: skip
+    dataset = EvalDataset(
+        source.dataset, size, crop_pct, interpolation, source.image_column, source.label_column, classes.tolist()
+    )
     samples = _decoded(dataset, threads, desc)
     pixels = np.stack([sample["pixel_values"].numpy() for sample in samples])
     return CachedEval(pixels, np.asarray([sample["labels"] for sample in samples], dtype=np.int64))
 
 
-def heldout_crops(labels_dir: Path, images: ImageSource, size, seed: int, threads: int) -> tuple[CachedEval, np.ndarray]:
+def heldout_crops(
+    labels_dir: Path, images: ImageSource, size, seed: int, threads: int
+) -> tuple[CachedEval, np.ndarray]:
     """Every crop of the label set in ``labels_dir`` replayed at ``size``, labelled with the teacher's top-1 for it;
     and the image rows the crops come from (one per crop; skipped rows have none)."""
     labels = load_label_set(labels_dir)
     stored = labels.metadata.stored_crops
-    dataset = FKDCropDataset(join_labels(images, labels), labels.metadata, stored, size, seed=seed,
-                             image_column=images.image_column)  # fmt: skip
+    dataset = FKDCropDataset(
+        join_labels(images, labels), labels.metadata, stored, size, seed=seed, image_column=images.image_column
+    )
     samples = _decoded(dataset, threads, "held-out crops")
     pixels = np.concatenate([sample["pixel_values"].numpy() for sample in samples])
     teacher_top1 = np.concatenate([sample["topk_indices"][:, 0].numpy() for sample in samples]).astype(np.int64)

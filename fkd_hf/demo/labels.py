@@ -28,16 +28,27 @@ __all__ = ["generate_labels", "hard_labels"]
 KIND = "marginal_smoothing"
 
 
-def generate_labels(config: DemoConfig, data: DemoData, output_dir: Path, stored_crops: int, seed: int,
-                    num_classes: int) -> GenerateSummary:  # fmt: skip
+def generate_labels(
+    config: DemoConfig, data: DemoData, output_dir: Path, stored_crops: int, seed: int, num_classes: int
+) -> GenerateSummary:
     """``fkd-hf generate`` on the demo's training images into ``output_dir``. Its closing line, which names the
     demo's unfinished folder, is left out: the demo says where the result goes."""
     options = GenerateConfig(
-        dataset=data.spec, output_dir=str(output_dir), teacher=config.teacher, dataset_config=config.dataset_config,
-        split=config.train_split, class_map=data.class_map, stored_crops=stored_crops, seed=seed, kind=KIND,
-        k=min(DEFAULT_K[KIND], num_classes), temperature=config.temperature, batch_size=config.teacher_batch_size,
-        num_workers=config.num_workers, precision=config.precision,
-    )  # fmt: skip
+        dataset=data.spec,
+        output_dir=str(output_dir),
+        teacher=config.teacher,
+        dataset_config=config.dataset_config,
+        split=config.train_split,
+        class_map=data.class_map,
+        stored_crops=stored_crops,
+        seed=seed,
+        kind=KIND,
+        k=min(DEFAULT_K[KIND], num_classes),
+        temperature=config.temperature,
+        batch_size=config.teacher_batch_size,
+        num_workers=config.num_workers,
+        precision=config.precision,
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         return generate(options)
 
@@ -67,12 +78,25 @@ def hard_labels(config: DemoConfig, data: DemoData, soft_dir: Path, targets: np.
     flips = np.zeros((n, crops_per_image), bool)
     for row, size in enumerate(_image_sizes(rows, data.train.image_column, set(meta.skipped_rows))):
         if size is not None:
-            crops[row], flips[row] = sample_crops(*size, crops_per_image, crop_rng(seed, row), meta.crop_scale,
-                                                  meta.crop_ratio)  # fmt: skip
+            crops[row], flips[row] = sample_crops(
+                *size, crops_per_image, crop_rng(seed, row), meta.crop_scale, meta.crop_ratio
+            )
     indices = np.broadcast_to(np.asarray(targets).reshape(n, 1, 1), (n, crops_per_image, 1))
-    metadata = dataclasses.replace(meta, kind="hard", k=1, stored_crops=crops_per_image, seed=seed,
-                                   teacher="none (the dataset's labels)", teacher_class_indices=None)  # fmt: skip
-    columns = {"image_key": list(rows["image_key"]), "crops": crops, "flips": flips, "topk_indices": indices,
-               "topk_values": np.ones(indices.shape, np.float16)}  # fmt: skip
+    metadata = dataclasses.replace(
+        meta,
+        kind="hard",
+        k=1,
+        stored_crops=crops_per_image,
+        seed=seed,
+        teacher="none (the dataset's labels)",
+        teacher_class_indices=None,
+    )
+    columns = {
+        "image_key": list(rows["image_key"]),
+        "crops": crops,
+        "flips": flips,
+        "topk_indices": indices,
+        "topk_values": np.ones(indices.shape, np.float16),
+    }
     write_label_set(output_dir, metadata, columns, list(meta.skipped_rows), card=write_label_set_card)
     return output_dir

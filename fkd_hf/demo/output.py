@@ -15,9 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = [
-    "CONFIG_FILE", "CURVES_FILE", "LABELS_DIR", "OUTPUTS", "RESULT_FILE", "STUDENT_DIR", "SUMMARY_FILE",
-    "output_transaction", "prepare_output", "publish",
-]  # fmt: skip
+    "CONFIG_FILE",
+    "CURVES_FILE",
+    "LABELS_DIR",
+    "OUTPUTS",
+    "RESULT_FILE",
+    "STUDENT_DIR",
+    "SUMMARY_FILE",
+    "output_transaction",
+    "prepare_output",
+    "publish",
+]
 
 LABELS_DIR = "labels"
 STUDENT_DIR = "student"

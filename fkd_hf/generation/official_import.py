@@ -71,8 +71,10 @@ def _image_paths(source: ImageSource) -> list[str]:
 def _describe_mismatch(config: ImportFKDConfig, images: list[str], files: list[Path]) -> str:
     parts = []
     if images:
-        parts.append(f"{len(images)} images have no label file (first: {images[0]}, expected "
-                     f"{file_stem(Path(images[0]).name)}.tar under {config.label_dir})")  # fmt: skip
+        parts.append(
+            f"{len(images)} images have no label file (first: {images[0]}, expected "
+            f"{file_stem(Path(images[0]).name)}.tar under {config.label_dir})"
+        )
     if files:
         parts.append(f"{len(files)} label files have no image in {config.dataset} (first: {files[0]})")
     return " and ".join(parts)
@@ -89,8 +91,10 @@ def _label_files(config: ImportFKDConfig, source: ImageSource) -> tuple[list[Pat
             "(image n01440764_10026.JPEG -> label file n01440764_10026.tar)."
         )
     if (missing or orphans) and not config.skip_missing:
-        raise FileNotFoundError(f"{_describe_mismatch(config, missing, orphans)}. Fix the folders, or rerun with "
-                                "--skip_missing to record such images as skipped rows and leave such files out.")
+        raise FileNotFoundError(
+            f"{_describe_mismatch(config, missing, orphans)}. Fix the folders, or rerun with "
+            "--skip_missing to record such images as skipped rows and leave such files out."
+        )
     return files, missing, orphans
 
 
@@ -129,34 +133,66 @@ def _layout(config: ImportFKDConfig, source: ImageSource, files: list[Path | Non
     if not num_classes:
         raise ValueError(f"{config.dataset} has no class-label column to count the classes: pass --num_classes.")
     to_label_columns(state, reference, kind, k, len(coords), num_classes)  # its errors before any work
-    return _Layout(kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype),
-                   reference)  # fmt: skip
+    return _Layout(
+        kind, k, len(coords), num_classes, label_type_name(kind, k), str(labels.dtype), str(coords.dtype), reference
+    )
 
 
 def _metadata(config: ImportFKDConfig, source: ImageSource, layout: _Layout, counts: dict) -> LabelSetMetadata:
     names = source.label_names
-    class_names = list(names) if names and len(names) == layout.num_classes else \
-        [f"class_{index}" for index in range(layout.num_classes)]  # fmt: skip
+    class_names = (
+        list(names)
+        if names and len(names) == layout.num_classes
+        else [f"class_{index}" for index in range(layout.num_classes)]
+    )
     provenance = dict(
-        method="converted", generator=GENERATOR, generator_url=GENERATOR_URL, label_type=layout.label_type,
-        label_dtype=layout.label_dtype, coords_dtype=layout.coords_dtype, label_dir=config.label_dir, **counts,
-    )  # fmt: skip
-    teacher = RecordedTeacher(config.teacher, None, "official FKD generator", (config.input_size, config.input_size),
-                              tuple(config.mean), tuple(config.std), config.interpolation)  # fmt: skip
+        method="converted",
+        generator=GENERATOR,
+        generator_url=GENERATOR_URL,
+        label_type=layout.label_type,
+        label_dtype=layout.label_dtype,
+        coords_dtype=layout.coords_dtype,
+        label_dir=config.label_dir,
+        **counts,
+    )
+    teacher = RecordedTeacher(
+        config.teacher,
+        None,
+        "official FKD generator",
+        (config.input_size, config.input_size),
+        tuple(config.mean),
+        tuple(config.std),
+        config.interpolation,
+    )
     return build_metadata(
-        source, teacher, plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
-        config.max_rows, kind=layout.kind, k=layout.k, num_classes=layout.num_classes, class_names=class_names,
-        temperature=float(config.temperature), stored_crops=layout.stored_crops, seed=-1,
-        crop_scale=list(config.crop_scale), crop_ratio=list(config.crop_ratio), teacher_class_indices=None,
-        precision="fp32", provenance=provenance, replay="pil",  # the official generator cut its crops with PIL
-    )  # fmt: skip
+        source,
+        teacher,
+        plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
+        config.max_rows,
+        kind=layout.kind,
+        k=layout.k,
+        num_classes=layout.num_classes,
+        class_names=class_names,
+        temperature=float(config.temperature),
+        stored_crops=layout.stored_crops,
+        seed=-1,
+        crop_scale=list(config.crop_scale),
+        crop_ratio=list(config.crop_ratio),
+        teacher_class_indices=None,
+        precision="fp32",
+        provenance=provenance,
+        replay="pil",  # the official generator cut its crops with PIL
+    )
 
 
 def _fingerprint(config: ImportFKDConfig, metadata: LabelSetMetadata) -> dict:
     """What must match for a rerun to resume an existing output folder: the options (not --skip_missing, which a
     resume may add for the shards left), with the values they resolved to where the metadata records them."""
-    keep = {key: value for key, value in dataclasses.asdict(config).items()
-            if key not in ("num_workers", "overwrite", "num_shards", "skip_missing")}  # fmt: skip
+    keep = {
+        key: value
+        for key, value in dataclasses.asdict(config).items()
+        if key not in ("num_workers", "overwrite", "num_shards", "skip_missing")
+    }
     values = metadata.to_dict()
     resolved = [*keep, "num_rows", "rows_per_shard", "k", "stored_crops"]
     keep.update({key: values[key] for key in resolved if key in values})
@@ -183,8 +219,10 @@ class _RowConverter:
             except OfficialFileError as err:
                 if state[0].shape[:1] == (meta.stored_crops,):
                     raise
-                raise OfficialFileError(f"{err} The label files disagree on R: most hold {meta.stored_crops} crops, "
-                                        f"as {self.reference} does.") from err  # fmt: skip
+                raise OfficialFileError(
+                    f"{err} The label files disagree on R: most hold {meta.stored_crops} crops, "
+                    f"as {self.reference} does."
+                ) from err
         except (BadImageError, OfficialFileError) as err:
             result["error"] = str(err)
             return result
@@ -194,8 +232,10 @@ class _RowConverter:
 
 def _refusal(row: dict) -> OfficialFileError:
     """The error that stops an import at a row without a usable label file (without --skip_missing)."""
-    return OfficialFileError(f"{row['error']} Fix it, or rerun with --skip_missing to record such rows as skipped "
-                             "(finished shards are kept).")  # fmt: skip
+    return OfficialFileError(
+        f"{row['error']} Fix it, or rerun with --skip_missing to record such rows as skipped "
+        "(finished shards are kept)."
+    )
 
 
 def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
@@ -207,18 +247,46 @@ def import_fkd(config: ImportFKDConfig) -> GenerateSummary:
     start = time.perf_counter()
     state = PartialState(cpu=True, timeout=timedelta(hours=24))
     with state.main_process_first():
-        source = load_images(config.dataset, config.dataset_config, config.split, config.revision, False,
-                             config.image_column, config.label_column, config.max_rows)  # fmt: skip
+        source = load_images(
+            config.dataset,
+            config.dataset_config,
+            config.split,
+            config.revision,
+            False,
+            config.image_column,
+            config.label_column,
+            config.max_rows,
+        )
     files, missing, orphans = _label_files(config, source)
-    counts = dict(label_files=len(files) - len(missing), images_without_label_file=len(missing),
-                  label_files_without_image=len(orphans))  # fmt: skip
+    counts = dict(
+        label_files=len(files) - len(missing),
+        images_without_label_file=len(missing),
+        label_files_without_image=len(orphans),
+    )
     layout = _layout(config, source, files)
     metadata = _metadata(config, source, layout, counts)
-    notice = (f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, such files "
-              "left out (--skip_missing).") if missing or orphans else None  # fmt: skip
-    return run_sharded(ShardedRun(
-        "import-fkd", Path(config.output_dir), metadata, _fingerprint(config, metadata), source,
-        prepare=_RowConverter(files, metadata, layout.reference), refuse=None if config.skip_missing else _refusal,
-        start=start, overwrite=config.overwrite, num_workers=config.num_workers, ahead=4 * max(config.num_workers, 1),
-        notice=notice,
-    ), state)  # fmt: skip
+    notice = (
+        (
+            f"{_describe_mismatch(config, missing, orphans)}: such images are recorded as skipped rows, such files "
+            "left out (--skip_missing)."
+        )
+        if missing or orphans
+        else None
+    )
+    return run_sharded(
+        ShardedRun(
+            "import-fkd",
+            Path(config.output_dir),
+            metadata,
+            _fingerprint(config, metadata),
+            source,
+            prepare=_RowConverter(files, metadata, layout.reference),
+            refuse=None if config.skip_missing else _refusal,
+            start=start,
+            overwrite=config.overwrite,
+            num_workers=config.num_workers,
+            ahead=4 * max(config.num_workers, 1),
+            notice=notice,
+        ),
+        state,
+    )

@@ -92,8 +92,10 @@ def _clear_label_set(output_dir: Path) -> None:
     if data.is_dir() and not any(data.iterdir()):
         data.rmdir()
     if any(output_dir.iterdir()):
-        print(f"--overwrite: deleted the {len(owned)} files of the old label set in {output_dir}; kept "
-              f"{_listing(output_dir)}.")  # fmt: skip
+        print(
+            f"--overwrite: deleted the {len(owned)} files of the old label set in {output_dir}; kept "
+            f"{_listing(output_dir)}."
+        )
 
 
 def prepare_output(output_dir: str | os.PathLike, fingerprint: dict, overwrite: bool) -> bool:
@@ -102,8 +104,11 @@ def prepare_output(output_dir: str | os.PathLike, fingerprint: dict, overwrite: 
     output_dir = Path(output_dir)
     previous = _read_json(output_dir / RUN_FILE)
     if previous is not None:
-        changed = sorted(key for key in set(previous) | set(fingerprint)
-                         if key not in NOT_COMPARED and previous.get(key) != fingerprint.get(key))  # fmt: skip
+        changed = sorted(
+            key
+            for key in set(previous) | set(fingerprint)
+            if key not in NOT_COMPARED and previous.get(key) != fingerprint.get(key)
+        )
         if not changed:
             for path in _temporary_files(output_dir):  # left by a killed run; no process is writing yet
                 path.unlink()

@@ -61,8 +61,15 @@ class GenerateSummary:
     def of(cls, output_dir, metadata: LabelSetMetadata, seconds: float, repaired: list[str] = ()) -> GenerateSummary:
         """The summary of the finished label set ``metadata``: its crops are those of the rows not skipped."""
         skipped = len(metadata.skipped_rows)
-        return cls(str(output_dir), metadata.num_rows, (metadata.num_rows - skipped) * metadata.stored_crops, skipped,
-                   metadata.bytes_per_crop or 0.0, seconds, list(repaired))  # fmt: skip
+        return cls(
+            str(output_dir),
+            metadata.num_rows,
+            (metadata.num_rows - skipped) * metadata.stored_crops,
+            skipped,
+            metadata.bytes_per_crop or 0.0,
+            seconds,
+            list(repaired),
+        )
 
     def __str__(self) -> str:
         rate = self.rows / self.seconds if self.seconds else float("nan")
@@ -93,8 +100,11 @@ class ShardPlan:
         many there are (None for a stream)."""
         if self.num_shards is None:
             return self._stream(source, rank, world), None
-        ranges = [range(shard * self.rows_per_shard, min((shard + 1) * self.rows_per_shard, self.num_rows))
-                  for shard in range(self.num_shards) if self._todo(shard, rank, world)]  # fmt: skip
+        ranges = [
+            range(shard * self.rows_per_shard, min((shard + 1) * self.rows_per_shard, self.num_rows))
+            for shard in range(self.num_shards)
+            if self._todo(shard, rank, world)
+        ]
         return self._select(source, ranges), sum(map(len, ranges))
 
     @staticmethod
@@ -133,8 +143,12 @@ class ShardWriter:
         if row["error"] is not None:
             self.skipped.append(row["row"])
             meta = self.writer.metadata
-            row = dict(row, crops=np.zeros((meta.stored_crops, 4), np.float16), flips=np.zeros(meta.stored_crops, bool),
-                       **meta.target.placeholder(meta))  # fmt: skip
+            row = dict(
+                row,
+                crops=np.zeros((meta.stored_crops, 4), np.float16),
+                flips=np.zeros(meta.stored_crops, bool),
+                **meta.target.placeholder(meta),
+            )
         self.rows.append(row)
 
     def close(self) -> None:
@@ -184,14 +198,16 @@ def run_sharded(run: ShardedRun, state) -> GenerateSummary:
     verification = None
     if state.is_main_process and prepare_output(output_dir, run.fingerprint, run.overwrite):
         # a rerun: the others wait, so nothing is written while the folder is checked
-        verification = verify_output(output_dir, run.metadata, run.fingerprint, run.source, run.verify_images,
-                                     plan.num_shards, run.num_workers)  # fmt: skip
+        verification = verify_output(
+            output_dir, run.metadata, run.fingerprint, run.source, run.verify_images, plan.num_shards, run.num_workers
+        )
     state.wait_for_everyone()
     if (output_dir / METADATA_FILE).is_file():  # finished, and verified
         final = read_metadata(output_dir)
         keys = f" and {verification.keys_checked} image keys" if verification and verification.keys_checked else ""
-        state.print(f"{output_dir} already holds this label set ({final.num_shards} shards{keys} verified); "
-                    "nothing to do.")  # fmt: skip
+        state.print(
+            f"{output_dir} already holds this label set ({final.num_shards} shards{keys} verified); nothing to do."
+        )
         return GenerateSummary.of(output_dir, final, 0.0)
     if run.notice:
         state.print(run.notice)
@@ -200,8 +216,12 @@ def run_sharded(run: ShardedRun, state) -> GenerateSummary:
     if state.is_main_process:
         LabelSetWriter(output_dir, run.metadata).finish(num_shards, card=write_label_set_card)
     state.wait_for_everyone()
-    summary = GenerateSummary.of(output_dir, read_metadata(output_dir), time.perf_counter() - run.start,
-                                 verification.problems if verification else [])  # fmt: skip
+    summary = GenerateSummary.of(
+        output_dir,
+        read_metadata(output_dir),
+        time.perf_counter() - run.start,
+        verification.problems if verification else [],
+    )
     state.print(summary)
     return summary
 
@@ -212,9 +232,13 @@ def _write_shards(run: ShardedRun, plan: ShardPlan, state) -> int:
     rank, world = state.process_index, state.num_processes
     rows, total = plan.rows(run.source, rank, world)
     shards = ShardWriter(LabelSetWriter(run.output_dir, run.metadata), plan)
-    progress = tqdm(total=total if total is not None else run.metadata.max_rows, unit="img",
-                    desc=f"{run.name} [{rank}/{world}]", disable=not state.is_local_main_process,
-                    dynamic_ncols=True)  # fmt: skip
+    progress = tqdm(
+        total=total if total is not None else run.metadata.max_rows,
+        unit="img",
+        desc=f"{run.name} [{rank}/{world}]",
+        disable=not state.is_local_main_process,
+        dynamic_ncols=True,
+    )
     crops, start = 0, time.perf_counter()
     with progress:  # closed (its line ended) also when a bad row or Ctrl-C stops the run
         for row in run.label(prefetch_map(run.prepare, rows, run.num_workers, run.ahead)):

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..labels.checks import shard_problems
-from ..labels.format import DATA_DIR, METADATA_FILE, SHARD_NAME, LabelSetMetadata, read_local_metadata, shard_path  # fmt: skip
+from ..labels.format import DATA_DIR, METADATA_FILE, SHARD_NAME, LabelSetMetadata, read_local_metadata, shard_path
 from ..labels.images import BadImageError, ImageSource, image_bytes, image_key
 from .config import VERIFY_SAMPLE
 from .prefetch import prefetch_map
@@ -58,19 +58,25 @@ def _source_keys(source: ImageSource, rows: list[int], num_workers: int) -> list
     """The image keys of ``rows`` (ascending) of ``source``, hashed in ``num_workers`` threads."""
     images = source.dataset.select_columns([source.image_column])
     if source.num_rows is not None:
-        values = (value for start in range(0, len(rows), 256)
-                  for value in images[rows[start:start + 256]][source.image_column])  # fmt: skip
+        values = (
+            value
+            for start in range(0, len(rows), 256)
+            for value in images[rows[start : start + 256]][source.image_column]
+        )
     else:  # a stream: read it up to the last row wanted
         wanted = set(rows)
         values = (example[source.image_column] for row, example in zip(range(rows[-1] + 1), images) if row in wanted)
     return list(prefetch_map(_image_key, values, num_workers, ahead=4 * max(num_workers, 1)))
 
 
-def _changed_rows(output_dir: Path, source: ImageSource, shards: list[int], rows_per_shard: int, mode: str,
-                  num_workers: int) -> tuple[dict[int, list[int]], int]:  # fmt: skip
+def _changed_rows(
+    output_dir: Path, source: ImageSource, shards: list[int], rows_per_shard: int, mode: str, num_workers: int
+) -> tuple[dict[int, list[int]], int]:
     """``({shard: rows whose image key changed}, keys compared)`` over ``shards`` (on disk, sound)."""
-    keys = {shard: pq.read_table(shard_path(output_dir, shard), columns=["image_key"]).column(0).to_pylist()
-            for shard in shards}  # fmt: skip
+    keys = {
+        shard: pq.read_table(shard_path(output_dir, shard), columns=["image_key"]).column(0).to_pylist()
+        for shard in shards
+    }
     rows = np.array([shard * rows_per_shard + i for shard in shards for i in range(len(keys[shard]))], dtype=np.int64)
     if mode == "sample" and len(rows) > VERIFY_SAMPLE:  # spread over the set; the first rows of a stream
         spread = np.linspace(0, len(rows) - 1, VERIFY_SAMPLE).round().astype(np.int64)
@@ -85,8 +91,15 @@ def _changed_rows(output_dir: Path, source: ImageSource, shards: list[int], rows
     return changed, len(rows)
 
 
-def verify_output(output_dir: str | Path, metadata: LabelSetMetadata, fingerprint: dict, source: ImageSource,
-                  mode: str, num_shards: int | None, num_workers: int = 2) -> Verification:  # fmt: skip
+def verify_output(
+    output_dir: str | Path,
+    metadata: LabelSetMetadata,
+    fingerprint: dict,
+    source: ImageSource,
+    mode: str,
+    num_shards: int | None,
+    num_workers: int = 2,
+) -> Verification:
     """Checks the run already in ``output_dir`` (see the module docstring) and deletes what must be redone.
 
     ``metadata`` and ``fingerprint`` are the run's (from its options), ``num_shards`` the shard count of the source
@@ -102,8 +115,10 @@ def verify_output(output_dir: str | Path, metadata: LabelSetMetadata, fingerprin
     problems = shard_problems(output_dir, metadata, num_shards, against=AGAINST)
     foreign = [name for name in problems if not SHARD_NAME.fullmatch(name)]
     if foreign:
-        raise FileExistsError(f"{output_dir}/{DATA_DIR} holds {', '.join(foreign)}, which fkd-hf did not write: move "
-                              "it out of the label set and rerun.")  # fmt: skip
+        raise FileExistsError(
+            f"{output_dir}/{DATA_DIR} holds {', '.join(foreign)}, which fkd-hf did not write: move "
+            "it out of the label set and rerun."
+        )
     if not finished:  # shards not written yet are not damaged
         problems = {name: text for name, text in problems.items() if text != "is missing"}
     on_disk = [SHARD_NAME.fullmatch(p.name) for p in (output_dir / DATA_DIR).glob("shard-*.parquet")]

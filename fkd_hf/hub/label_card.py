@@ -20,14 +20,28 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..labels.format import DATA_DIR, LabelSetMetadata
 from ..repo_ids import hub_repo_id, portable_spec
-from .templates import (FKD_CITATION, FKD_PAPER_URL, LABEL_SET_TEMPLATE, derived_license_text, hub_link,
-                        license_fields, templates_dir)  # fmt: skip
+from .templates import (
+    FKD_CITATION,
+    FKD_PAPER_URL,
+    LABEL_SET_TEMPLATE,
+    derived_license_text,
+    hub_link,
+    license_fields,
+    templates_dir,
+)
 
 __all__ = ["label_set_card", "write_label_set_card"]
 
-_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"),
-                    (10**12, "1B<n<10B")]  # fmt: skip
+_SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+    (10**12, "1B<n<10B"),
+]
 
 
 def _size_category(rows: int) -> str:
@@ -43,14 +57,20 @@ def _card_data(metadata: LabelSetMetadata, license: str, shards: Sequence[Path] 
         tags=["fkd", "knowledge-distillation", "soft-labels"],
         size_categories=[_size_category(metadata.num_rows)],
         source_datasets=[source] if source else None,
-        pretty_name=(f"FKD soft labels: {portable_spec(metadata.dataset)} ({metadata.dataset_split}) from "
-                     f"{portable_spec(metadata.teacher)}"),  # fmt: skip
+        pretty_name=(
+            f"FKD soft labels: {portable_spec(metadata.dataset)} ({metadata.dataset_split}) from "
+            f"{portable_spec(metadata.teacher)}"
+        ),
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}],
     )
     num_bytes, download_size = _sizes(shards) if shards else (None, None)
     split = datasets.SplitInfo(name="train", num_examples=metadata.num_rows, num_bytes=num_bytes or 0)
-    info = datasets.DatasetInfo(features=metadata.features(), splits=datasets.SplitDict({"train": split}),
-                                download_size=download_size, dataset_size=num_bytes)  # fmt: skip
+    info = datasets.DatasetInfo(
+        features=metadata.features(),
+        splits=datasets.SplitDict({"train": split}),
+        download_size=download_size,
+        dataset_size=num_bytes,
+    )
     DatasetInfosDict({"default": info}).to_dataset_card_data(card_data)
     if num_bytes is None:  # unknown, not zero
         for entry in card_data.dataset_info["splits"]:
@@ -110,8 +130,10 @@ def _portable_provenance(provenance: dict | None) -> dict | None:
     """The provenance with the label sets and teachers of a merge as a card shows them."""
     if not provenance or "label_sets" not in provenance:
         return provenance
-    parts = [{**part, "source": portable_spec(part.get("source")), "teacher": portable_spec(part.get("teacher"))}
-             for part in provenance["label_sets"]]  # fmt: skip
+    parts = [
+        {**part, "source": portable_spec(part.get("source")), "teacher": portable_spec(part.get("teacher"))}
+        for part in provenance["label_sets"]
+    ]
     return {**provenance, "label_sets": parts}
 
 

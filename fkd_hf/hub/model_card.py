@@ -19,8 +19,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..repo_ids import hub_repo_id, portable_spec
 from .student_info import StudentInfo
-from .templates import (FKD_CITATION, FKD_PAPER_URL, STUDENT_TEMPLATE, derived_license_text, hub_link, license_fields,
-                        templates_dir)  # fmt: skip
+from .templates import (
+    FKD_CITATION,
+    FKD_PAPER_URL,
+    STUDENT_TEMPLATE,
+    derived_license_text,
+    hub_link,
+    license_fields,
+    templates_dir,
+)
 
 __all__ = ["CARD_TAGS", "portable_info", "student_card", "write_student_card"]
 
@@ -81,12 +88,20 @@ def _eval_dataset(info: StudentInfo) -> dict[str, Any]:
     same = info.eval_dataset in (None, info.dataset)
     repo = hub_repo_id(evaluated)
     if repo is not None:
-        return dict(dataset_type=repo, dataset_name=repo, dataset_config=_eval_config(info),
-                    dataset_revision=info.dataset_revision if same else None)  # fmt: skip
+        return dict(
+            dataset_type=repo,
+            dataset_name=repo,
+            dataset_config=_eval_config(info),
+            dataset_revision=info.dataset_revision if same else None,
+        )
     source = hub_repo_id(info.dataset)
     if source is not None:
-        return dict(dataset_type=source, dataset_name=source, dataset_config=info.dataset_config,
-                    dataset_revision=info.dataset_revision)  # fmt: skip
+        return dict(
+            dataset_type=source,
+            dataset_name=source,
+            dataset_config=info.dataset_config,
+            dataset_revision=info.dataset_revision,
+        )
     spec = portable_spec(evaluated)
     kind = "parquet" if str(spec).startswith("parquet:") else "imagefolder"
     return dict(dataset_type=kind, dataset_name=Path(str(spec).split(":", 1)[-1]).name or str(spec))
@@ -95,11 +110,18 @@ def _eval_dataset(info: StudentInfo) -> dict[str, Any]:
 def _eval_results(info: StudentInfo) -> list[EvalResult]:
     if (info.eval_dataset or info.dataset) is None:
         return []
-    common = dict(task_type="image-classification", task_name="Image Classification", dataset_split=info.eval_split,
-                  **_eval_dataset(info))  # fmt: skip
+    common = dict(
+        task_type="image-classification",
+        task_name="Image Classification",
+        dataset_split=info.eval_split,
+        **_eval_dataset(info),
+    )
     metrics = [("accuracy", "top-1 accuracy", info.top1), ("top_5_accuracy", "top-5 accuracy", info.top5)]
-    return [EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 6))
-            for kind, name, value in metrics if value is not None]  # fmt: skip
+    return [
+        EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 6))
+        for kind, name, value in metrics
+        if value is not None
+    ]
 
 
 def _card_data(info: StudentInfo) -> ModelCardData:
@@ -135,8 +157,11 @@ def _template_values(info: StudentInfo) -> dict[str, Any]:
         "teacher_link": hub_link(hub_repo_id(info.teacher)),
         "dataset_link": hub_link(hub_repo_id(info.dataset), "dataset"),
         "eval_dataset_name": info.eval_dataset or info.dataset,
-        "license_text": (derived_license_text("These weights", info.teacher, info.dataset)
-                         if info.license in (None, "other") else None),  # fmt: skip
+        "license_text": (
+            derived_license_text("These weights", info.teacher, info.dataset)
+            if info.license in (None, "other")
+            else None
+        ),
         "eval_config": _eval_config(info),
         "top1_percent": f"{100 * info.top1:.2f}" if info.top1 is not None else None,
         "top5_percent": f"{100 * info.top5:.2f}" if info.top5 is not None else None,

@@ -58,11 +58,26 @@ LABEL_SET_OWNED = (f"{DATA_DIR}/*",)
 STUDENT_OWNED = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pth", "*.pt")
 # Local files of a student folder that never leave it: training state and anything hidden or temporary.
 STUDENT_IGNORED = (
-    "checkpoint-*", "runs/*", "_*", ".*", "*/.*", "*.tmp", "training_args.bin", "optimizer.pt", "optimizer.bin",
-    "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
-)  # fmt: skip
-STUDENT_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                   "pytorch_model.bin.index.json")  # fmt: skip
+    "checkpoint-*",
+    "runs/*",
+    "_*",
+    ".*",
+    "*/.*",
+    "*.tmp",
+    "training_args.bin",
+    "optimizer.pt",
+    "optimizer.bin",
+    "scheduler.pt",
+    "scaler.pt",
+    "rng_state*.pth",
+    "trainer_state.json",
+)
+STUDENT_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 # --- commits ---------------------------------------------------------------------------------------------------------
@@ -198,7 +213,7 @@ def check_student_folder(directory: str | os.PathLike) -> dict:
         )
     if "architecture" in config and "num_classes" in (config.get("model_args") or {}):
         raise ValueError(
-            f"{config_path} repeats num_classes in model_args: transformers would fail to load it (\"got multiple "
+            f'{config_path} repeats num_classes in model_args: transformers would fail to load it ("got multiple '
             "values for keyword argument 'num_classes'\"). Save the student with fkd_hf.models.save_student, or "
             "remove num_classes from model_args."
         )

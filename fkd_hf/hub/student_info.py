@@ -163,8 +163,9 @@ class StudentInfo:
             self.update_from_config(json.loads(config_path.read_text()))
         return self
 
-    def update_from_label_set(self, metadata: LabelSetMetadata, source: str | None = None,
-                              revision: str | None = None) -> StudentInfo:  # fmt: skip
+    def update_from_label_set(
+        self, metadata: LabelSetMetadata, source: str | None = None, revision: str | None = None
+    ) -> StudentInfo:
         """Copies the teacher, dataset and soft-label settings of a label set (and where it lives)."""
         if source is not None:
             self.label_set, self.label_set_revision = str(source), revision

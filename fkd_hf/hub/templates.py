@@ -6,9 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "FKD_CITATION", "FKD_PAPER_URL", "LABEL_SET_TEMPLATE", "STUDENT_TEMPLATE", "LICENSE_FILE", "DERIVED_LICENSE_NAME",
-    "templates_dir", "hub_link", "license_fields", "derived_license_text",
-]  # fmt: skip
+    "FKD_CITATION",
+    "FKD_PAPER_URL",
+    "LABEL_SET_TEMPLATE",
+    "STUDENT_TEMPLATE",
+    "LICENSE_FILE",
+    "DERIVED_LICENSE_NAME",
+    "templates_dir",
+    "hub_link",
+    "license_fields",
+    "derived_license_text",
+]
 
 FKD_CITATION = """@inproceedings{shen2022fast,
   title     = {A Fast Knowledge Distillation Framework for Visual Recognition},

@@ -7,8 +7,8 @@ import logging
 import datasets
 import numpy as np
 
-from .images import ImageSource, image_bytes, image_key
 from .format import LabelSet, LabelSetMetadata, load_label_set
+from .images import ImageSource, image_bytes, image_key
 from .kinds import KINDS
 
 __all__ = ["LabelMismatchError", "open_label_set", "join_labels"]
@@ -87,8 +87,13 @@ def join_labels(
     if metadata.max_rows is not None and len(label_rows) == metadata.num_rows < len(image_rows):
         logger.warning(
             "The label set covers the first %d rows of %s (it was made with --max_rows %d): training on those %d "
-            "of its %d rows.", metadata.num_rows, images.spec, metadata.max_rows, metadata.num_rows, len(image_rows)
-        )  # fmt: skip
+            "of its %d rows.",
+            metadata.num_rows,
+            images.spec,
+            metadata.max_rows,
+            metadata.num_rows,
+            len(image_rows),
+        )
         image_rows = image_rows.select(range(metadata.num_rows))
     if len(image_rows) != len(label_rows):
         raise ValueError(

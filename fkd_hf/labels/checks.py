@@ -11,8 +11,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .schema import (
-    DATA_DIR, DIGESTED_FIELDS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE, SHARD_NAME, SHARD_PATTERN, LabelSetMetadata,
-)  # fmt: skip
+    DATA_DIR,
+    DIGESTED_FIELDS,
+    LABEL_SET_KEY,
+    METADATA_FILE,
+    RUN_FILE,
+    SHARD_NAME,
+    SHARD_PATTERN,
+    LabelSetMetadata,
+)
 from .targets import DEFAULT_TARGET_TYPE
 
 __all__ = ["LabelSetError", "check_label_set", "repair_hint", "shard_problems"]
@@ -36,8 +43,11 @@ def _shard_problem(path: Path, metadata: LabelSetMetadata, last: bool | None, ag
         return f"lacks the label columns {list(metadata.columns)} (it has {schema.names})"
     recorded = json.loads((schema.metadata or {}).get(LABEL_SET_KEY, b"{}"))
     values = {"target_type": DEFAULT_TARGET_TYPE, **recorded, **shape}  # shards of the default type do not say it
-    expected = {**metadata.defining(), "target_type": metadata.target_type,
-                **{name: getattr(metadata, name) for name in shape}}  # fmt: skip
+    expected = {
+        **metadata.defining(),
+        "target_type": metadata.target_type,
+        **{name: getattr(metadata, name) for name in shape},
+    }
     changed = [name for name in expected if name in values and values[name] != expected[name]]
     if changed:
         name, also = changed[0], f" (also {', '.join(changed[1:])})" if changed[1:] else ""
@@ -74,8 +84,9 @@ def shard_problems(
             problems[name] = "is missing"
         elif num_shards is not None and shard >= num_shards:
             problems[name] = f"is not part of the label set ({against} says {num_shards} shards)"
-        elif problem := _shard_problem(path, metadata, None if num_shards is None else shard == num_shards - 1,
-                                       against):  # fmt: skip
+        elif problem := _shard_problem(
+            path, metadata, None if num_shards is None else shard == num_shards - 1, against
+        ):
             problems[name] = problem
     return problems
 
@@ -83,15 +94,19 @@ def shard_problems(
 def repair_hint(directory: str | os.PathLike) -> str:
     """How to repair the label set in ``directory``."""
     if (Path(directory) / RUN_FILE).is_file():
-        return (f"To repair it, rerun the `fkd-hf generate` command that made it (same --output_dir; its options "
-                f"are in {RUN_FILE}): it relabels only the damaged shards and rewrites {METADATA_FILE}.")  # fmt: skip
+        return (
+            f"To repair it, rerun the `fkd-hf generate` command that made it (same --output_dir; its options "
+            f"are in {RUN_FILE}): it relabels only the damaged shards and rewrites {METADATA_FILE}."
+        )
     return "Regenerate it with `fkd-hf generate`, or copy or download it again."
 
 
 def check_label_set(directory: str | os.PathLike, metadata: LabelSetMetadata) -> None:
     """Raises :class:`LabelSetError`, naming each damaged file and field, if the shards disagree with ``metadata``."""
-    problems = {f"{DATA_DIR}/{name}": text for name, text in
-                shard_problems(directory, metadata, metadata.num_shards or None).items()}  # fmt: skip
+    problems = {
+        f"{DATA_DIR}/{name}": text
+        for name, text in shard_problems(directory, metadata, metadata.num_shards or None).items()
+    }
     if not problems and not metadata.rows_per_shard:  # no per-shard row count to check: check the total
         rows = sum(pq.read_metadata(p).num_rows for p in (Path(directory) / DATA_DIR).glob("*.parquet"))
         if rows != metadata.num_rows:
@@ -100,8 +115,10 @@ def check_label_set(directory: str | os.PathLike, metadata: LabelSetMetadata) ->
         files: dict[str, list[str]] = {}  # problem -> the files that have it
         for name, text in problems.items():
             files.setdefault(text, []).append(name)
-        listed = "; ".join(f"{names[0]}{f' (and {len(names) - 1} more)' if names[1:] else ''} {text}"
-                           for text, names in list(files.items())[:3])  # fmt: skip
+        listed = "; ".join(
+            f"{names[0]}{f' (and {len(names) - 1} more)' if names[1:] else ''} {text}"
+            for text, names in list(files.items())[:3]
+        )
         edited = any(METADATA_FILE in text for text in problems.values())
         cause = f" {METADATA_FILE} was edited, or the shards come from another run." if edited else ""
         raise LabelSetError(f"{directory}: {listed}.{cause} {repair_hint(directory)}")

@@ -200,8 +200,10 @@ def replay_crops(
     size = (int(size[0]), int(size[1]))
     expected = Image.Image if replay == "pil" else torch.Tensor
     if not isinstance(image, expected):
-        raise TypeError(f"Replay {replay!r} crops a {expected.__name__}, got a {type(image).__name__}: decode with "
-                        f"decode_for_replay(data, {replay!r}).")  # fmt: skip
+        raise TypeError(
+            f"Replay {replay!r} crops a {expected.__name__}, got a {type(image).__name__}: decode with "
+            f"decode_for_replay(data, {replay!r})."
+        )
     if out is None:
         out = np.empty((len(boxes), *size, 3), dtype=np.uint8)
     elif out.shape != (len(boxes), *size, 3) or out.dtype != np.uint8:

@@ -24,7 +24,8 @@ from .images import decode_image
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 try:  # deprecated since torchvision 0.29 in favour of TorchCodec; PIL gives the same pixels where it is gone
-    from torchvision.io import ImageReadMode, decode_jpeg as _decode_jpeg
+    from torchvision.io import ImageReadMode
+    from torchvision.io import decode_jpeg as _decode_jpeg
 
     _RGB = ImageReadMode.RGB
 except ImportError:

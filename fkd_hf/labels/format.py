@@ -44,19 +44,53 @@ from ..errors import InputNotFoundError
 from ..repo_ids import is_repo_id
 from .checks import LabelSetError, check_label_set, repair_hint
 from .schema import (
-    CARD_FILE, CROP_COLUMNS, DATA_DIR, FORMAT_VERSION, LABEL_COLUMNS, LABEL_SET_KEY, METADATA_FILE, RUN_FILE,
-    SHARD_NAME, SHARD_PATTERN, SKIPPED_ROWS_KEY, TARGET_TYPE_FORMAT_VERSION, TEMPORARY_SHARD, LabelSetMetadata,
-    card_digest, index_dtype, label_features,
-)  # fmt: skip
+    CARD_FILE,
+    CROP_COLUMNS,
+    DATA_DIR,
+    FORMAT_VERSION,
+    LABEL_COLUMNS,
+    LABEL_SET_KEY,
+    METADATA_FILE,
+    RUN_FILE,
+    SHARD_NAME,
+    SHARD_PATTERN,
+    SKIPPED_ROWS_KEY,
+    TARGET_TYPE_FORMAT_VERSION,
+    TEMPORARY_SHARD,
+    LabelSetMetadata,
+    card_digest,
+    index_dtype,
+    label_features,
+)
 
 __all__ = [  # with the schema's names, so that the format's readers and writers import everything from here
-    "CARD_FILE", "CROP_COLUMNS", "DATA_DIR", "FORMAT_VERSION", "LABEL_COLUMNS", "LABEL_SET_KEY", "METADATA_FILE",
-    "RUN_FILE", "SHARD_NAME", "SHARD_PATTERN", "SKIPPED_ROWS_KEY", "TARGET_TYPE_FORMAT_VERSION", "TEMPORARY_SHARD",
-    "LabelSetMetadata", "card_digest", "index_dtype", "label_features", "LabelSet", "fixed_size_to_numpy",
-    "rows_to_table", "shard_path", "write_shard", "shard_skipped_rows", "read_local_metadata", "read_metadata",
+    "CARD_FILE",
+    "CROP_COLUMNS",
+    "DATA_DIR",
+    "FORMAT_VERSION",
+    "LABEL_COLUMNS",
+    "LABEL_SET_KEY",
+    "METADATA_FILE",
+    "RUN_FILE",
+    "SHARD_NAME",
+    "SHARD_PATTERN",
+    "SKIPPED_ROWS_KEY",
+    "TARGET_TYPE_FORMAT_VERSION",
+    "TEMPORARY_SHARD",
+    "LabelSetMetadata",
+    "card_digest",
+    "index_dtype",
+    "label_features",
+    "LabelSet",
+    "fixed_size_to_numpy",
+    "rows_to_table",
+    "shard_path",
+    "write_shard",
+    "shard_skipped_rows",
+    "read_local_metadata",
+    "read_metadata",
     "load_label_set",
-]  # fmt: skip
-
+]
 
 
 def _fixed_size_lists(array: np.ndarray) -> pa.Array:
@@ -151,13 +185,24 @@ def _read_hub_metadata(
     """The metadata of a Hub label set and the commit it was read from (``revision`` when the cache hides it)."""
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
-        LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
-    )  # fmt: skip
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         cached_only = not _hub_answers(repo_id, revision, token)
-        path = Path(hf_hub_download(repo_id, METADATA_FILE, repo_type="dataset", revision=revision, token=token,
-                                    local_files_only=cached_only))  # fmt: skip
+        path = Path(
+            hf_hub_download(
+                repo_id,
+                METADATA_FILE,
+                repo_type="dataset",
+                revision=revision,
+                token=token,
+                local_files_only=cached_only,
+            )
+        )
     except RemoteEntryNotFoundError as err:
         raise FileNotFoundError(
             f"The Hub dataset {repo_id} (revision {revision or 'main'}) has no {METADATA_FILE}: it is not an FKD "

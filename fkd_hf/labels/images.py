@@ -16,9 +16,17 @@ from PIL import Image
 from ..errors import InputNotFoundError
 
 __all__ = [
-    "ImageSource", "load_images", "image_bytes", "image_key", "decode_image", "BadImageError", "local_dataset_path",
-    "absolute_dataset_spec", "locate_dataset", "SPLIT_DIRS",
-]  # fmt: skip
+    "ImageSource",
+    "load_images",
+    "image_bytes",
+    "image_key",
+    "decode_image",
+    "BadImageError",
+    "local_dataset_path",
+    "absolute_dataset_spec",
+    "locate_dataset",
+    "SPLIT_DIRS",
+]
 
 
 # split name -> the folder names that hold it in an image folder
@@ -84,7 +92,7 @@ def _check_has_images(folder: Path, split_dir: Path) -> None:
     from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 
     extensions = set(ImageFolder.EXTENSIONS) | {".parquet"}
-    for root, _, files in os.walk(split_dir, followlinks=True):
+    for _, _, files in os.walk(split_dir, followlinks=True):
         if any(os.path.splitext(name)[1].lower() in extensions for name in files):
             return
     inside = f" (looked in {split_dir})" if split_dir != folder else ""
@@ -101,13 +109,17 @@ def _load(spec: str, config: str | None, split: str, revision: str | None, strea
         split_dir = next((local / name for name in SPLIT_DIRS.get(split, (split,)) if (local / name).is_dir()), None)
         if split_dir is None:  # only the train split may be the folder itself (class folders directly in it)
             if split != "train":
-                raise InputNotFoundError(f"Image folder {local} has no {split} split: it needs a subfolder "
-                                        f"{' or '.join(SPLIT_DIRS.get(split, (split,)))}/ of class folders.")  # fmt: skip
+                raise InputNotFoundError(
+                    f"Image folder {local} has no {split} split: it needs a subfolder "
+                    f"{' or '.join(SPLIT_DIRS.get(split, (split,)))}/ of class folders."
+                )
             split_dir = local
         _check_has_images(local, split_dir)
         builder = "parquet" if any(split_dir.glob("**/*.parquet")) else "imagefolder"
         pattern = "**/*.parquet" if builder == "parquet" else "**"
-        return datasets.load_dataset(builder, data_files={split: str(split_dir / pattern)}, split=split, streaming=streaming)
+        return datasets.load_dataset(
+            builder, data_files={split: str(split_dir / pattern)}, split=split, streaming=streaming
+        )
     if spec.startswith("parquet:") or spec.endswith(".parquet"):
         files = spec.removeprefix("parquet:")
         return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
@@ -197,6 +209,8 @@ def _grey_to_eight_bits(image: Image.Image) -> Image.Image:
     pixels = np.asarray(image)
     if image.mode == "F" or (image.mode == "I" and pixels.size and not 0 <= pixels.min() <= pixels.max() <= 65535):
         kind = "32-bit float" if image.mode == "F" else "32-bit integer"
-        raise BadImageError(f"cannot decode the image: its {kind} pixels (PIL mode {image.mode}) have no 8-bit scale; "
-                            "save it as 8- or 16-bit")  # fmt: skip
+        raise BadImageError(
+            f"cannot decode the image: its {kind} pixels (PIL mode {image.mode}) have no 8-bit scale; "
+            "save it as 8- or 16-bit"
+        )
     return Image.fromarray((pixels.astype(np.uint32) >> 8).astype(np.uint8), "L")

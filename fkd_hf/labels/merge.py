@@ -41,22 +41,34 @@ class SharedCrops:
         ``replay`` or ``max_rows`` contradict the set."""
         meta = self.metadata
         if replay not in (None, meta.replay):
-            raise ValueError(f"--replay {replay} differs from the replay {meta.replay!r} of {self.source} "
-                             "(--crops_from), which a set of its crops keeps: drop --replay.")  # fmt: skip
+            raise ValueError(
+                f"--replay {replay} differs from the replay {meta.replay!r} of {self.source} "
+                "(--crops_from), which a set of its crops keeps: drop --replay."
+            )
         if max_rows is not None and max_rows > meta.num_rows:
-            raise ValueError(f"--max_rows {max_rows} is more than the {meta.num_rows} rows of {self.source} "
-                             f"(--crops_from): pass --max_rows {meta.num_rows} or less.")  # fmt: skip
+            raise ValueError(
+                f"--max_rows {max_rows} is more than the {meta.num_rows} rows of {self.source} "
+                f"(--crops_from): pass --max_rows {meta.num_rows} or less."
+            )
         indices = tuple(meta.teacher_class_indices) if meta.teacher_class_indices is not None else None
-        return dict(stored_crops=meta.stored_crops, seed=meta.seed, crop_scale=tuple(meta.crop_scale),
-                    crop_ratio=tuple(meta.crop_ratio), replay=meta.replay, class_map=class_map or indices,
-                    max_rows=max_rows or meta.max_rows)  # fmt: skip
+        return dict(
+            stored_crops=meta.stored_crops,
+            seed=meta.seed,
+            crop_scale=tuple(meta.crop_scale),
+            crop_ratio=tuple(meta.crop_ratio),
+            replay=meta.replay,
+            class_map=class_map or indices,
+            max_rows=max_rows or meta.max_rows,
+        )
 
     def check_rows(self, num_rows: int | None, dataset: str) -> None:
         """Raises unless the set has a row for each of the ``num_rows`` rows of ``dataset`` (None: a stream)."""
         if num_rows is not None and num_rows > len(self.rows):
-            raise ValueError(f"{dataset} has {num_rows} rows but {self.source} (--crops_from) only "
-                             f"{len(self.rows)}: label the images it was made from, or pass --max_rows "
-                             f"{len(self.rows)}.")  # fmt: skip
+            raise ValueError(
+                f"{dataset} has {num_rows} rows but {self.source} (--crops_from) only "
+                f"{len(self.rows)}: label the images it was made from, or pass --max_rows "
+                f"{len(self.rows)}."
+            )
 
     def row(self, row: int, key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """``(crops, flips)`` stored for source row ``row``, after checking that its image has ``key``; None for a
@@ -132,14 +144,27 @@ def _merged_targets(parts, metas, weights, metadata: LabelSetMetadata) -> dict[s
 
 def _merged_metadata(sources, sets, weights, kind: str, k: int) -> LabelSetMetadata:
     metas = [labels.metadata for labels in sets]
-    parts = [dict(source=source, teacher=meta.teacher, teacher_revision=meta.teacher_revision, kind=meta.kind,
-                  k=meta.k, weight=float(weight)) for source, meta, weight in zip(sources, metas, weights)]  # fmt: skip
+    parts = [
+        dict(
+            source=source,
+            teacher=meta.teacher,
+            teacher_revision=meta.teacher_revision,
+            kind=meta.kind,
+            k=meta.k,
+            weight=float(weight),
+        )
+        for source, meta, weight in zip(sources, metas, weights)
+    ]
     values = metas[0].to_dict()
     values.update(
-        kind=kind, k=k, teacher=" + ".join(meta.teacher for meta in metas), teacher_revision=None,
-        teacher_class_indices=None, skipped_rows=sorted({row for meta in metas for row in meta.skipped_rows}),
+        kind=kind,
+        k=k,
+        teacher=" + ".join(meta.teacher for meta in metas),
+        teacher_revision=None,
+        teacher_class_indices=None,
+        skipped_rows=sorted({row for meta in metas for row in meta.skipped_rows}),
         provenance=dict(method="merged", label_sets=parts),
-    )  # fmt: skip
+    )
     return LabelSetMetadata.from_dict(values)
 
 
@@ -168,8 +193,10 @@ def merge_label_sets(
     weights = np.ones(len(sources)) if weights is None else np.asarray(weights, dtype=np.float64)
     usable = ((weights > 0) & (weights < np.inf)).all() and math.isfinite(sum(weights.tolist()))
     if len(weights) != len(sources) or not usable:
-        raise ValueError(f"Give one positive weight per label set ({len(sources)}), finite and with a finite sum, "
-                         f"got {weights.tolist()}.")  # fmt: skip
+        raise ValueError(
+            f"Give one positive weight per label set ({len(sources)}), finite and with a finite sum, "
+            f"got {weights.tolist()}."
+        )
     weights = weights / weights.sum()
     sets = [load_label_set(source) for source in sources]
     _check_compatible(sources, sets)

@@ -110,9 +110,7 @@ def index_label_files(label_dir: str | os.PathLike) -> dict[str, list[Path]]:
     return index
 
 
-def match_label_files(
-    image_paths: Sequence[str], index: dict[str, list[Path]]
-) -> tuple[list[Path | None], list[Path]]:
+def match_label_files(image_paths: Sequence[str], index: dict[str, list[Path]]) -> tuple[list[Path | None], list[Path]]:
     """The label file of each image (None where there is none) and the label files no image claimed.
 
     Images and files are matched by :func:`file_stem`; where several files share a stem, the one in a folder named
@@ -211,8 +209,9 @@ def to_label_columns(
     if not (np.isfinite(coords).all() and np.isfinite(values).all()):
         raise OfficialFileError(f"{path}: holds values that are not finite numbers.")
     if coords.min() < 0 or coords.max() > 1:
-        raise OfficialFileError(f"{path}: coords must be fractions of the image in [0, 1], found "
-                                f"{coords.min()}..{coords.max()}.")  # fmt: skip
+        raise OfficialFileError(
+            f"{path}: coords must be fractions of the image in [0, 1], found {coords.min()}..{coords.max()}."
+        )
     if values.min() < 0 or values.max() > 1:
         raise OfficialFileError(f"{path}: probabilities must lie in [0, 1], found {values.min()}..{values.max()}.")
     total = values.astype(np.float64).sum(-1).max()

@@ -23,11 +23,26 @@ if TYPE_CHECKING:
     from .targets.base import TargetType
 
 __all__ = [
-    "METADATA_FILE", "RUN_FILE", "CARD_FILE", "DATA_DIR", "SHARD_PATTERN", "SHARD_NAME", "TEMPORARY_SHARD",
-    "CROP_COLUMNS", "LABEL_COLUMNS", "FORMAT_VERSION", "TARGET_TYPE_FORMAT_VERSION", "SKIPPED_ROWS_KEY",
-    "LABEL_SET_KEY", "DEFINING_FIELDS", "DIGESTED_FIELDS", "LabelSetMetadata", "card_digest", "index_dtype",
+    "METADATA_FILE",
+    "RUN_FILE",
+    "CARD_FILE",
+    "DATA_DIR",
+    "SHARD_PATTERN",
+    "SHARD_NAME",
+    "TEMPORARY_SHARD",
+    "CROP_COLUMNS",
+    "LABEL_COLUMNS",
+    "FORMAT_VERSION",
+    "TARGET_TYPE_FORMAT_VERSION",
+    "SKIPPED_ROWS_KEY",
+    "LABEL_SET_KEY",
+    "DEFINING_FIELDS",
+    "DIGESTED_FIELDS",
+    "LabelSetMetadata",
+    "card_digest",
+    "index_dtype",
     "label_features",
-]  # fmt: skip
+]
 
 METADATA_FILE = "fkd_labels.json"
 RUN_FILE = "fkd_run.json"
@@ -44,11 +59,27 @@ FORMAT_VERSION = 2  # of a class-probability set. 2: R is `stored_crops` (versio
 TARGET_TYPE_FORMAT_VERSION = 3
 SKIPPED_ROWS_KEY = b"fkd_skipped_rows"
 LABEL_SET_KEY = b"fkd_label_set"  # the fields that define a shard's values, as JSON
-DEFINING_FIELDS = ("kind", "k", "num_classes", "class_names", "temperature", "stored_crops", "seed", "crop_scale",
-                   "crop_ratio", "teacher", "teacher_revision", "teacher_input_size", "teacher_mean", "teacher_std",
-                   "teacher_interpolation", "teacher_class_indices", "precision", "replay")  # fmt: skip
+DEFINING_FIELDS = (
+    "kind",
+    "k",
+    "num_classes",
+    "class_names",
+    "temperature",
+    "stored_crops",
+    "seed",
+    "crop_scale",
+    "crop_ratio",
+    "teacher",
+    "teacher_revision",
+    "teacher_input_size",
+    "teacher_mean",
+    "teacher_std",
+    "teacher_interpolation",
+    "teacher_class_indices",
+    "precision",
+    "replay",
+)
 DIGESTED_FIELDS = ("class_names", "teacher_class_indices")  # stored as a digest: they can be long
-
 
 
 @dataclasses.dataclass

@@ -79,9 +79,11 @@ def _refuse(path: Path, name: str, values: np.ndarray, bad: np.ndarray, allowed:
     """Raises a ValueError naming the first ``bad`` value of column ``name``: nothing impossible is stored."""
     if bad.any():
         first = tuple(np.argwhere(bad)[0])
-        raise ValueError(f"{path.name} was not written: {name} must hold {allowed}, but row {first[0]} of the shard "
-                         f"holds {values[first]} (crop {first[1]}). The teacher's outputs (check --mean, --std and "
-                         "--precision) or the labels given are not valid.")
+        raise ValueError(
+            f"{path.name} was not written: {name} must hold {allowed}, but row {first[0]} of the shard "
+            f"holds {values[first]} (crop {first[1]}). The teacher's outputs (check --mean, --std and "
+            "--precision) or the labels given are not valid."
+        )
 
 
 def write_label_set(

@@ -17,7 +17,9 @@ def to_uint8_batch(images: Sequence) -> torch.Tensor:
     return torch.from_numpy(stacked).permute(0, 3, 1, 2)
 
 
-def normalize(pixels: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
+def normalize(
+    pixels: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor
+) -> torch.Tensor:
     """uint8 ``[N, 3, H, W]`` -> float32 ``(pixels / 255 - mean) / std``, on the pixels' device, keeping their memory
     format. ``mean`` and ``std`` are three numbers each (a sequence or a tensor)."""
     mean = torch.as_tensor(mean, dtype=torch.float32, device=pixels.device)

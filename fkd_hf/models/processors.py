@@ -6,8 +6,13 @@ from __future__ import annotations
 __all__ = ["IMAGENET_DATA_CONFIG", "processor_data_config"]
 
 # What a transformers model without an image processor gets: ImageNet statistics at 224 px.
-IMAGENET_DATA_CONFIG = {"input_size": (224, 224), "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                        "interpolation": "bilinear", "crop_pct": 0.875}  # fmt: skip
+IMAGENET_DATA_CONFIG = {
+    "input_size": (224, 224),
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "interpolation": "bilinear",
+    "crop_pct": 0.875,
+}
 _RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 

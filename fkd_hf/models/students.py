@@ -75,8 +75,9 @@ def _timm_student(spec: str, labels: dict, pretrained: bool, model_kwargs: dict)
     model = timm.create_model(source, pretrained=pretrained, num_classes=len(labels["id2label"]), **model_kwargs)
     if not pretrained:  # the tag names pretrained weights: a student trained from scratch has none
         model.pretrained_cfg = model.default_cfg = {k: v for k, v in model.pretrained_cfg.items() if k != "tag"}
-    config = TimmWrapperConfig(architecture=timm_architecture(model.pretrained_cfg), model_args=model_kwargs or None,
-                               **labels)  # fmt: skip
+    config = TimmWrapperConfig(
+        architecture=timm_architecture(model.pretrained_cfg), model_args=model_kwargs or None, **labels
+    )
     with torch.device("meta"):  # the wrapper's own copy is replaced at once: build it without memory or init
         wrapper = TimmWrapperForImageClassification(config)
     wrapper.timm_model = model
@@ -141,8 +142,13 @@ def student_data_config(
     if isinstance(model, TimmWrapperForImageClassification):
         import timm.data
 
-        args = {"input_size": (3, *size) if size else None, "mean": mean, "std": std, "interpolation": interpolation,
-                "crop_pct": crop_pct}
+        args = {
+            "input_size": (3, *size) if size else None,
+            "mean": mean,
+            "std": std,
+            "interpolation": interpolation,
+            "crop_pct": crop_pct,
+        }
         img_size = (model.config.model_args or {}).get("img_size")
         if size is None and img_size is not None:
             args["input_size"] = (3, img_size, img_size) if isinstance(img_size, int) else (3, *img_size)

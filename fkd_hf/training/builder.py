@@ -84,9 +84,13 @@ def _load_eval_images(config: FKDConfig, data: DataPlan) -> ImageSource | None:
     if not data.eval_split:
         return None
     evaluation = load_images(
-        data.dataset, data.dataset_config, data.eval_split, data.dataset_revision,
-        image_column=data.image_column, label_column=data.label_column,
-    )  # fmt: skip
+        data.dataset,
+        data.dataset_config,
+        data.eval_split,
+        data.dataset_revision,
+        image_column=data.image_column,
+        label_column=data.label_column,
+    )
     if evaluation.label_column is None:
         raise ValueError(f"The eval split {data.eval_split!r} has no {data.label_column!r} column.")
     if config.max_eval_samples is not None:  # a random subset: splits are often sorted by class
@@ -103,12 +107,21 @@ def _student(config: FKDConfig, class_names: list[str]) -> tuple[PreTrainedModel
     return model, data
 
 
-def fkd_train_set(rows: datasets.Dataset, metadata: LabelSetMetadata, run: ResolvedRun,
-                  config: FKDConfig) -> FKDCropDataset:  # fmt: skip
+def fkd_train_set(
+    rows: datasets.Dataset, metadata: LabelSetMetadata, run: ResolvedRun, config: FKDConfig
+) -> FKDCropDataset:
     """FKD's multi-crop training set in the run's crop layout (the default of :func:`build_trainer`)."""
     layout = run.layout.create(config.train_batch_size, config.process_index, config.world_size)
-    return FKDCropDataset(rows, metadata, config.num_crops, run.input_size, config.train_interpolation, run.data_seed,
-                          run.data.image_column, layout=layout)  # fmt: skip
+    return FKDCropDataset(
+        rows,
+        metadata,
+        config.num_crops,
+        run.input_size,
+        config.train_interpolation,
+        run.data_seed,
+        run.data.image_column,
+        layout=layout,
+    )
 
 
 def build_trainer(
@@ -140,8 +153,14 @@ def build_trainer(
     data = resolve_data(config, metadata) if data is None else data
     with PartialState().main_process_first():
         if images is None:
-            images = load_images(data.dataset, data.dataset_config, data.train_split, data.dataset_revision,
-                                 image_column=data.image_column, label_column=None)  # fmt: skip
+            images = load_images(
+                data.dataset,
+                data.dataset_config,
+                data.train_split,
+                data.dataset_revision,
+                image_column=data.image_column,
+                label_column=None,
+            )
         evaluation = _load_eval_images(config, data) if eval_dataset is None else None
     data = dataclasses.replace(data, image_column=images.image_column)
     rows = join_labels(images, labels, config.max_train_samples, config.key_check_rows)
@@ -155,9 +174,15 @@ def build_trainer(
     train_set = train_set_factory(rows, metadata, run, config)
     if evaluation is not None:
         eval_dataset = EvalDataset(
-            evaluation.dataset, run.input_size, run.crop_pct, run.interpolation, evaluation.image_column,
-            evaluation.label_column, eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
-        )  # fmt: skip
-    trainer = trainer_class(model, config, train_set, eval_dataset=eval_dataset, callbacks=list(callbacks),
-                            **trainer_kwargs)  # fmt: skip
+            evaluation.dataset,
+            run.input_size,
+            run.crop_pct,
+            run.interpolation,
+            evaluation.image_column,
+            evaluation.label_column,
+            eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
+        )
+    trainer = trainer_class(
+        model, config, train_set, eval_dataset=eval_dataset, callbacks=list(callbacks), **trainer_kwargs
+    )
     return FKDSetup(trainer, train_set, eval_dataset, dataclasses.replace(labels, metadata=metadata), images, run)

@@ -27,8 +27,11 @@ def _model_info(model) -> dict[str, Any]:
     """Architecture, library and classes of a timm model, transformers' TimmWrapper or a transformers model."""
     config = getattr(model, "config", None)
     if hasattr(model, "pretrained_cfg") and config is None:  # a bare timm model
-        return {"architecture": timm_architecture(model.pretrained_cfg), "library_name": "timm",
-                "num_classes": getattr(model, "num_classes", None)}  # fmt: skip
+        return {
+            "architecture": timm_architecture(model.pretrained_cfg),
+            "library_name": "timm",
+            "num_classes": getattr(model, "num_classes", None),
+        }
     if config is None:
         return {}
     id2label = getattr(config, "id2label", None) or {}
@@ -62,8 +65,13 @@ class StudentCardCallback(TrainerCallback):
     >>> callback.write("outputs/student")  # e.g. after saving the student there  # doctest: +SKIP
     """
 
-    def __init__(self, card_data: StudentInfo | None = None, label_set: LabelSetMetadata | None = None,
-                 run: ResolvedRun | None = None, **fields):  # fmt: skip
+    def __init__(
+        self,
+        card_data: StudentInfo | None = None,
+        label_set: LabelSetMetadata | None = None,
+        run: ResolvedRun | None = None,
+        **fields,
+    ):
         self.card_data = card_data if card_data is not None else StudentInfo()
         self.run = run
         for key, value in fields.items():

@@ -43,7 +43,9 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     folder = Path(output_dir)
     if not folder.is_dir():
         return None
-    found = [(int(m[1]), path) for path in folder.iterdir() if (m := _CHECKPOINT.fullmatch(path.name)) and path.is_dir()]
+    found = [
+        (int(m[1]), path) for path in folder.iterdir() if (m := _CHECKPOINT.fullmatch(path.name)) and path.is_dir()
+    ]
     for _, path in sorted(found, reverse=True):
         if is_complete(path):
             return str(path)

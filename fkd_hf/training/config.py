@@ -49,8 +49,11 @@ class FKDConfig(TrainingArguments):
     label_set: str | None = _field(default=None, metadata={"help": "Label set folder (fkd-hf generate) or Hub id."})
     label_set_revision: str | None = _field(default=None, metadata={"help": "Label set revision on the Hub."})
     dataset: str | None = _field(
-        default=None, metadata={"help": "Images: Hub id, imagefolder:PATH, folder or parquet:GLOB (default: the "
-                                        "dataset the label set was made from)."}
+        default=None,
+        metadata={
+            "help": "Images: Hub id, imagefolder:PATH, folder or parquet:GLOB (default: the "
+            "dataset the label set was made from)."
+        },
     )
     dataset_config: str | None = _field(default=None, metadata={"help": "Dataset config (default: the label set's)."})
     dataset_revision: str | None = _field(
@@ -58,8 +61,11 @@ class FKDConfig(TrainingArguments):
     )
     train_split: str | None = _field(default=None, metadata={"help": "Training split (default: the label set's)."})
     eval_split: str | None = _field(
-        default=None, metadata={"help": "Labelled split for top-1/top-5 evaluation (default: the dataset's "
-                                        "validation split, if it has one); none to skip."}
+        default=None,
+        metadata={
+            "help": "Labelled split for top-1/top-5 evaluation (default: the dataset's "
+            "validation split, if it has one); none to skip."
+        },
     )
     image_column: str | None = _field(default=None, metadata={"help": "Image column (default: the label set's)."})
     label_column: str | None = _field(
@@ -68,8 +74,11 @@ class FKDConfig(TrainingArguments):
     max_train_samples: int | None = _field(default=None, metadata={"help": "Train on the first N rows only."})
     max_eval_samples: int | None = _field(default=None, metadata={"help": "Evaluate on N random rows only."})
     key_check_rows: int = _field(
-        default=1024, metadata={"help": "Rows whose image_key is checked before training (evenly spaced; -1 = all). "
-                                        "Every row is also checked as it is loaded."}
+        default=1024,
+        metadata={
+            "help": "Rows whose image_key is checked before training (evenly spaced; -1 = all). "
+            "Every row is also checked as it is loaded."
+        },
     )
     # Student.
     student: str | None = _field(
@@ -77,8 +86,10 @@ class FKDConfig(TrainingArguments):
     )
     student_pretrained: bool = _field(default=False, metadata={"help": "Start from the student's pretrained weights."})
     student_kwargs: dict | str | None = _field(
-        default=None, metadata={"help": "JSON dict for timm.create_model or the transformers config, e.g. "
-                                        "'{\"drop_path_rate\": 0.1}'."}
+        default=None,
+        metadata={
+            "help": "JSON dict for timm.create_model or the transformers config, e.g. '{\"drop_path_rate\": 0.1}'."
+        },
     )
     input_size: int | None = _field(default=None, metadata={"help": "Student input size (default: the student's)."})
     mean: list[float] | None = _field(default=None, metadata={"help": "Normalisation mean (default: the student's)."})
@@ -108,18 +119,28 @@ class FKDConfig(TrainingArguments):
     )
     mix_prob: float = _field(default=1.0, metadata={"help": "Probability of mixing a batch when Mixup/CutMix is on."})
     crop_layout: str = _field(
-        default="spread", metadata={"help": "Where a photo's num_crops crops go: spread (num_crops batches of "
-                                            "different photos, still one decode per photo and pass; higher top-1) or "
-                                            "grouped (one batch, the FKD paper's loader).", "choices": tuple(LAYOUTS)}
+        default="spread",
+        metadata={
+            "help": "Where a photo's num_crops crops go: spread (num_crops batches of "
+            "different photos, still one decode per photo and pass; higher top-1) or "
+            "grouped (one batch, the FKD paper's loader).",
+            "choices": tuple(LAYOUTS),
+        },
     )
     spread_lanes: int = _field(
-        default=8, metadata={"help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
-                                     "apart. One decode per photo when dataloader_num_workers divides it; memory "
-                                     "spread_lanes x batch crops x (num_crops - 1) crops per process."}
+        default=8,
+        metadata={
+            "help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
+            "apart. One decode per photo when dataloader_num_workers divides it; memory "
+            "spread_lanes x batch crops x (num_crops - 1) crops per process."
+        },
     )
     single_crop_tail: bool = _field(
-        default=False, metadata={"help": "Train the last pass (num_crops FKD epochs) on one crop per photo and FKD "
-                                         "epoch, same crops per step (FKD's train_FKD.py)."}
+        default=False,
+        metadata={
+            "help": "Train the last pass (num_crops FKD epochs) on one crop per photo and FKD "
+            "epoch, same crops per step (FKD's train_FKD.py)."
+        },
     )
     # Trainer defaults FKD needs.
     remove_unused_columns: bool = _field(
@@ -128,12 +149,17 @@ class FKDConfig(TrainingArguments):
     lr_scheduler_type: str = _field(default="cosine", metadata={"help": "Learning-rate schedule (FKD: cosine)."})
     dataloader_num_workers: int = _field(
         default_factory=default_loader_workers,
-        metadata={"help": "Loader worker processes (decode and crop); default: this machine's cores per training "
-                          "process less one, at most 4."},
+        metadata={
+            "help": "Loader worker processes (decode and crop); default: this machine's cores per training "
+            "process less one, at most 4."
+        },
     )
     overwrite_output_dir: bool = _field(
-        default=False, metadata={"help": "Write into a non-empty output_dir that holds no fkd-hf training run "
-                                         "(files of the same names are replaced)."}
+        default=False,
+        metadata={
+            "help": "Write into a non-empty output_dir that holds no fkd-hf training run "
+            "(files of the same names are replaced)."
+        },
     )
     max_grad_norm: float = _field(default=0.0, metadata={"help": "Gradient clipping norm; 0 = none (FKD, timm)."})
 
@@ -161,8 +187,10 @@ class FKDConfig(TrainingArguments):
     def _check_crop_layout(self) -> None:
         layout_class(self.crop_layout).check(self)
         if self.single_crop_tail and self.max_steps <= 0 and not float(self.num_train_epochs).is_integer():
-            raise ValueError(f"single_crop_tail replays the last whole pass, but num_train_epochs is "
-                             f"{self.num_train_epochs}: set fkd_epochs to a multiple of num_crops.")
+            raise ValueError(
+                f"single_crop_tail replays the last whole pass, but num_train_epochs is "
+                f"{self.num_train_epochs}: set fkd_epochs to a multiple of num_crops."
+            )
 
     @property
     def crops_per_step(self) -> int:

@@ -32,11 +32,11 @@ import xxhash
 from PIL import Image
 from torch.utils.data import default_collate
 
+from ..labels.attach import LabelMismatchError
 from ..labels.crops import check_replay_interpolation, crops_to_pixels, replay_crops, resample_filter
 from ..labels.decode import decode_for_replay, decoded_size
-from ..labels.images import decode_image, image_bytes, image_key
-from ..labels.attach import LabelMismatchError
 from ..labels.format import LabelSetMetadata, fixed_size_to_numpy
+from ..labels.images import decode_image, image_bytes, image_key
 from .layouts.base import CropLayout
 from .layouts.grouped import GroupedLayout
 from .layouts.tail import SingleCropTail
@@ -117,8 +117,9 @@ class FKDCropDataset(PassDataset):
     ):
         if not 1 <= num_crops <= metadata.stored_crops:
             raise ValueError(
-                f"num_crops must be between 1 and the {metadata.stored_crops} crops the label set stores per image, got "
-                f"{num_crops}: lower num_crops, or generate labels with `fkd-hf generate --stored_crops {num_crops}`."
+                f"num_crops must be between 1 and the {metadata.stored_crops} crops the label set stores per "
+                f"image, got {num_crops}: lower num_crops, or generate labels with "
+                f"`fkd-hf generate --stored_crops {num_crops}`."
             )
         check_replay_interpolation(metadata.replay, interpolation)  # fail early
         super().__init__()
@@ -168,8 +169,9 @@ class FKDCropDataset(PassDataset):
         n, stored = len(rows), self.metadata.stored_crops
         boxes_all = fixed_size_to_numpy(table.column("crops"), (n, stored, 4))
         flips = fixed_size_to_numpy(table.column("flips"), (n, stored))
-        stored_targets = {name: fixed_size_to_numpy(table.column(name), (n, stored, -1))
-                          for name in self.metadata.target.columns}  # fmt: skip
+        stored_targets = {
+            name: fixed_size_to_numpy(table.column(name), (n, stored, -1)) for name in self.metadata.target.columns
+        }
         keys = table.column("image_key").to_pylist()
         images = table.column(self.image_column).to_pylist()
         pass_index, replay, pixels, targets = self.pass_index, self.metadata.replay, [], []
@@ -177,8 +179,17 @@ class FKDCropDataset(PassDataset):
             image = decode_for_replay(self._checked_bytes(row, images[j], keys[j]), replay)
             chosen = select_crops(self.seed, row, pass_index, stored, self.num_crops)[np.asarray(rounds[j])]
             boxes = crops_to_pixels(boxes_all[j][chosen], *decoded_size(image))
-            pixels.append(replay_crops(image, boxes, flips[j][chosen], self.size, self.interpolation, replay,
-                                       None if out is None else out[j]))  # fmt: skip
+            pixels.append(
+                replay_crops(
+                    image,
+                    boxes,
+                    flips[j][chosen],
+                    self.size,
+                    self.interpolation,
+                    replay,
+                    None if out is None else out[j],
+                )
+            )
             targets.append({name: values[j][chosen] for name, values in stored_targets.items()})
         return pixels, targets
 
@@ -190,9 +201,13 @@ class FKDCropDataset(PassDataset):
         if not wanted:
             return {}
         read = zip(*self.read_crops(list(wanted), [list(r) for r in wanted.values()]))
-        return {photo: {round_: (pixels[t], {name: values[t] for name, values in targets.items()})
-                        for t, round_ in enumerate(rounds)}
-                for (photo, rounds), (pixels, targets) in zip(wanted.items(), read)}  # fmt: skip
+        return {
+            photo: {
+                round_: (pixels[t], {name: values[t] for name, values in targets.items()})
+                for t, round_ in enumerate(rounds)
+            }
+            for (photo, rounds), (pixels, targets) in zip(wanted.items(), read)
+        }
 
     def new_pixels(self, samples: int) -> torch.Tensor:
         """Uninitialised uint8 ``[samples, num_crops, H, W, 3]`` for a batch; inside a loader worker in shared
@@ -207,8 +222,10 @@ class FKDCropDataset(PassDataset):
         (``{column: [samples, num_crops, size]}``)."""
         ids = self.pass_index * len(self.rows) + self.row_ids[np.asarray(indices, dtype=np.int64)]
         targets = {name: torch.from_numpy(values) for name, values in targets.items()}
-        return [{"pixel_values": pixels[i], **{name: values[i] for name, values in targets.items()},
-                 "sample_id": sample_id} for i, sample_id in enumerate(ids.tolist())]  # fmt: skip
+        return [
+            {"pixel_values": pixels[i], **{name: values[i] for name, values in targets.items()}, "sample_id": sample_id}
+            for i, sample_id in enumerate(ids.tolist())
+        ]
 
     def assemble(self, indices: Sequence[int], plan: tuple[np.ndarray, np.ndarray], crops) -> list[dict]:
         """Samples of ``indices`` from their ``plan`` (:meth:`crop_plan`) and ``crops`` (``crops[photo][round]``)."""
@@ -218,8 +235,10 @@ class FKDCropDataset(PassDataset):
         for i, sample in enumerate(chosen):
             for j, crop in enumerate(sample):
                 out[i, j] = crop[0]
-        targets = {name: np.array([[crop[1][name] for crop in sample] for sample in chosen])
-                   for name in self.metadata.target.columns}  # fmt: skip
+        targets = {
+            name: np.array([[crop[1][name] for crop in sample] for sample in chosen])
+            for name in self.metadata.target.columns
+        }
         return self.pack(indices, pixels, targets)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict]:
@@ -287,8 +306,14 @@ def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
     one :class:`FKDCropDataset` batch are), which is then returned."""
     first = tensors[0]
     storage, offset, size = first.untyped_storage(), first.storage_offset(), first.numel()
-    if all(t.is_contiguous() and t.dtype == first.dtype and t.shape == first.shape and t.storage_offset() == offset
-           + i * size and t.untyped_storage().data_ptr() == storage.data_ptr() for i, t in enumerate(tensors)):  # fmt: skip
+    if all(
+        t.is_contiguous()
+        and t.dtype == first.dtype
+        and t.shape == first.shape
+        and t.storage_offset() == offset + i * size
+        and t.untyped_storage().data_ptr() == storage.data_ptr()
+        for i, t in enumerate(tensors)
+    ):
         return first.new_empty(0).set_(storage, offset, (len(tensors), *first.shape))
     return default_collate(tensors)
 
@@ -300,8 +325,10 @@ def collate_crops(samples: list[dict]) -> dict:
     training batch (its samples have a ``sample_id``) also holds the stored targets, each ``[N, size]``, and the list
     ``sample_ids``; an evaluation batch holds ``labels``.
     """
-    batch = {key: _stacked(values) if isinstance(values[0], torch.Tensor) else default_collate(values)
-             for key, values in ((key, [sample[key] for sample in samples]) for key in samples[0])}  # fmt: skip
+    batch = {
+        key: _stacked(values) if isinstance(values[0], torch.Tensor) else default_collate(values)
+        for key, values in ((key, [sample[key] for sample in samples]) for key in samples[0])
+    }
     batch["pixel_values"] = batch["pixel_values"].flatten(0, -4).permute(0, 3, 1, 2)
     if "sample_id" in batch:
         batch["sample_ids"] = batch.pop("sample_id").tolist()

@@ -42,10 +42,14 @@ def resolve_data(config, metadata: LabelSetMetadata, eval_split: str | None = No
     else:
         dataset, dataset_config, revision = config.dataset, config.dataset_config, config.dataset_revision
     return DataPlan(
-        dataset, dataset_config, revision, config.train_split or metadata.dataset_split,
-        config.image_column or metadata.image_column, config.label_column or metadata.label_column or "label",
+        dataset,
+        dataset_config,
+        revision,
+        config.train_split or metadata.dataset_split,
+        config.image_column or metadata.image_column,
+        config.label_column or metadata.label_column or "label",
         (config.eval_split or "") if eval_split is None else eval_split,
-    )  # fmt: skip
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,20 +70,37 @@ class ResolvedRun:
     def of(cls, data: DataPlan, data_config: dict, layout: LayoutPlan, data_seed: int) -> ResolvedRun:
         """From the student's ``data_config`` (:func:`~fkd_hf.models.students.student_data_config`)."""
         size, mean, std = data_config["input_size"], data_config["mean"], data_config["std"]
-        return cls(data, (int(size[0]), int(size[1])), tuple(mean), tuple(std), data_config["interpolation"],
-                   float(data_config["crop_pct"]), layout, int(data_seed))  # fmt: skip
+        return cls(
+            data,
+            (int(size[0]), int(size[1])),
+            tuple(mean),
+            tuple(std),
+            data_config["interpolation"],
+            float(data_config["crop_pct"]),
+            layout,
+            int(data_seed),
+        )
 
     @property
     def data_config(self) -> dict[str, Any]:
         """The student's preprocessing as :func:`~fkd_hf.models.students.student_data_config` gives it."""
-        return {"input_size": self.input_size, "mean": self.mean, "std": self.std,
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}  # fmt: skip
+        return {
+            "input_size": self.input_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
 
     def config_values(self) -> dict[str, Any]:
         """The ``FKDConfig`` fields this run resolved, as the config takes them (``input_size`` only when square)."""
         values = {field.name: getattr(self.data, field.name) for field in dataclasses.fields(DataPlan)}
-        values |= {"mean": list(self.mean), "std": list(self.std), "interpolation": self.interpolation,
-                   "crop_pct": self.crop_pct}  # fmt: skip
+        values |= {
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+        }
         if self.input_size[0] == self.input_size[1]:
             values["input_size"] = self.input_size[0]
         return values

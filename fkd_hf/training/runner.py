@@ -39,12 +39,16 @@ def _resume_path(config: FKDConfig) -> str | None:
     if resume in ("last", "true", "True"):
         last = last_complete_checkpoint(config.output_dir)
         if last is None:
-            raise FileNotFoundError(f"--resume_from_checkpoint {resume}, but {config.output_dir} has no complete "
-                                    "checkpoint-* folder: rerun without it to start afresh.")  # fmt: skip
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {resume}, but {config.output_dir} has no complete "
+                "checkpoint-* folder: rerun without it to start afresh."
+            )
         return last
     if resume and Path(resume).is_dir() and not is_complete(resume):
-        raise FileNotFoundError(f"--resume_from_checkpoint {resume} is an incomplete checkpoint (no readable "
-                                "trainer_state.json): give a complete one, or `last`.")  # fmt: skip
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {resume} is an incomplete checkpoint (no readable "
+            "trainer_state.json): give a complete one, or `last`."
+        )
     return resume
 
 
@@ -77,8 +81,7 @@ def _has_validation_split(data: DataPlan | FKDConfig) -> bool:
     if spec.startswith("parquet:") or spec.endswith(".parquet"):
         return False
     try:
-        return VALIDATION in datasets.get_dataset_split_names(spec, data.dataset_config,
-                                                              revision=data.dataset_revision)  # fmt: skip
+        return VALIDATION in datasets.get_dataset_split_names(spec, data.dataset_config, revision=data.dataset_revision)
     except Exception as err:  # offline and not cached, or no such config: train without evaluation and say so
         logger.warning("Cannot list the splits of %s (%s): no evaluation.", spec, " ".join(str(err).split()))
         return False
@@ -156,7 +159,12 @@ def train(config: FKDConfig) -> dict[str, float]:
         card.write(config.output_dir)
         if config.push_to_hub:
             repo_id = config.hub_model_id or Path(config.output_dir).name
-            url = push_student(config.output_dir, repo_id, private=config.hub_private_repo, token=config.hub_token,
-                               revision=config.hub_revision)  # fmt: skip
+            url = push_student(
+                config.output_dir,
+                repo_id,
+                private=config.hub_private_repo,
+                token=config.hub_token,
+                revision=config.hub_revision,
+            )
             trainer.accelerator.print(f"Student pushed to {url}")
     return metrics

@@ -13,11 +13,11 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..models.pixels import normalize
-from .data import FKDCropDataset, collate_crops
-from .loss import mix_crops, sample_mix
 from ..models.students import student_data_config
 from .checkpoints import STAGING_DIR, STATE_FILE, last_complete_checkpoint, publish
 from .config import FKDConfig
+from .data import FKDCropDataset, collate_crops
+from .loss import mix_crops, sample_mix
 from .progress import TrainingProgress, no_library_bars_off_terminal
 from .targets import target_loss
 
@@ -136,7 +136,11 @@ class FKDTrainer(Trainer):
         args = self.args
         mix = sample_mix(
             np.random.default_rng([args.seed, *inputs.get("sample_ids", ())]),
-            args.mixup_alpha, args.cutmix_alpha, args.mix_prob, pixels.shape[-2], pixels.shape[-1],
+            args.mixup_alpha,
+            args.cutmix_alpha,
+            args.mix_prob,
+            pixels.shape[-2],
+            pixels.shape[-1],
         )
         if mix is not None:
             pixels, targets = mix_crops(pixels, targets, *mix)
@@ -161,13 +165,17 @@ class FKDTrainer(Trainer):
         args, values = self.args, inputs["topk_values"]
         if not torch.isfinite(values).all():
             bad = int((~torch.isfinite(values)).any(-1).sum())
-            cause = (f"{bad} of the batch's {len(values)} crops have non-finite soft labels in the label set "
-                     f"{args.label_set}: regenerate it (fkd-hf generate refuses such values)")  # fmt: skip
+            cause = (
+                f"{bad} of the batch's {len(values)} crops have non-finite soft labels in the label set "
+                f"{args.label_set}: regenerate it (fkd-hf generate refuses such values)"
+            )
         elif not torch.isfinite(self._pixel_stats).all() or not self._pixel_stats[1].all():
             cause = f"--mean/--std ({self._pixel_stats.tolist()}) hold a non-finite value or a std of 0"
         else:
-            cause = (f"the batch's soft labels are finite, so the student diverged: lower --learning_rate "
-                     f"({args.learning_rate:g})" + (" or train in bf16 or fp32 rather than fp16" if args.fp16 else ""))
+            cause = (
+                f"the batch's soft labels are finite, so the student diverged: lower --learning_rate "
+                f"({args.learning_rate:g})" + (" or train in bf16 or fp32 rather than fp16" if args.fp16 else "")
+            )
         last = last_complete_checkpoint(args.output_dir)
         kept = f"{last} is kept (the last complete checkpoint)." if last else "No checkpoint was saved."
         return f"training stopped at step {self.state.global_step + 1}: the loss is {loss.item()}; {cause}. {kept}"

@@ -63,8 +63,9 @@ class TargetType:
 
     def placeholder(self, metadata) -> dict[str, np.ndarray]:
         """The values stored for a skipped row (zeros): they keep the rows aligned and are never read."""
-        return {column: np.zeros((metadata.stored_crops, getattr(metadata, field))) for column, field in
-                self.sizes.items()}  # fmt: skip
+        return {
+            column: np.zeros((metadata.stored_crops, getattr(metadata, field))) for column, field in self.sizes.items()
+        }
 
 
 def stored_fractions(name: str, values, refuse: Refuse) -> np.ndarray:

@@ -61,8 +61,16 @@ def rank_photos(seed: int, pass_index: int, num_photos: int, batch_size: int, ra
 class SpreadSteps:
     """Where the crops of ``num_photos`` photos go, step by step (module doc); photos are local indices."""
 
-    def __init__(self, num_photos: int, batch_size: int, num_crops: int, lanes: int, seed: int = 0,
-                 pass_index: int = 0, rank: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        num_photos: int,
+        batch_size: int,
+        num_crops: int,
+        lanes: int,
+        seed: int = 0,
+        pass_index: int = 0,
+        rank: int = 0,
+    ):
         self.num_photos, self.batch_size, self.num_crops = num_photos, batch_size, num_crops
         self.seed, self.pass_index, self.rank = seed, pass_index, rank
         self.block = batch_size * num_crops  # B: photos of a lane's block, crops of a step
@@ -123,8 +131,10 @@ class SpreadLayout(CropLayout):
 
     def __init__(self, batch_size: int, lanes: int = 8, rank: int = 0, world_size: int = 1):
         if batch_size < 1 or lanes < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"Need batch_size >= 1, lanes >= 1 and 0 <= rank < world_size, got {batch_size}, "
-                             f"{lanes}, {rank}, {world_size}.")  # fmt: skip
+            raise ValueError(
+                f"Need batch_size >= 1, lanes >= 1 and 0 <= rank < world_size, got {batch_size}, "
+                f"{lanes}, {rank}, {world_size}."
+            )
         self.batch_size, self.lanes, self.rank, self.world_size = batch_size, lanes, rank, world_size
         self._steps: SpreadSteps | None = None
         self._photos = np.zeros(0, dtype=np.int64)
@@ -135,13 +145,17 @@ class SpreadLayout(CropLayout):
         if config.spread_lanes < 1:
             raise ValueError(f"spread_lanes must be at least 1, got {config.spread_lanes}.")
         if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
-            raise ValueError("crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
-                             "options split_batches and dispatch_batches.")  # fmt: skip
+            raise ValueError(
+                "crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
+                "options split_batches and dispatch_batches."
+            )
         workers = config.dataloader_num_workers
         if workers > 1 and config.spread_lanes % workers:
-            logger.warning(f"spread_lanes={config.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
-                           "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
-                           "spread_lanes.")  # fmt: skip
+            logger.warning(
+                f"spread_lanes={config.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
+                "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
+                "spread_lanes."
+            )
 
     @classmethod
     def options(cls, config) -> dict[str, Any]:
@@ -155,10 +169,12 @@ class SpreadLayout(CropLayout):
         """The steps of the current pass on this process (built, with the pass's photos, when a pass begins)."""
         if self._steps is None or self._steps.pass_index != dataset.pass_index:
             pass_index = dataset.pass_index
-            self._photos = rank_photos(dataset.seed, pass_index, len(dataset), self.batch_size, self.rank,
-                                       self.world_size)  # fmt: skip
-            self._steps = SpreadSteps(len(self._photos), self.batch_size, dataset.num_crops, self.lanes, dataset.seed,
-                                      pass_index, self.rank)  # fmt: skip
+            self._photos = rank_photos(
+                dataset.seed, pass_index, len(dataset), self.batch_size, self.rank, self.world_size
+            )
+            self._steps = SpreadSteps(
+                len(self._photos), self.batch_size, dataset.num_crops, self.lanes, dataset.seed, pass_index, self.rank
+            )
             self._waiting.clear()
         return self._steps
 
