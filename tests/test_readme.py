@@ -63,7 +63,9 @@ def test_every_readme_command_is_known():
     assert commands, "the README has no bash commands"
     for command in commands:
         first = command.split("&&")[0].split()
-        assert first[0] in ("pip", "fkd-hf", "accelerate", "python", "export"), f"unchecked README command: {command}"
+        assert first[0] in ("pip", "fkd-hf", "accelerate", "python", "export", "ruff"), (
+            f"unchecked README command: {command}"
+        )
 
 
 def test_the_readme_exports_every_variable_its_commands_use():
@@ -101,6 +103,8 @@ def test_ci_runs_the_readme_test_command_and_first_command():
     assert install_and_test[0] in CI_SCRIPT
     first = _commands()[0]
     assert first.startswith("pip install") and first.split("&&")[-1].strip() in CI_SCRIPT
+    lint = [c for c in _commands() if c.startswith("ruff")]
+    assert lint and all(command in CI_SCRIPT for command in lint)
 
 
 @pytest.fixture
