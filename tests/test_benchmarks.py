@@ -35,12 +35,12 @@ from fkd_hf.models import create_student  # noqa: E402
 from fkd_hf.models.pixels import normalize, to_uint8_batch  # noqa: E402
 from fkd_hf.training import FKDCropDataset, build_trainer  # noqa: E402
 
-R = 3  # stored crops of the tiny label set
+R = 4  # stored crops of the tiny label set (fkd-hf train's default m = 4 needs R >= 4)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, teacher_dir):
-    """Photos with train/ and val/, and a ``--kind full`` label set of the train split (R = 3, k = C = 3)."""
+    """Photos with train/ and val/, and a ``--kind full`` label set of the train split (R = 4, k = C = 3)."""
     root = tmp_path_factory.mktemp("bench")
     images = make_splits(root / "images")
     labels = make_label_set(images, teacher_dir, root / "labels", num_crops=R, kind="full", k=None)
@@ -206,7 +206,7 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     results_md.write_text("# Results\n\n## Generation\n\n<!-- compare:full:begin -->\nold\n<!-- compare:full:end -->\n")
     monkeypatch.setattr(_report, "RESULTS_MD", results_md)
     argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
-            "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "2",
+            "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "4",
             "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
             "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9", "lanes=1", "--controls", "--eval-every", "1",
             "--output-dir", str(tmp_path / "out"), "--publish"]
@@ -219,9 +219,13 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     assert len({run["initial_weights"] for run in runs.values()}) == 1  # one student init for every method
     assert {run["steps"] for run in runs.values()} == {6}  # 2 epochs x 12 images / 4 crops per step
     decoded = {name: run["decoded_images"] for name, run in runs.items()}
-    # m = 2 decodes a photo per 2 crops; m = 1 and the tail (2 epochs = its one pass, single-crop) one per crop
+    # m = 2 decodes a photo per 2 crops; m = 1 and the tail (2 epochs = its one pass, single-crop) one per crop;
+    # FKD as shipped replays fkd-hf train's default m = 4
     assert decoded == dict(plain=24, vanilla_kd=24, relabel=24, fkd=12, fkd_spread=12, fkd_m1=24, fkd_tail=24,
-                           plain_fkd_crops=12, relabel_fkd_crops=12)
+                           fkd_default=6, plain_fkd_crops=12, relabel_fkd_crops=12)
+    layouts = {name: runs[name]["fkd_settings"]["crop_layout"] for name in ("fkd", "fkd_spread", "fkd_m1", "fkd_tail")}
+    assert layouts == dict(fkd="grouped", fkd_spread="spread", fkd_m1="grouped", fkd_tail="grouped")
+    assert "same_run_as" not in runs["fkd_default"]  # m = 4 here, 2 for the variants: a run of its own
     assert all(len(run["curve"]) == 2 and 0 <= run["top1"] <= 1 for run in runs.values())
     assert all(len(run["correct"]) == 6 and run["correct"].count("1") == round(6 * run["top1"]) for run in runs.values())
     # R = epochs of kind full: vanilla KD trains as FKD at m = 1 on those labels; the labels were reused, so its
@@ -230,19 +234,25 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     assert results["throughput"]["best"]["vanilla_kd"] > 0 and "fkd_tail" not in results["throughput"]["best"]
     summary = json.loads((tmp_path / "results" / "compare_full.json").read_text())
     assert set(summary["methods"]) == set(runs) and summary["methods"]["fkd"]["decodes_per_crop"] == 0.5
-    spread = summary["methods"]["fkd_spread"]
+    spread, shipped = summary["methods"]["fkd_spread"], summary["methods"]["fkd_default"]
     assert spread["fkd_spread_minus_this"] is None and spread["top1"] == runs["fkd_spread"]["top1"]
+    assert shipped["fkd_default_minus_this"] is None and summary["reference"] == "fkd_default"
     plain = summary["methods"]["plain"]
     assert plain["top1_se"] == pytest.approx((plain["top1"] * (1 - plain["top1"]) / 6) ** 0.5)
     assert plain["crops_per_s"] > 0 and plain["fkd_spread_minus_this"]["paired_se"] >= 0
+    assert plain["fkd_default_minus_this"]["paired_se"] >= 0
+    # labels reused: FKD's and vanilla KD's generation cost is unknown, plain's is its training alone
+    assert shipped["cpu_seconds"] is None and plain["cpu_seconds"] == runs["plain"]["cpu_seconds"] > 0
     hard, too_many, spread = results["ablation"]
-    assert (hard["kind"], hard["k"], hard["R"]) == ("hard", 1, 2) and "skipped" in too_many
+    assert (hard["kind"], hard["k"], hard["R"]) == ("hard", 1, 4) and "skipped" in too_many
     assert (spread["layout"], spread["lanes"], spread["decoded_images"]) == ("spread", 1, 12)
     assert results["label_prep"].get("fkd_seconds") is None and results["label_prep"]["relabel_seconds"] > 0
     text = results_md.read_text()
     assert "old" not in text and "| FKD | 2 |" in text and "## Generation" in text and "(compare_full.png)" in text
     assert (tmp_path / "compare_full.png").stat().st_size > 0
-    assert "FKD >= 3x the crops/s of vanilla KD" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "FKD >= 3x the crops/s of vanilla KD" in report and "FKD as shipped top-1 >= FKD m = 1" in report
+    assert "regime check" not in report  # imagenette's preset sets no KD margin
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
