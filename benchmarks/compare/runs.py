@@ -21,7 +21,7 @@ from fkd_hf.models import save_student
 from fkd_hf.labels.images import ImageSource
 from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.models.teachers import Teacher
-from fkd_hf.training import EvalDataset, FKDConfig, FKDTrainer, build_trainer
+from fkd_hf.training import EvalDataset, FKDConfig, FKDSetup, FKDTrainer, build_trainer
 from fkd_hf.training.builder import eval_label_map
 from fkd_hf.training.data import collate_crops
 
@@ -30,7 +30,8 @@ from .cost import cpu_seconds
 from .settings import Settings
 
 __all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "fkd_settings", "shipped_fkd", "row_fields",
-           "crops_per_image", "decodes_per_crop", "steps_per_epoch", "same_run_as", "run_method", "measure_throughput",
+           "crops_per_image", "decodes_per_crop", "steps_per_epoch", "same_run_as", "save_final_student", "run_method",
+           "measure_throughput",
            "teacher_accuracy"]  # fmt: skip
 
 # FKD's rows: method -> the FKDConfig fields it sets (every one on the main label set, through FKDTrainer).
@@ -240,6 +241,13 @@ def same_run_as(ctx: Context, name: str, others) -> str | None:
     return next((row for row in others if row != name and row in FKD_VARIANTS and key(row) == mine), None)
 
 
+def save_final_student(setup: FKDSetup, directory: Path) -> Path:
+    """Saves the trained student of ``setup`` as ``fkd-hf train`` does: a safetensors folder that
+    ``timm.create_model("local-dir:DIR", pretrained=True)`` loads, with the student's eval transform."""
+    trainer = setup.trainer
+    return save_student(trainer.accelerator.unwrap_model(trainer.model), directory, setup.data_config)
+
+
 def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing: bool, save_to: Path | None = None):
     """Builds the method's trainer from the shared student init and trains it, saving the final student to
     ``save_to`` (a safetensors folder timm loads); returns the trainer and the digest of its initial weights."""
@@ -253,7 +261,7 @@ def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing:
     trainer.remove_callback(PrinterCallback)  # one line per run is printed instead
     trainer.train()
     if save_to is not None:
-        save_student(trainer.accelerator.unwrap_model(trainer.model), save_to, setup.data_config)
+        save_final_student(setup, save_to)
     shutil.rmtree(config.output_dir, ignore_errors=True)
     return trainer, digest
 
