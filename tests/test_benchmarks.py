@@ -318,8 +318,8 @@ def test_a_saved_student_loads_with_timm_with_the_same_logits(tiny, tmp_path):
     source = load_images(f"imagefolder:{images}", split="train")
     config = FKDConfig(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", num_crops=2, input_size=24,
                        student="test_resnet", dataloader_num_workers=0, max_steps=2)
-    setup = build_trainer(config, labels=load_label_set(labels_dir), images=source, train_set_factory=crop_set_factory(),
-                          trainer_class=compare_runs.timed(PlainTrainer))  # fmt: skip
+    setup = build_trainer(config, labels=load_label_set(labels_dir), images=source,
+                          train_set_factory=crop_set_factory(), trainer_class=compare_runs.timed(PlainTrainer))
     setup.trainer.train()
     assert setup.trainer.train_cpu[0] > 0 and setup.trainer.train_cpu[1] >= 0
     folder = compare_runs.save_final_student(setup, tmp_path / "student")
@@ -340,7 +340,8 @@ def _rescored(folder: Path, images: Path) -> str:
     model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
     data = timm.data.resolve_data_config({}, model=model)
     val = load_images(f"imagefolder:{images}", split="validation")
-    batch = collate_crops(list(EvalDataset(val.dataset, data["input_size"][1:], data["crop_pct"], data["interpolation"])))
+    size, crop_pct, interpolation = data["input_size"][1:], data["crop_pct"], data["interpolation"]
+    batch = collate_crops(list(EvalDataset(val.dataset, size, crop_pct, interpolation)))
     with torch.no_grad():
         hits = model(normalize(batch["pixel_values"], data["mean"], data["std"])).argmax(-1) == batch["labels"]
     return "".join("1" if hit else "0" for hit in hits.tolist())
@@ -355,8 +356,8 @@ def test_compare_on_a_preset_generates_labels_counts_cpu_and_keeps_students(tiny
     monkeypatch.setattr(_report, "RESULTS_MD", results_md)
     out = tmp_path / "out"
     argv = ["compare", "--preset", "imagewoof", "--dataset", str(images), "--teacher", str(teacher_dir),
-            "--student", "test_resnet", "--input-size", "24", "--epochs", "4", "--stored-crops", "4", "--num-crops", "4",
-            "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64", "--k", "2", "--workers", "1",
+            "--student", "test_resnet", "--input-size", "24", "--epochs", "4", "--stored-crops", "4",
+            "--num-crops", "4", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64", "--k", "2", "--workers", "1",
             "--threads", "1", "--prep-threads", "1", "--throughput-rounds", "2", "--throughput-steps", "2",
             "--no-ablation", "--output-dir", str(out), "--publish"]  # fmt: skip
     assert bench_main(argv) == 0
