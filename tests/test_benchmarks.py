@@ -358,8 +358,8 @@ def test_compare_on_a_preset_generates_labels_counts_cpu_and_keeps_students(tiny
     argv = ["compare", "--preset", "imagewoof", "--dataset", str(images), "--teacher", str(teacher_dir),
             "--student", "test_resnet", "--input-size", "24", "--epochs", "4", "--stored-crops", "4",
             "--num-crops", "4", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64", "--k", "2",
-            "--workers", "1", "--threads", "1", "--prep-threads", "1", "--throughput-rounds", "2", "--throughput-steps", "2",
-            "--no-ablation", "--output-dir", str(out), "--publish"]  # fmt: skip
+            "--workers", "1", "--threads", "1", "--prep-threads", "1", "--throughput-rounds", "2",
+            "--throughput-steps", "2", "--no-ablation", "--output-dir", str(out), "--publish"]  # fmt: skip
     assert bench_main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     runs, prep = results["runs"], results["label_prep"]
