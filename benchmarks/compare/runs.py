@@ -17,8 +17,8 @@ from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from fkd_hf.labels import LabelSet, load_label_set
-from fkd_hf.models import save_student
 from fkd_hf.labels.images import ImageSource
+from fkd_hf.models import save_student
 from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.models.teachers import Teacher
 from fkd_hf.training import EvalDataset, FKDConfig, FKDSetup, FKDTrainer, build_trainer
@@ -31,8 +31,7 @@ from .settings import Settings
 
 __all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "fkd_settings", "shipped_fkd", "row_fields",
            "crops_per_image", "decodes_per_crop", "steps_per_epoch", "same_run_as", "save_final_student", "run_method",
-           "measure_throughput",
-           "teacher_accuracy"]  # fmt: skip
+           "measure_throughput", "teacher_accuracy"]  # fmt: skip
 
 # FKD's rows: method -> the FKDConfig fields it sets (every one on the main label set, through FKDTrainer).
 # fkd_default sets none: FKD as `fkd-hf train` ships it, whatever FKDConfig's defaults are when the run starts.
@@ -41,10 +40,10 @@ FKD_VARIANTS = {"fkd": {"crop_layout": "grouped"}, "fkd_spread": {"crop_layout":
                 "fkd_tail": {"crop_layout": "grouped", "single_crop_tail": True}, "fkd_default": {}}  # fmt: skip
 # FKDConfig fields that are not FKD settings: the data, the student and its preprocessing, the length (the
 # protocol gives max_steps) and the output folder
-_NOT_FKD = {"overwrite_output_dir", "label_set", "label_set_revision", "dataset", "dataset_config", "dataset_revision", "train_split",
+_NOT_FKD = {"label_set", "label_set_revision", "dataset", "dataset_config", "dataset_revision", "train_split",
             "eval_split", "image_column", "label_column", "max_train_samples", "max_eval_samples", "key_check_rows",
             "student", "student_pretrained", "student_kwargs", "input_size", "mean", "std", "interpolation",
-            "crop_pct", "fkd_epochs"}  # fmt: skip
+            "crop_pct", "fkd_epochs", "overwrite_output_dir"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -121,18 +120,19 @@ def timed(trainer_class: type) -> type:
 
     class Timed(trainer_class):
         def train(self, *args, **kwargs):
-            self.curve, self.evaluations, self.eval_cpu, self.clock = [], [], [0.0, 0.0], _Clock()
+            self.curve, self.evaluations, self.clock = [], [], _Clock()
             self.add_callback(self.clock)
             self._in_train = True
             try:
                 result = super().train(*args, **kwargs)
             finally:
                 self._in_train = False
-            last = self.clock.steps[-1]
-            self.eval_seconds = sum(seconds for begun, seconds in self.evaluations if begun < last)
+            last, cpu = self.clock.steps[-1], self.clock.cpu
+            during = [evaluation for evaluation in self.evaluations if evaluation[0] < last]
+            self.eval_seconds = sum(seconds for _, seconds, _ in during)
             self.train_seconds = last - self.clock.start - self.eval_seconds
-            cpu = self.clock.cpu
-            self.train_cpu = tuple(cpu["last"][i] - cpu["start"][i] - self.eval_cpu[i] for i in range(2))
+            self.train_cpu = tuple(cpu["last"][i] - cpu["start"][i] - sum(used[i] for *_, used in during)
+                                   for i in range(2))  # fmt: skip
             return result
 
         def evaluate(self, *args, **kwargs):
@@ -140,14 +140,13 @@ def timed(trainer_class: type) -> type:
             metrics = super().evaluate(*args, **kwargs)
             clock = getattr(self, "clock", None)
             if getattr(self, "_in_train", False) and clock.start is not None:
-                spent_before = sum(seconds for _, seconds in self.evaluations)
+                spent_before = sum(seconds for _, seconds, _ in self.evaluations)
                 self.curve.append(
                     {"step": self.state.global_step, "train_seconds": start - clock.start - spent_before,
                      "top1": metrics["eval_top1"], "top5": metrics["eval_top5"]}
                 )  # fmt: skip
-                self.evaluations.append((start, time.perf_counter() - start))
-                self.eval_cpu = [spent + after - before for spent, after, before in
-                                 zip(self.eval_cpu, cpu_seconds(), cpu)]  # fmt: skip
+                used = tuple(after - before for after, before in zip(cpu_seconds(), cpu))
+                self.evaluations.append((start, time.perf_counter() - start, used))
             return metrics
 
     Timed.__name__ = Timed.__qualname__ = f"Timed{trainer_class.__name__}"
