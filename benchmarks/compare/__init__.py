@@ -108,6 +108,10 @@ def main(args: argparse.Namespace) -> dict:
     if args.render:
         return render(Path(args.render), Path(args.output_dir), args.publish)
     started = time.perf_counter()
+    settings = resolve_settings(args)
+    if not (Path(settings.dataset) / "train").is_dir():
+        raise SystemExit(f"python -m benchmarks compare: {settings.dataset} has no train/ folder: pass --dataset DIR, "
+                         "a folder with train/<class>/ and val/<class>/ (such as ../shared/data/imagewoof-mini).")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
     import torch
@@ -115,7 +119,6 @@ def main(args: argparse.Namespace) -> dict:
     from .protocol import run_protocol  # torch, transformers: not needed for --help and --render
 
     datasets.disable_progress_bars()
-    settings = resolve_settings(args)
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="fkd_compare_") as temporary:
         work = Path(args.work_dir or temporary)

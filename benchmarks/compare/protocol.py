@@ -105,7 +105,7 @@ def _same_run(results: dict, name: str, twin: str, students: Path) -> dict:
     """Row ``name`` as the run of row ``twin``, whose settings it shares (its student copied under its own name)."""
     shutil.copytree(students / twin, students / name, dirs_exist_ok=True)
     print(f"[compare] {name}: the same run as {twin} (the same FKD settings)", flush=True)
-    return {**results["runs"][twin], "method": name, "same_run_as": twin, "student": str(students / name)}
+    return {**results["runs"][twin], "method": name, "same_run_as": twin, "student": str(Path(students.name, name))}
 
 
 def run_protocol(args: argparse.Namespace, settings: Settings, work: Path, output: Path, started: float) -> dict:

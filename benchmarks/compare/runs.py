@@ -325,8 +325,8 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
     }  # fmt: skip
     if name in FKD_VARIANTS or stored_kd:
         result["fkd_settings"] = fkd_settings(trainer.args)
-    if save_to is not None:
-        result["student"] = str(save_to)
+    if save_to is not None:  # relative to the run's output folder, where it is saved
+        result["student"] = str(Path(save_to.parent.name, save_to.name))
     if name == "vanilla_kd":
         result["teacher"] = "stored" if stored_kd else "online"
         result["teacher_seconds"] = ctx.vanilla_teacher_seconds if stored_kd else trainer.teacher_seconds
