@@ -1,6 +1,7 @@
 """``python -m benchmarks <name> [options]``: one entry point for the benchmarks; ``<name> --help`` lists options.
 
     python -m benchmarks compare --quick
+    python -m benchmarks compare --preset imagewoof
     python -m benchmarks generate_throughput --images 96
     python -m benchmarks train_throughput --images 1024
     python -m benchmarks demo_time --cases default
@@ -18,7 +19,8 @@ from fkd_hf.cpu_memory import keep_freed_memory
 
 # name -> (module, one-line description); dashes and underscores are interchangeable on the command line.
 BENCHMARKS = {
-    "compare": ("benchmarks.compare", "FKD vs plain, vanilla KD and ReLabel: crops/s, label storage, accuracy"),
+    "compare": ("benchmarks.compare", "FKD vs plain, vanilla KD and ReLabel: accuracy, whole-run CPU time, crops/s, "
+                "label storage (imagenette-mini or imagewoof-mini)"),
     "generate_throughput": ("benchmarks.generate_throughput", "label generation vs the teacher's bare forward pass"),
     "train_throughput": ("benchmarks.train_throughput", "FKD vs plain training: crops/s and loader speed"),
     "cpu_memory": ("benchmarks.cpu_memory", "CPU speed with freed memory kept in the process vs returned to the OS"),

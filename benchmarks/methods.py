@@ -248,7 +248,8 @@ class VanillaKDTrainer(BaselineTrainer):
     """Online KD: the teacher runs on every training crop in the training step, through a
     :class:`~fkd_hf.models.TeacherRunner` on the training device (``precision``: as the generation's).
 
-    ``teacher_seconds`` accumulates the time spent in the teacher.
+    ``teacher_seconds`` accumulates the wall time spent in the teacher, ``teacher_cpu_seconds`` this process's CPU
+    time in it (every thread) and ``teacher_crops`` the crops it labelled.
     """
 
     def __init__(self, model, args: FKDConfig, train_dataset=None, *, teacher: Teacher,
@@ -256,12 +257,15 @@ class VanillaKDTrainer(BaselineTrainer):
                  **kwargs):  # fmt: skip
         super().__init__(model, args, train_dataset, **kwargs)
         self.runner = TeacherRunner(teacher, precision, self.args.device, class_indices, label_temperature)
-        self.teacher_seconds = 0.0
+        self.teacher_seconds = self.teacher_cpu_seconds = 0.0
+        self.teacher_crops = 0
 
     def targets(self, inputs: dict) -> torch.Tensor:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         targets = self.runner.probs(inputs["teacher_pixels"])
         self.teacher_seconds += time.perf_counter() - start
+        self.teacher_cpu_seconds += time.process_time() - cpu
+        self.teacher_crops += len(targets)
         return targets
 
 

@@ -3,6 +3,7 @@ label storage.
 
     python -m benchmarks compare --quick                  # about 5 minutes on 2 CPU cores: the whole protocol, small
     python -m benchmarks compare --publish                # full: all of imagenette-mini, about 80 minutes on 2 cores
+    python -m benchmarks compare --preset imagewoof --publish   # full on imagewoof-mini (ten dog breeds), 96 px
     python -m benchmarks compare --labels DIR             # reuse an FKD label set of these images (any kind)
     python -m benchmarks compare --render outputs/bench_compare/results.json --publish   # re-render a (partial) run
 
@@ -17,15 +18,24 @@ optimizer step, the seed and data order, the loader workers, the crop pipeline a
 3. relabel: fresh crops, targets by RoIAlign on a per-image label map from the teacher (ReLabel);
 4. fkd, fkd_spread, fkd_m1, fkd_tail: ``fkd-hf generate`` labels through ``FKDTrainer``: the paper's loader
    (``num_crops`` stored crops of a decoded image in one batch), the spread layout, one crop per decode, and the
-   paper's loader with the single-crop tail.
+   paper's loader with the single-crop tail;
+5. fkd_default: FKD as ``fkd-hf train`` ships it: every FKD setting (layout, m, loss) at FKDConfig's defaults, read
+   when the run starts; the protocol's values (student, optimizer, schedule, crops per step, workers) as for all.
+   When these settings equal another FKD row's, that row's run is reported for both (``same_run_as``).
 
 An epoch is N crops (N = training images) for every method, so E epochs are the same optimizer steps for all;
 FKD's E epochs are E / num_crops passes over the images. ``--controls`` adds plain and ReLabel on exactly FKD's
 batches (same images, stored crops and order), which isolate the label source. The ablation trains FKD again on
 label sets cut from one ``--kind full`` generation (R, kind, k, m) or with another layout (``layout=spread``,
-``lanes=N``). Outputs go to ``--output-dir`` (report.md, results.json, summary.json, compare.png; results.json is
-rewritten after every run, so an interrupted run keeps what it measured); ``--publish`` also writes the report
-and the plot into benchmarks/RESULTS.md and summary.json as benchmarks/results/compare_<mode>.json.
+``lanes=N``). ``--preset`` picks the data and what suits it (imagenette: 64 px, 16 epochs; imagewoof: 96 px, 8
+epochs; see ``settings.DATASET_PRESETS``); ``--dataset`` points at another copy of the same layout. Each method's
+whole-run CPU time (``cost.py``: the teacher included) is reported beside its accuracy.
+
+Outputs go to ``--output-dir`` (report.md, results.json, summary.json, compare.png, and each method's final student
+in students/<method>/, a safetensors folder that ``timm.create_model("local-dir:DIR", pretrained=True)`` loads with
+its eval transform; results.json is rewritten after every run, so an interrupted run keeps what it measured);
+``--publish`` also writes the report and the plot into benchmarks/RESULTS.md and summary.json as
+benchmarks/results/compare_<mode>.json (compare_<mode>_<preset>.json for a preset other than imagenette).
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ from pathlib import Path
 from .. import _report
 from .plot import plot
 from .report import render_report, summary_json
-from .settings import DEFAULT_DATA, MAIN_METHODS, SAME_CROP_METHODS, add_protocol_arguments, resolve_settings
+from .settings import (DATASET_PRESETS, MAIN_METHODS, SAME_CROP_METHODS, Settings, add_protocol_arguments,
+                       resolve_settings)  # fmt: skip
 
 __all__ = ["make_parser", "main", "render"]
 
@@ -51,7 +62,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--quick", action="store_true", help="The small preset (a smoke test of the whole protocol).")
-    add("--dataset", default=str(DEFAULT_DATA), help="Folder with train/<class>/ and val/<class>/.")
+    add("--preset", choices=list(DATASET_PRESETS), default="imagenette",
+        help="The data and what suits it: imagenette (imagenette-mini, 64 px) or imagewoof (imagewoof-mini, 96 px).")
+    add("--dataset", default=None, help="Folder with train/<class>/ and val/<class>/ (default: the preset's).")
     add("--labels", default=None, help="Reuse this FKD label set (any kind; matched by image_key).")
     add("--relabel-maps", default=None, help="Reuse ReLabel maps written by an earlier run.")
     add("--work-dir", default=None, help="Where labels, maps and runs go (default: a temporary folder).")
@@ -74,9 +87,12 @@ def finish(results: dict, output: Path, publish: bool) -> str:
     summary = summary_json(results)
     _report.write_json(output / "summary.json", summary)
     if publish:
-        mode = results["settings"]["mode"]
-        _report.publish(f"compare:{mode}", report, png, f"compare_{mode}.png", f"accuracy against wall time, {mode} run")
-        _report.write_json(_report.RESULTS_MD.parent / "results" / f"compare_{mode}.json", summary)  # beside RESULTS.md
+        settings = Settings.from_results(results)
+        name, block = settings.publish_name, f"compare:{settings.mode}"
+        block += "" if settings.preset == "imagenette" else f":{settings.preset}"
+        _report.publish(block, report, png, f"{name}.png", f"accuracy against wall time, {settings.mode} run on "
+                        f"{Path(settings.dataset).name}")  # fmt: skip
+        _report.write_json(_report.RESULTS_MD.parent / "results" / f"{name}.json", summary)  # beside RESULTS.md
     print(report)
     return report
 
@@ -92,6 +108,10 @@ def main(args: argparse.Namespace) -> dict:
     if args.render:
         return render(Path(args.render), Path(args.output_dir), args.publish)
     started = time.perf_counter()
+    settings = resolve_settings(args)
+    if not (Path(settings.dataset) / "train").is_dir():
+        raise SystemExit(f"python -m benchmarks compare: {settings.dataset} has no train/ folder: pass --dataset DIR, "
+                         "a folder with train/<class>/ and val/<class>/ (such as ../shared/data/imagewoof-mini).")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
     import torch
@@ -99,7 +119,6 @@ def main(args: argparse.Namespace) -> dict:
     from .protocol import run_protocol  # torch, transformers: not needed for --help and --render
 
     datasets.disable_progress_bars()
-    settings = resolve_settings(args)
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="fkd_compare_") as temporary:
         work = Path(args.work_dir or temporary)

@@ -22,6 +22,7 @@ from fkd_hf.labels.kinds import reconstruct, resolve_k
 from fkd_hf.models.teachers import Teacher
 
 from ..relabel import LabelMapsInfo, generate_label_maps, load_label_maps, relabel_targets
+from .cost import cpu_seconds
 from .settings import Settings
 
 __all__ = ["PreparedLabels", "prepare_data", "image_keys", "derive_label_set", "label_bytes_per_image",
@@ -113,7 +114,7 @@ class PreparedLabels:
     storage: list[dict]  # bytes per image of each kind/k at R = --stored-crops
     maps_dir: Path
     maps_info: LabelMapsInfo
-    prep_seconds: dict  # fkd_seconds, relabel_seconds; absent when reused
+    prep_seconds: dict  # fkd_seconds, relabel_seconds and their *_cpu_seconds; absent when reused
     vanilla: Path | None = None  # kind full, R = epochs: vanilla KD's targets (None: the source cannot give them)
 
 
@@ -139,19 +140,20 @@ def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spe
     if args.labels:
         source = Path(args.labels)
     else:
-        source = work / "labels" / "generated"
+        source, cpu = work / "labels" / "generated", sum(cpu_seconds())
         summary = generate(GenerateConfig(dataset=spec, output_dir=str(source), teacher=s.teacher, class_map="auto",
                                           stored_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64,
                                           replay=s.replay))
-        prep["fkd_seconds"] = summary.seconds or None
+        if summary.seconds:  # 0: an earlier generation in the work dir was reused, its cost unknown
+            prep["fkd_seconds"], prep["fkd_cpu_seconds"] = summary.seconds, sum(cpu_seconds()) - cpu
     main = derive_label_set(source, work / "labels" / "main", images, keys, s.kind, s.k, s.stored_crops)
     if args.relabel_maps:
         maps_dir = Path(args.relabel_maps)
         _, maps_info = load_label_maps(maps_dir)
     else:
-        maps_dir = work / "relabel_maps"
+        maps_dir, cpu = work / "relabel_maps", sum(cpu_seconds())
         maps_info = generate_label_maps(images, teacher, class_indices, maps_dir, s.relabel_size, s.relabel_k)
-        prep["relabel_seconds"] = maps_info.seconds
+        prep["relabel_seconds"], prep["relabel_cpu_seconds"] = maps_info.seconds, sum(cpu_seconds()) - cpu
     prepared = PreparedLabels(source, read_metadata(source), main, [], maps_dir, maps_info, prep)
     prepared.storage = _storage_rows(prepared, images, keys, s, work)
     meta = prepared.source_meta

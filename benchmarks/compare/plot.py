@@ -56,8 +56,9 @@ def plot(results: dict, path: Path) -> Path | None:
     for col in range(panels):
         _panel(axes[0][col], results, with_prep=col == 1)
     s = results["settings"]
-    fig.suptitle(f"{s['student']} from scratch, {s['epochs']} epochs, teacher {s['teacher']} "
-                 f"({results['train_images']} train images, {s['mode']} mode)", fontsize=10)  # fmt: skip
+    fig.suptitle(f"{s['student']} from scratch at {s['input_size']} px, {s['epochs']} epochs, teacher {s['teacher']} "
+                 f"({results['train_images']} train images of {Path(s['dataset']).name}, {s['mode']} mode)",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ from .._report import machine_info
 from ..relabel import load_label_maps
 from .labels import (PreparedLabels, derive_label_set, image_keys, label_bytes_per_image, prepare_data, prepare_labels,
                      target_cost)  # fmt: skip
-from .runs import Context, measure_throughput, run_method, teacher_accuracy
+from .runs import Context, measure_throughput, run_method, same_run_as, teacher_accuracy
 from .settings import MAIN_METHODS, SAME_CROP_METHODS, Settings, parse_ablation
 
 __all__ = ["run_protocol"]
@@ -100,6 +101,13 @@ def ablation_run(ctx: Context, prepared: PreparedLabels, spec: str) -> dict:
     return {**choice, "k": k, **result, "method": name}
 
 
+def _same_run(results: dict, name: str, twin: str, students: Path) -> dict:
+    """Row ``name`` as the run of row ``twin``, whose settings it shares (its student copied under its own name)."""
+    shutil.copytree(students / twin, students / name, dirs_exist_ok=True)
+    print(f"[compare] {name}: the same run as {twin} (the same FKD settings)", flush=True)
+    return {**results["runs"][twin], "method": name, "same_run_as": twin, "student": str(Path(students.name, name))}
+
+
 def run_protocol(args: argparse.Namespace, settings: Settings, work: Path, output: Path, started: float) -> dict:
     """Every step of the comparison; returns the finished results (also in ``output``/results.json)."""
     s, load_start = settings, os.getloadavg()[0]
@@ -121,8 +129,13 @@ def run_protocol(args: argparse.Namespace, settings: Settings, work: Path, outpu
     run_method(ctx, "plain", curve=False, max_steps=3)
     results["throughput"] = measure_throughput(ctx, methods)
     save()
+    students = output / "students"  # each method's final student, a safetensors folder timm loads
     for name in methods:
-        results["runs"][name] = run_method(ctx, name)
+        twin = same_run_as(ctx, name, [row for row, run in results["runs"].items() if "same_run_as" not in run])
+        if twin is None:
+            results["runs"][name] = run_method(ctx, name, save_to=students / name)
+        else:
+            results["runs"][name] = _same_run(results, name, twin, students)
         save()
     for spec in [] if args.no_ablation else s.ablation:
         results["ablation"].append(ablation_run(ctx, prepared, spec))

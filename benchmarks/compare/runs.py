@@ -1,5 +1,6 @@
-"""The comparison's training runs: every method through :func:`fkd_hf.training.build_trainer`, timed, from one
-initial student; the steady-state throughput rounds; the teacher's own accuracy."""
+"""The comparison's training runs: every method through :func:`fkd_hf.training.build_trainer`, timed (wall and
+CPU), from one initial student, its final student saved; the steady-state throughput rounds; the teacher's own
+accuracy."""
 
 from __future__ import annotations
 
@@ -12,26 +13,37 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from fkd_hf.labels import LabelSet, load_label_set
 from fkd_hf.labels.images import ImageSource
+from fkd_hf.models import save_student
 from fkd_hf.models.teacher_runner import TeacherRunner
 from fkd_hf.models.teachers import Teacher
-from fkd_hf.training import EvalDataset, FKDConfig, FKDTrainer, build_trainer
+from fkd_hf.training import EvalDataset, FKDConfig, FKDSetup, FKDTrainer, build_trainer
 from fkd_hf.training.builder import eval_label_map
 from fkd_hf.training.data import collate_crops
 
 from ..methods import PlainTrainer, ReLabelTrainer, VanillaKDTrainer, crop_set_factory
+from .cost import cpu_seconds
 from .settings import Settings
 
-__all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "crops_per_image", "decodes_per_crop", "steps_per_epoch",
-           "run_method", "measure_throughput", "teacher_accuracy"]  # fmt: skip
+__all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "fkd_settings", "shipped_fkd", "row_fields",
+           "crops_per_image", "decodes_per_crop", "steps_per_epoch", "same_run_as", "save_final_student", "run_method",
+           "measure_throughput", "teacher_accuracy"]  # fmt: skip
 
-# FKD's rows: method -> FKDConfig fields it sets (every one on the main label set, through FKDTrainer)
-FKD_VARIANTS = {"fkd": {}, "fkd_spread": {"crop_layout": "spread"}, "fkd_m1": {"num_crops": 1},
-                "fkd_tail": {"single_crop_tail": True}}  # fmt: skip
+# FKD's rows: method -> the FKDConfig fields it sets (every one on the main label set, through FKDTrainer).
+# fkd_default sets none: FKD as `fkd-hf train` ships it, whatever FKDConfig's defaults are when the run starts.
+FKD_VARIANTS = {"fkd": {"crop_layout": "grouped"}, "fkd_spread": {"crop_layout": "spread"},
+                "fkd_m1": {"crop_layout": "grouped", "num_crops": 1},
+                "fkd_tail": {"crop_layout": "grouped", "single_crop_tail": True}, "fkd_default": {}}  # fmt: skip
+# FKDConfig fields that are not FKD settings: the data, the student and its preprocessing, the length (the
+# protocol gives max_steps) and the output folder
+_NOT_FKD = {"label_set", "label_set_revision", "dataset", "dataset_config", "dataset_revision", "train_split",
+            "eval_split", "image_column", "label_column", "max_train_samples", "max_eval_samples", "key_check_rows",
+            "student", "student_pretrained", "student_kwargs", "input_size", "mean", "std", "interpolation",
+            "crop_pct", "fkd_epochs", "overwrite_output_dir"}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -55,18 +67,47 @@ class Context:
     vanilla_teacher_seconds: float | None = None  # the generation time of those labels (None: reused labels)
 
 
+def _fkd_fields() -> list[dataclasses.Field]:
+    """The FKD settings among FKDConfig's fields: those it adds to the Trainer's arguments (layout, m, loss, ...),
+    less the data, the student and the length."""
+    trainer_fields = {field.name for field in dataclasses.fields(TrainingArguments)}
+    return [field for field in dataclasses.fields(FKDConfig) if field.name not in trainer_fields | _NOT_FKD]
+
+
+def fkd_settings(config: FKDConfig) -> dict:
+    """The FKD settings of ``config``."""
+    return {field.name: getattr(config, field.name) for field in _fkd_fields()}
+
+
+def shipped_fkd() -> dict:
+    """FKD's settings as ``fkd-hf train`` ships them: FKDConfig's defaults, read now."""
+    return {field.name: field.default_factory() if field.default is dataclasses.MISSING else field.default
+            for field in _fkd_fields()}  # fmt: skip
+
+
+def row_fields(name: str) -> dict:
+    """The FKD settings a row sets (every shipped one for fkd_default); empty for the baselines."""
+    return shipped_fkd() if name == "fkd_default" else FKD_VARIANTS.get(name, {})
+
+
 class _Clock(TrainerCallback):
-    """Wall-clock times of training: once the Trainer's setup is done (``on_train_begin``: optimizer, Accelerate
-    wrapping) and at the end of every optimizer step."""
+    """Wall-clock and CPU times of training (:func:`~benchmarks.compare.cost.cpu_seconds`: this process and its
+    loader workers): once the Trainer's setup is done (``on_train_begin``: optimizer, Accelerate wrapping), wall
+    time at the end of every optimizer step, CPU time at the end of the first and the last."""
 
     def __init__(self):
-        self.start, self.steps = None, []
+        self.start, self.steps, self.cpu = None, [], {}
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
+        self.start, self.cpu["start"] = time.perf_counter(), cpu_seconds()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps.append(time.perf_counter())
+        now = None
+        if len(self.steps) == 1:
+            self.cpu["first"] = now = cpu_seconds()
+        if state.global_step >= state.max_steps:
+            self.cpu["last"] = now or cpu_seconds()
 
 
 def timed(trainer_class: type) -> type:
@@ -74,7 +115,8 @@ def timed(trainer_class: type) -> type:
     time so far (evaluation left out) and the metrics.
 
     ``train_seconds`` runs from the end of the Trainer's setup to the end of the last optimizer step, less the time
-    spent in evaluations: steps, data loading (worker start included) and nothing else."""
+    spent in evaluations: steps, data loading (worker start included) and nothing else. ``train_cpu`` is the CPU
+    time of the same span, evaluations left out: ``(this process, its children)``."""
 
     class Timed(trainer_class):
         def train(self, *args, **kwargs):
@@ -85,22 +127,26 @@ def timed(trainer_class: type) -> type:
                 result = super().train(*args, **kwargs)
             finally:
                 self._in_train = False
-            last = self.clock.steps[-1]
-            self.eval_seconds = sum(seconds for begun, seconds in self.evaluations if begun < last)
+            last, cpu = self.clock.steps[-1], self.clock.cpu
+            during = [evaluation for evaluation in self.evaluations if evaluation[0] < last]
+            self.eval_seconds = sum(seconds for _, seconds, _ in during)
             self.train_seconds = last - self.clock.start - self.eval_seconds
+            self.train_cpu = tuple(cpu["last"][i] - cpu["start"][i] - sum(used[i] for *_, used in during)
+                                   for i in range(2))  # fmt: skip
             return result
 
         def evaluate(self, *args, **kwargs):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), cpu_seconds()
             metrics = super().evaluate(*args, **kwargs)
             clock = getattr(self, "clock", None)
             if getattr(self, "_in_train", False) and clock.start is not None:
-                spent_before = sum(seconds for _, seconds in self.evaluations)
+                spent_before = sum(seconds for _, seconds, _ in self.evaluations)
                 self.curve.append(
                     {"step": self.state.global_step, "train_seconds": start - clock.start - spent_before,
                      "top1": metrics["eval_top1"], "top5": metrics["eval_top5"]}
                 )  # fmt: skip
-                self.evaluations.append((start, time.perf_counter() - start))
+                used = tuple(after - before for after, before in zip(cpu_seconds(), cpu))
+                self.evaluations.append((start, time.perf_counter() - start, used))
             return metrics
 
     Timed.__name__ = Timed.__qualname__ = f"Timed{trainer_class.__name__}"
@@ -117,16 +163,17 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 
 def crops_per_image(settings: Settings, name: str) -> int:
-    """m: FKD and the runs on FKD's crops replay ``num_crops`` per decoded image (FKD m = 1: one); the others one."""
-    m = FKD_VARIANTS.get(name, {}).get("num_crops", settings.num_crops)
+    """m: FKD and the runs on FKD's crops replay ``num_crops`` per decoded image (FKD m = 1: one; FKD as shipped:
+    FKDConfig's default); the others one."""
+    m = row_fields(name).get("num_crops", settings.num_crops)
     return m if name in FKD_VARIANTS or name.endswith("fkd_crops") else 1
 
 
 def decodes_per_crop(settings: Settings, name: str) -> float:
-    """Photos decoded per training crop: 1 / m, except the single-crop tail, whose last pass (m of the E epochs)
-    decodes a photo for every crop."""
+    """Photos decoded per training crop: 1 / m, except with the single-crop tail, whose last pass (m of the E
+    epochs) decodes a photo for every crop."""
     m = crops_per_image(settings, name)
-    if name != "fkd_tail":
+    if not row_fields(name).get("single_crop_tail"):
         return 1 / m
     passes = settings.epochs / m
     return ((passes - 1) + m) / settings.epochs
@@ -180,9 +227,29 @@ def _method_parts(ctx: Context, name: str, timing: bool) -> tuple[type, object, 
     raise ValueError(f"Unknown method {name!r}.")
 
 
-def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing: bool):
-    """Builds the method's trainer from the shared student init and trains it; returns the trainer and the
-    digest of its initial weights."""
+def same_run_as(ctx: Context, name: str, others) -> str | None:
+    """The first of ``others`` (FKD rows) whose run would be ``name``'s run: the same FKD settings on the same
+    labels (FKD as shipped is often one of the variants); None if there is none."""
+    if name not in FKD_VARIANTS:
+        return None
+
+    def key(row: str) -> dict:
+        return fkd_settings(_method_config(ctx, row, crops_per_image(ctx.settings, row), None, True))
+
+    mine = key(name)
+    return next((row for row in others if row != name and row in FKD_VARIANTS and key(row) == mine), None)
+
+
+def save_final_student(setup: FKDSetup, directory: Path) -> Path:
+    """Saves the trained student of ``setup`` as ``fkd-hf train`` does: a safetensors folder that
+    ``timm.create_model("local-dir:DIR", pretrained=True)`` loads, with the student's eval transform."""
+    trainer = setup.trainer
+    return save_student(trainer.accelerator.unwrap_model(trainer.model), directory, setup.data_config)
+
+
+def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing: bool, save_to: Path | None = None):
+    """Builds the method's trainer from the shared student init and trains it, saving the final student to
+    ``save_to`` (a safetensors folder timm loads); returns the trainer and the digest of its initial weights."""
     trainer_class, factory, extra = _method_parts(ctx, name, timing)
     if factory is not None:
         extra["train_set_factory"] = factory
@@ -192,6 +259,8 @@ def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing:
     digest = weights_digest(trainer.model)
     trainer.remove_callback(PrinterCallback)  # one line per run is printed instead
     trainer.train()
+    if save_to is not None:
+        save_final_student(setup, save_to)
     shutil.rmtree(config.output_dir, ignore_errors=True)
     return trainer, digest
 
@@ -204,26 +273,43 @@ def _final_scores(trainer, eval_set: EvalDataset) -> dict:
             "correct": "".join("1" if hit else "0" for hit in hits)}  # fmt: skip
 
 
-def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crops: int | None = None,
-               curve: bool = True, max_steps: int | None = None, fields: dict | None = None) -> dict:  # fmt: skip
-    """Trains one method from the shared initial weights (``fields``: more FKDConfig values); returns its timing
-    and accuracy.
+def _timing_result(name: str, trainer, batch_crops: int) -> dict:
+    """A timing run's crops/s and CPU ms per crop (all processes, and the training process alone) over the steps
+    after the first; vanilla KD's teacher CPU seconds per crop."""
+    steps, cpu = trainer.clock.steps, trainer.clock.cpu
+    seconds, crops = steps[-1] - steps[0], (len(steps) - 1) * batch_crops
+    main, children = (cpu["last"][i] - cpu["first"][i] for i in range(2))
+    result = {"method": name, "steps": len(steps) - 1, "seconds": seconds,
+              "crops_per_second": crops / seconds if seconds > 0 else float("nan"),
+              "cpu_ms_per_crop": 1000 * (main + children) / crops if crops else float("nan"),
+              "main_cpu_ms_per_crop": 1000 * main / crops if crops else float("nan")}  # fmt: skip
+    if getattr(trainer, "teacher_crops", 0):
+        result["teacher_cpu_per_crop"] = trainer.teacher_cpu_seconds / trainer.teacher_crops
+    return result
 
-    ``max_steps`` makes it a short timing run instead (no evaluation): it returns the crops/s of the steps after
-    the first one (the first waits for the loader workers to start). Vanilla KD's accuracy run is FKD at m = 1 on
-    ``ctx.vanilla_labels`` when there are such labels; its crops/s then count the teacher's generation time."""
+
+def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crops: int | None = None,
+               curve: bool = True, max_steps: int | None = None, fields: dict | None = None,
+               save_to: Path | None = None) -> dict:  # fmt: skip
+    """Trains one method from the shared initial weights (``fields``: more FKDConfig values; ``save_to``: where
+    its final student goes); returns its timing, CPU time and accuracy.
+
+    ``max_steps`` makes it a short timing run instead (no evaluation): it returns the crops/s and CPU per crop of
+    the steps after the first one (the first waits for the loader workers to start). Vanilla KD's accuracy run is
+    FKD at m = 1 on ``ctx.vanilla_labels`` when there are such labels; its crops/s then count the teacher's
+    generation time, and its whole-run CPU time the online teacher's (:mod:`~benchmarks.compare.cost`)."""
     s, timing = ctx.settings, max_steps is not None
     stored_kd = name == "vanilla_kd" and not _online_kd(ctx, name, timing)
     m = num_crops or crops_per_image(s, name)
-    config = _method_config(ctx, name, m, max_steps, curve, fields)
     labels = ctx.labels if labels_dir is None and not stored_kd else load_label_set(labels_dir or ctx.vanilla_labels)
+    if s.batch_crops % m or m > labels.metadata.stored_crops:
+        raise ValueError(f"{name} replays m = {m} crops per photo: batch_crops ({s.batch_crops}) must be a multiple "
+                         f"of it, and the label set's stored crops ({labels.metadata.stored_crops}) at least m.")
+    config = _method_config(ctx, name, m, max_steps, curve, fields)
     load_before = os.getloadavg()[0]
-    trainer, digest = _train(ctx, name, config, labels, timing)
+    trainer, digest = _train(ctx, name, config, labels, timing, save_to)
     if timing:
-        steps = trainer.clock.steps
-        seconds = steps[-1] - steps[0]
-        return {"method": name, "steps": len(steps) - 1, "seconds": seconds,
-                "crops_per_second": (len(steps) - 1) * s.batch_crops / seconds if seconds > 0 else float("nan")}
+        return _timing_result(name, trainer, s.batch_crops)
     crops, epoch = config.max_steps * s.batch_crops, steps_per_epoch(ctx)
     seconds = trainer.train_seconds
     if stored_kd and ctx.vanilla_teacher_seconds is not None:
@@ -235,7 +321,12 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
         **_final_scores(trainer, ctx.eval_set), "initial_weights": digest,
         "curve": [dict(point, epoch=point["step"] / epoch) for point in trainer.curve],
         "load_1min": [load_before, os.getloadavg()[0]],
+        "cpu_seconds": sum(trainer.train_cpu), "main_cpu_seconds": trainer.train_cpu[0],
     }  # fmt: skip
+    if name in FKD_VARIANTS or stored_kd:
+        result["fkd_settings"] = fkd_settings(trainer.args)
+    if save_to is not None:  # relative to the run's output folder, where it is saved
+        result["student"] = str(Path(save_to.parent.name, save_to.name))
     if name == "vanilla_kd":
         result["teacher"] = "stored" if stored_kd else "online"
         result["teacher_seconds"] = ctx.vanilla_teacher_seconds if stored_kd else trainer.teacher_seconds
@@ -248,18 +339,27 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
 def measure_throughput(ctx: Context, methods: list[str]) -> dict:
     """Steady-state training crops/s of each method: ``throughput_rounds`` interleaved rounds (every method once
     per round, in turn) of ``throughput_steps`` timed steps after one untimed step; each method keeps its best
-    round, which is the round least disturbed by other jobs on the machine."""
+    round, which is the round least disturbed by other jobs on the machine; its CPU ms per crop are those of that
+    round. A method whose run would be another's (:func:`same_run_as`) gets that one's figures. Vanilla KD's online
+    teacher CPU seconds per crop are kept for every round (``teacher_cpu_per_crop``)."""
     s = ctx.settings
     methods = [name for name in methods if name != "fkd_tail"]  # its few steps would all be the tail's
-    rounds: dict[str, list[float]] = {name: [] for name in methods}
+    twins = {name: same_run_as(ctx, name, methods[:i]) for i, name in enumerate(methods)}
+    timed_methods = [name for name in methods if twins[name] is None]
+    rounds: dict[str, list[dict]] = {name: [] for name in timed_methods}
     for _ in range(s.throughput_rounds):
-        for name in methods:
-            result = run_method(ctx, name, curve=False, max_steps=s.throughput_steps + 1)
-            rounds[name].append(result["crops_per_second"])
-    best = {name: max(values) for name, values in rounds.items()}
+        for name in timed_methods:
+            rounds[name].append(run_method(ctx, name, curve=False, max_steps=s.throughput_steps + 1))
+    rounds.update({name: rounds[twin] for name, twin in twins.items() if twin is not None})
+    fastest = {name: max(values, key=lambda r: r["crops_per_second"]) for name, values in rounds.items() if values}
+    best = {name: result["crops_per_second"] for name, result in fastest.items()}
     print("[compare] steady crops/s (best of rounds): " + ", ".join(f"{n} {v:.1f}" for n, v in best.items()),
           flush=True)  # fmt: skip
-    return {"best": best, "rounds": rounds}
+    return {"best": best, "rounds": {name: [r["crops_per_second"] for r in values] for name, values in rounds.items()},
+            "cpu_ms_per_crop": {name: result["cpu_ms_per_crop"] for name, result in fastest.items()},
+            "main_cpu_ms_per_crop": {name: result["main_cpu_ms_per_crop"] for name, result in fastest.items()},
+            "teacher_cpu_per_crop": [r["teacher_cpu_per_crop"] for r in rounds.get("vanilla_kd", [])],
+            "same_run_as": {name: twin for name, twin in twins.items() if twin is not None}}  # fmt: skip
 
 
 def teacher_accuracy(ctx: Context, batch_size: int = 50) -> float:

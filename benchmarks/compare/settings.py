@@ -1,4 +1,5 @@
-"""The comparison's protocol: the methods, the two presets (quick and full), their flags and the resolved settings."""
+"""The comparison's protocol: the methods, the two modes (quick and full), the dataset presets (imagenette,
+imagewoof), their flags and the resolved settings."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 
 from fkd_hf.labels.kinds import DEFAULT_K
 
-__all__ = ["DEFAULT_DATA", "MAIN_METHODS", "SAME_CROP_METHODS", "METHOD_NAMES", "PRESETS", "COMMON", "Settings",
-           "add_protocol_arguments", "resolve_settings", "parse_ablation"]  # fmt: skip
+__all__ = ["DATA_ROOT", "MAIN_METHODS", "SAME_CROP_METHODS", "METHOD_NAMES", "PRESETS", "DATASET_PRESETS", "COMMON",
+           "Settings", "add_protocol_arguments", "resolve_settings", "parse_ablation"]  # fmt: skip
 
-DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenette-mini"
-MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd", "fkd_spread", "fkd_m1", "fkd_tail")
+DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
+MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd", "fkd_spread", "fkd_m1", "fkd_tail", "fkd_default")
 SAME_CROP_METHODS = ("plain_fkd_crops", "relabel_fkd_crops")
 METHOD_NAMES = {  # how the report names each method
     "plain": "plain",
@@ -23,6 +24,7 @@ METHOD_NAMES = {  # how the report names each method
     "fkd_spread": "FKD spread",
     "fkd_m1": "FKD m = 1",
     "fkd_tail": "FKD + single-crop tail",
+    "fkd_default": "FKD as shipped",
     "plain_fkd_crops": "plain, FKD's crops",
     "relabel_fkd_crops": "ReLabel, FKD's crops",
 }
@@ -40,6 +42,15 @@ PRESETS = {
         eval_batch_size=200, eval_every=2, throughput_rounds=3, throughput_steps=8, controls=False, ablation=[],
     ),
 }  # fmt: skip
+# The data and what suits it; a preset's values apply to both modes, its "quick" and "full" dicts to one. kd_margin:
+# the points by which vanilla KD must beat plain training for the data to rank what a teacher adds (the regime check
+# of the report). imagewoof (ten dog breeds, 320-px photos): 96 px so that a breed's marks survive the crop, and 8
+# epochs so that the eight runs fit about 100 minutes on 2 cores.
+DATASET_PRESETS = {
+    "imagenette": dict(dataset=DATA_ROOT / "imagenette-mini"),
+    "imagewoof": dict(dataset=DATA_ROOT / "imagewoof-mini", input_size=96, kd_margin=3.0,
+                      full=dict(epochs=8, stored_crops=8)),
+}  # fmt: skip
 COMMON = dict(
     student="resnet10t", input_size=64, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
     kind="marginal_smoothing", k=5, replay="tensor", optim="adamw_torch", learning_rate=0.006, weight_decay=0.05, warmup=0.05,
@@ -52,6 +63,7 @@ class Settings:
     """The resolved protocol of one run (a preset plus any flags); saved in results.json."""
 
     mode: str
+    preset: str
     dataset: str
     train_per_class: int | None
     val_per_class: int | None
@@ -84,8 +96,14 @@ class Settings:
 
     @classmethod
     def from_results(cls, results: dict) -> Settings:
-        """The settings saved in a results.json (fields it lacks are None)."""
-        return cls(**{field.name: results["settings"].get(field.name) for field in dataclasses.fields(cls)})
+        """The settings saved in a results.json (fields it lacks are None; the preset of older ones, imagenette)."""
+        values = {field.name: results["settings"].get(field.name) for field in dataclasses.fields(cls)}
+        return cls(**{**values, "preset": values["preset"] or "imagenette"})
+
+    @property
+    def publish_name(self) -> str:
+        """The published files' stem: compare_<mode> on imagenette, compare_<mode>_<preset> on other data."""
+        return f"compare_{self.mode}" + ("" if self.preset == "imagenette" else f"_{self.preset}")
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,14 +144,20 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_settings(args: argparse.Namespace) -> Settings:
-    """The preset of ``--quick`` (or full) with the flags given on top; checks that the crop counts fit."""
-    mode = "quick" if args.quick else "full"
-    values = {**COMMON, **PRESETS[mode]}
+    """The mode of ``--quick`` (or full) and the dataset preset (``--preset``), with the flags given on top; checks
+    that the crop counts fit."""
+    mode, preset = "quick" if args.quick else "full", getattr(args, "preset", None) or "imagenette"
+    if preset not in DATASET_PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}: use one of {', '.join(DATASET_PRESETS)}.")
+    data = DATASET_PRESETS[preset]
+    shared = {key: value for key, value in data.items() if key not in ("dataset", "kd_margin", *PRESETS)}
+    values = {**COMMON, **PRESETS[mode], **shared, **data.get(mode, {})}
     for field in dataclasses.fields(Settings):
         given = getattr(args, field.name, None)
-        if given is not None and field.name not in ("mode", "dataset"):
+        if given is not None and field.name not in ("mode", "preset", "dataset"):
             values[field.name] = given
-    settings = Settings(mode=mode, dataset=str(Path(args.dataset).resolve()), **values)
+    dataset = Path(getattr(args, "dataset", None) or data["dataset"]).resolve()
+    settings = Settings(mode=mode, preset=preset, dataset=str(dataset), **values)
     if settings.threads is None:  # one core per loader worker, the rest for compute: no oversubscription
         settings.threads = max(1, (os.cpu_count() or 1) - settings.workers)
     if settings.prep_threads is None:
