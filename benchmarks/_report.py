@@ -42,12 +42,21 @@ def machine_info() -> dict:
     import fkd_hf
 
     return {
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "os": platform.platform(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "os": platform.platform(),
         "python": platform.python_version(),
-        "versions": {"fkd_hf": fkd_hf.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-                     "timm": timm.__version__, "transformers": transformers.__version__,
-                     "datasets": datasets.__version__, "accelerate": accelerate.__version__},
-    }  # fmt: skip
+        "versions": {
+            "fkd_hf": fkd_hf.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "timm": timm.__version__,
+            "transformers": transformers.__version__,
+            "datasets": datasets.__version__,
+            "accelerate": accelerate.__version__,
+        },
+    }
 
 
 def replace_block(results_md: Path, name: str, block: str) -> None:
@@ -63,8 +72,14 @@ def replace_block(results_md: Path, name: str, block: str) -> None:
     results_md.write_text(text)
 
 
-def publish(name: str, block: str, image: Path | None = None, image_name: str | None = None, alt: str = "",
-            results_md: Path | None = None) -> None:  # fmt: skip
+def publish(
+    name: str,
+    block: str,
+    image: Path | None = None,
+    image_name: str | None = None,
+    alt: str = "",
+    results_md: Path | None = None,
+) -> None:
     """Replaces block ``name`` of RESULTS.md (or ``results_md``); with ``image``, copies it next to the file as
     ``image_name`` and shows it below the block (``alt``: its alternative text)."""
     results_md = RESULTS_MD if results_md is None else results_md

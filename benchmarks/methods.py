@@ -33,8 +33,12 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from fkd_hf.labels.crops import (
-    DEFAULT_REPLAY, check_replay_interpolation, crops_to_pixels, replay_crops, sample_crops,
-)  # fmt: skip
+    DEFAULT_REPLAY,
+    check_replay_interpolation,
+    crops_to_pixels,
+    replay_crops,
+    sample_crops,
+)
 from fkd_hf.labels.decode import decode_for_replay, decoded_size
 from fkd_hf.labels.format import LabelSetMetadata, fixed_size_to_numpy
 from fkd_hf.labels.images import image_bytes
@@ -144,8 +148,10 @@ class CropDataset(PassDataset):
         labels = table.column(self.label_column).to_numpy()
         stored = None
         if self.replay:
-            stored = (fixed_size_to_numpy(table.column("crops"), (n, -1)).astype(np.float16),
-                      fixed_size_to_numpy(table.column("flips"), (n, -1)))  # fmt: skip
+            stored = (
+                fixed_size_to_numpy(table.column("crops"), (n, -1)).astype(np.float16),
+                fixed_size_to_numpy(table.column("flips"), (n, -1)),
+            )
         if self.has_maps:
             side = self.map_size
             map_indices = fixed_size_to_numpy(table.column("map_indices"), (n, side, side, -1)).astype(np.int64)
@@ -163,8 +169,9 @@ class CropDataset(PassDataset):
                 "boxes": torch.from_numpy(fractions.astype(np.float32)),
             }
             if self.teacher_size is not None:
-                sample["teacher_pixels"] = self._crops(image, boxes, flips, self.teacher_size,
-                                                       self.teacher_interpolation)  # fmt: skip
+                sample["teacher_pixels"] = self._crops(
+                    image, boxes, flips, self.teacher_size, self.teacher_interpolation
+                )
             if self.has_maps:
                 sample["map_indices"] = torch.from_numpy(map_indices[j])
                 sample["map_values"] = torch.from_numpy(map_values[j])
@@ -172,8 +179,12 @@ class CropDataset(PassDataset):
         return samples
 
 
-def crop_set_factory(replay: bool = False, teacher: Teacher | None = None, maps: datasets.Dataset | None = None,
-                     map_size: int | None = None):  # fmt: skip
+def crop_set_factory(
+    replay: bool = False,
+    teacher: Teacher | None = None,
+    maps: datasets.Dataset | None = None,
+    map_size: int | None = None,
+):
     """A ``train_set_factory`` for :func:`~fkd_hf.training.build_trainer`: a :class:`CropDataset` of the joined
     rows, at the student's input size, with the config's crops per image and interpolation and the run's seed and
     columns.
@@ -186,10 +197,19 @@ def crop_set_factory(replay: bool = False, teacher: Teacher | None = None, maps:
         if maps is not None:
             rows = join_label_maps(rows, run.data.image_column, maps)
         return CropDataset(
-            rows, config.num_crops, run.input_size, config.train_interpolation, run.data_seed, run.data.image_column,
-            run.data.label_column, metadata, replay, teacher.input_size if teacher else None,
-            teacher.interpolation if teacher else "bicubic", map_size,
-        )  # fmt: skip
+            rows,
+            config.num_crops,
+            run.input_size,
+            config.train_interpolation,
+            run.data_seed,
+            run.data.image_column,
+            run.data.label_column,
+            metadata,
+            replay,
+            teacher.input_size if teacher else None,
+            teacher.interpolation if teacher else "bicubic",
+            map_size,
+        )
 
     return factory
 
@@ -252,9 +272,18 @@ class VanillaKDTrainer(BaselineTrainer):
     time in it (every thread) and ``teacher_crops`` the crops it labelled.
     """
 
-    def __init__(self, model, args: FKDConfig, train_dataset=None, *, teacher: Teacher,
-                 class_indices: Sequence[int] | None, label_temperature: float = 1.0, precision: str = "fp32",
-                 **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        args: FKDConfig,
+        train_dataset=None,
+        *,
+        teacher: Teacher,
+        class_indices: Sequence[int] | None,
+        label_temperature: float = 1.0,
+        precision: str = "fp32",
+        **kwargs,
+    ):
         super().__init__(model, args, train_dataset, **kwargs)
         self.runner = TeacherRunner(teacher, precision, self.args.device, class_indices, label_temperature)
         self.teacher_seconds = self.teacher_cpu_seconds = 0.0

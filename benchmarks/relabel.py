@@ -97,8 +97,15 @@ def dense_logit_map(model: nn.Module, pixels: torch.Tensor, class_indices: Seque
     return logits if bias is None else logits + bias.float().view(1, -1, 1, 1)
 
 
-def _top_maps(images: ImageSource, teacher: Teacher, class_indices: Sequence[int], size: int, k: int,
-              batch_size: int, num_workers: int) -> tuple[list[str], np.ndarray, np.ndarray]:  # fmt: skip
+def _top_maps(
+    images: ImageSource,
+    teacher: Teacher,
+    class_indices: Sequence[int],
+    size: int,
+    k: int,
+    batch_size: int,
+    num_workers: int,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(image keys, top-k indices int16 ``[N, S, S, k]``, their logits float16) of every image's label map."""
     column = images.image_column
     resample = resample_filter(teacher.interpolation)
@@ -151,19 +158,29 @@ def generate_label_maps(
     start = time.perf_counter()
     size, k = int(size or teacher.input_size[0]), min(int(k), len(class_indices))
     keys, indices, values = _top_maps(images, teacher, class_indices, size, k, batch_size, num_workers)
-    table = pa.table({
-        "image_key": pa.array(keys, pa.string()),
-        "map_indices": _fixed_list(indices.reshape(len(keys), -1)),
-        "map_values": _fixed_list(values.reshape(len(keys), -1)),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "image_key": pa.array(keys, pa.string()),
+            "map_indices": _fixed_list(indices.reshape(len(keys), -1)),
+            "map_values": _fixed_list(values.reshape(len(keys), -1)),
+        }
+    )
     path = output_dir / DATA_FILE
     pq.write_table(table, path, compression="zstd")  # the same codec as FKD's label shards
     info = LabelMapsInfo(
-        teacher=teacher.name, teacher_revision=teacher.revision, input_size=size, map_size=int(indices.shape[1]), k=k,
-        num_classes=len(class_indices), class_names=list(images.label_names or []),
-        teacher_class_indices=[int(i) for i in class_indices], dataset=images.spec, num_rows=len(keys),
-        seconds=time.perf_counter() - start, bytes_per_image=path.stat().st_size / max(len(keys), 1),
-    )  # fmt: skip
+        teacher=teacher.name,
+        teacher_revision=teacher.revision,
+        input_size=size,
+        map_size=int(indices.shape[1]),
+        k=k,
+        num_classes=len(class_indices),
+        class_names=list(images.label_names or []),
+        teacher_class_indices=[int(i) for i in class_indices],
+        dataset=images.spec,
+        num_rows=len(keys),
+        seconds=time.perf_counter() - start,
+        bytes_per_image=path.stat().st_size / max(len(keys), 1),
+    )
     info.save(output_dir)
     return info
 
@@ -185,13 +202,17 @@ def load_label_maps(directory: str | Path) -> tuple[datasets.Dataset, LabelMapsI
 
 def join_label_maps(rows: datasets.Dataset, image_column: str, maps: datasets.Dataset) -> datasets.Dataset:
     """``rows`` with the map columns attached, in ``rows``' order, matched by ``image_key`` (every row checked)."""
-    keys = [image_key(image_bytes(value)) for value in rows.select_columns([image_column]).with_format("arrow")[
-        image_column].to_pylist()]
+    keys = [
+        image_key(image_bytes(value))
+        for value in rows.select_columns([image_column]).with_format("arrow")[image_column].to_pylist()
+    ]
     position = {key: i for i, key in enumerate(maps["image_key"])}
     missing = [key for key in keys if key not in position]
     if missing:
-        raise ValueError(f"{len(missing)} training images have no ReLabel map (first key {missing[0]}): regenerate "
-                         "the maps for this dataset.")
+        raise ValueError(
+            f"{len(missing)} training images have no ReLabel map (first key {missing[0]}): regenerate "
+            "the maps for this dataset."
+        )
     ordered = maps.select([position[key] for key in keys]).remove_columns("image_key")
     return datasets.concatenate_datasets([rows, ordered], axis=1)
 
@@ -222,8 +243,8 @@ def relabel_targets(
     dense = torch.zeros(b, num_classes, s, s, device=map_values.device)
     dense.scatter_(1, map_indices.long().permute(0, 3, 1, 2), map_values.float().permute(0, 3, 1, 2))
     top, left, height, width = boxes.float().unbind(-1)
-    rois = torch.stack(
-        [crop_image.float(), left * s, top * s, (left + width) * s, (top + height) * s], dim=1
-    ).to(dense.device)
+    rois = torch.stack([crop_image.float(), left * s, top * s, (left + width) * s, (top + height) * s], dim=1).to(
+        dense.device
+    )
     pooled = roi_align(dense, rois, output_size=1, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
     return torch.softmax(pooled.flatten(1) / temperature, dim=-1)

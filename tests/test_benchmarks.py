@@ -20,7 +20,8 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: i
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks import _report, demo_time  # noqa: E402
-from benchmarks.__main__ import BENCHMARKS, main as bench_main  # noqa: E402
+from benchmarks.__main__ import BENCHMARKS  # noqa: E402
+from benchmarks.__main__ import main as bench_main
 from benchmarks.compare import labels as compare_labels  # noqa: E402
 from benchmarks.compare import make_parser as compare_parser  # noqa: E402
 from benchmarks.compare import runs as compare_runs  # noqa: E402
@@ -61,7 +62,9 @@ def test_relabel_target_of_one_cell_is_the_softmax_of_that_cell():
     num_classes, side, k = 6, 3, 2
     map_indices = torch.stack([torch.randperm(num_classes)[:k] for _ in range(2 * side * side)]).view(2, side, side, k)
     map_values = torch.randn(2, side, side, k) * 3
-    boxes = torch.tensor([[1 / 3, 2 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1 / 3, 1 / 3]])  # (top, left, h, w): cells (1, 2), (0, 0)
+    boxes = torch.tensor(
+        [[1 / 3, 2 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1 / 3, 1 / 3]]
+    )  # (top, left, h, w): cells (1, 2), (0, 0)
     targets = relabel_targets(map_indices, map_values, torch.tensor([1, 0]), boxes, num_classes)
     dense = _dense(map_indices, map_values, num_classes)
     assert targets.shape == (2, num_classes)
@@ -100,7 +103,9 @@ def test_label_maps_are_written_joined_and_read_back(tiny, teacher_dir, tmp_path
     image = Image.open(reversed_rows[0]["image"]["path"]).convert("RGB")
     image = image.resize((64, 64), resample_filter(teacher.interpolation))
     with torch.no_grad():
-        logit_map = dense_logit_map(teacher.model, normalize(to_uint8_batch([image]), teacher.mean, teacher.std), [0, 1, 2])
+        logit_map = dense_logit_map(
+            teacher.model, normalize(to_uint8_batch([image]), teacher.mean, teacher.std), [0, 1, 2]
+        )
     values, indices = logit_map.permute(0, 2, 3, 1).topk(2, dim=-1)
     assert np.array_equal(np.asarray(row["map_indices"]), indices.flatten().numpy())
     assert np.allclose(np.asarray(row["map_values"], np.float32), values.flatten().numpy(), atol=1e-2)
@@ -114,18 +119,33 @@ def test_vanilla_kd_targets_reproduce_fkds_stored_labels_on_its_crops(tiny, teac
     labels = load_label_set(labels_dir)
     source = load_images(f"imagefolder:{images}", split="train")
     teacher = load_teacher(str(teacher_dir))
-    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=R, input_size=24,
-                       student="test_resnet", dataloader_num_workers=0)
-    setup = build_trainer(config, labels=labels, images=source, train_set_factory=crop_set_factory(True, teacher),
-                          trainer_class=VanillaKDTrainer, teacher=teacher, class_indices=[0, 1, 2])
+    config = FKDConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        num_crops=R,
+        input_size=24,
+        student="test_resnet",
+        dataloader_num_workers=0,
+    )
+    setup = build_trainer(
+        config,
+        labels=labels,
+        images=source,
+        train_set_factory=crop_set_factory(True, teacher),
+        trainer_class=VanillaKDTrainer,
+        teacher=teacher,
+        class_indices=[0, 1, 2],
+    )
     rows = join_labels(source, labels)
     fkd = FKDCropDataset(rows, labels.metadata, R, (24, 24), seed=config.seed)  # the same crops, in the same order
     batch = collate_batch([setup.train_set[i] for i in (0, 5)])
     fkd_batch = [fkd[i] for i in (0, 5)]
     assert torch.equal(batch["pixel_values"], torch.cat([s["pixel_values"] for s in fkd_batch]).permute(0, 3, 1, 2))
     targets = setup.trainer.targets(batch)
-    stored = reconstruct(torch.cat([s["topk_indices"] for s in fkd_batch]),
-                         torch.cat([s["topk_values"] for s in fkd_batch]), "full", 3)
+    stored = reconstruct(
+        torch.cat([s["topk_indices"] for s in fkd_batch]), torch.cat([s["topk_values"] for s in fkd_batch]), "full", 3
+    )
     assert torch.allclose(targets, stored, atol=2e-3)
     pixels = normalize(batch["teacher_pixels"], teacher.mean, teacher.std)
     with torch.no_grad():
@@ -149,10 +169,22 @@ def test_plain_loss_is_the_cross_entropy_and_eval_batches_use_the_models_loss(ti
     """A baseline built by build_trainer: only its training set and targets differ from FKD's."""
     images, labels_dir = tiny
     source = load_images(f"imagefolder:{images}", split="train")
-    config = FKDConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", num_crops=1, input_size=16,
-                       student="test_resnet", dataloader_num_workers=0)
-    setup = build_trainer(config, labels=load_label_set(labels_dir), images=source,
-                          train_set_factory=crop_set_factory(), trainer_class=PlainTrainer)
+    config = FKDConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        num_crops=1,
+        input_size=16,
+        student="test_resnet",
+        dataloader_num_workers=0,
+    )
+    setup = build_trainer(
+        config,
+        labels=load_label_set(labels_dir),
+        images=source,
+        train_set_factory=crop_set_factory(),
+        trainer_class=PlainTrainer,
+    )
     trainer, model = setup.trainer, setup.trainer.model
     assert isinstance(setup.train_set, CropDataset) and setup.train_set.size == (16, 16)
     assert model.config.num_labels == len(TINY_CLASSES)
@@ -193,8 +225,13 @@ def test_a_kind_cut_of_a_full_label_set_equals_direct_generation(tiny, teacher_d
 def test_ablation_specs_default_to_the_main_run():
     settings = compare_settings.resolve_settings(compare_parser().parse_args(["--quick"]))
     grouped = {"layout": "grouped", "lanes": None}
-    assert compare_settings.parse_ablation("R=2", settings) == {"R": 2, "m": 2, "kind": "marginal_smoothing", "k": 5,
-                                                                **grouped}  # fmt: skip
+    assert compare_settings.parse_ablation("R=2", settings) == {
+        "R": 2,
+        "m": 2,
+        "kind": "marginal_smoothing",
+        "k": 5,
+        **grouped,
+    }
     assert compare_settings.parse_ablation("kind=hard", settings) == {"R": 8, "m": 4, "kind": "hard", "k": 1, **grouped}
     lanes = compare_settings.parse_ablation("lanes=25", settings)
     assert (lanes["layout"], lanes["lanes"], lanes["m"]) == ("spread", 25, 4)
@@ -208,11 +245,47 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n## Generation\n\n<!-- compare:full:begin -->\nold\n<!-- compare:full:end -->\n")
     monkeypatch.setattr(_report, "RESULTS_MD", results_md)
-    argv = ["compare", "--dataset", str(images), "--teacher", str(teacher_dir), "--labels", str(labels_dir),
-            "--student", "test_resnet", "--input-size", "24", "--epochs", "2", "--stored-crops", "4",
-            "--num-crops", "2", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64",
-            "--k", "2", "--workers", "0", "--threads", "1", "--ablation", "kind=hard", "R=9", "lanes=1", "--controls", "--eval-every", "1",
-            "--output-dir", str(tmp_path / "out"), "--publish"]
+    argv = [
+        "compare",
+        "--dataset",
+        str(images),
+        "--teacher",
+        str(teacher_dir),
+        "--labels",
+        str(labels_dir),
+        "--student",
+        "test_resnet",
+        "--input-size",
+        "24",
+        "--epochs",
+        "2",
+        "--stored-crops",
+        "4",
+        "--num-crops",
+        "2",
+        "--batch-crops",
+        "4",
+        "--eval-batch-size",
+        "6",
+        "--relabel-size",
+        "64",
+        "--k",
+        "2",
+        "--workers",
+        "0",
+        "--threads",
+        "1",
+        "--ablation",
+        "kind=hard",
+        "R=9",
+        "lanes=1",
+        "--controls",
+        "--eval-every",
+        "1",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--publish",
+    ]
     threads = torch.get_num_threads()
     assert bench_main(argv) == 0
     assert torch.get_num_threads() == threads  # restored
@@ -224,13 +297,25 @@ def test_compare_runs_end_to_end_and_publishes(tiny, teacher_dir, tmp_path, monk
     decoded = {name: run["decoded_images"] for name, run in runs.items()}
     # m = 2 decodes a photo per 2 crops; m = 1 and the tail (2 epochs = its one pass, single-crop) one per crop;
     # FKD as shipped replays fkd-hf train's default m = 4
-    assert decoded == dict(plain=24, vanilla_kd=24, relabel=24, fkd=12, fkd_spread=12, fkd_m1=24, fkd_tail=24,
-                           fkd_default=6, plain_fkd_crops=12, relabel_fkd_crops=12)
+    assert decoded == dict(
+        plain=24,
+        vanilla_kd=24,
+        relabel=24,
+        fkd=12,
+        fkd_spread=12,
+        fkd_m1=24,
+        fkd_tail=24,
+        fkd_default=6,
+        plain_fkd_crops=12,
+        relabel_fkd_crops=12,
+    )
     layouts = {name: runs[name]["fkd_settings"]["crop_layout"] for name in ("fkd", "fkd_spread", "fkd_m1", "fkd_tail")}
     assert layouts == dict(fkd="grouped", fkd_spread="spread", fkd_m1="grouped", fkd_tail="grouped")
     assert "same_run_as" not in runs["fkd_default"]  # m = 4 here, 2 for the variants: a run of its own
     assert all(len(run["curve"]) == 2 and 0 <= run["top1"] <= 1 for run in runs.values())
-    assert all(len(run["correct"]) == 6 and run["correct"].count("1") == round(6 * run["top1"]) for run in runs.values())
+    assert all(
+        len(run["correct"]) == 6 and run["correct"].count("1") == round(6 * run["top1"]) for run in runs.values()
+    )
     # R = epochs of kind full: vanilla KD trains as FKD at m = 1 on those labels; the labels were reused, so its
     # teacher time is unknown; its steady crops/s come from the online teacher
     assert results["vanilla_kd"] == "stored" and runs["vanilla_kd"]["teacher_seconds"] is None
@@ -263,8 +348,9 @@ def test_dataset_presets_resolve_with_flags_on_top():
     assert Path(woof.dataset).name == "imagewoof-mini" and (woof.mode, woof.preset) == ("full", "imagewoof")
     assert (woof.input_size, woof.epochs, woof.stored_crops, woof.student) == (96, 8, 8, "resnet10t")
     assert woof.publish_name == "compare_full_imagewoof"
-    quick = compare_settings.resolve_settings(compare_parser().parse_args(["--preset", "imagewoof", "--quick",
-                                                                           "--input-size", "64", "--dataset", "/x"]))
+    quick = compare_settings.resolve_settings(
+        compare_parser().parse_args(["--preset", "imagewoof", "--quick", "--input-size", "64", "--dataset", "/x"])
+    )
     assert (quick.input_size, quick.train_per_class, quick.epochs, quick.dataset) == (64, 20, 8, "/x")
     assert quick.publish_name == "compare_quick_imagewoof"
     nette = compare_settings.resolve_settings(compare_parser().parse_args([]))
@@ -303,8 +389,7 @@ def test_fkd_default_is_fkd_hf_train_as_shipped(monkeypatch, tmp_path):
 def test_cpu_seconds_count_child_processes_running_and_finished():
     from benchmarks.compare.cost import cpu_seconds
 
-    burn = ("import sys, time\nwhile time.process_time() < 0.5: pass\nprint('done', flush=True)\n"
-            "sys.stdin.readline()")  # fmt: skip
+    burn = "import sys, time\nwhile time.process_time() < 0.5: pass\nprint('done', flush=True)\nsys.stdin.readline()"
     own, children = cpu_seconds()
     child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline() == "done\n"
@@ -322,10 +407,23 @@ def test_a_saved_student_loads_with_timm_with_the_same_logits(tiny, tmp_path):
 
     images, labels_dir = tiny
     source = load_images(f"imagefolder:{images}", split="train")
-    config = FKDConfig(output_dir=str(tmp_path / "run"), use_cpu=True, report_to="none", num_crops=2, input_size=24,
-                       student="test_resnet", dataloader_num_workers=0, max_steps=2)
-    setup = build_trainer(config, labels=load_label_set(labels_dir), images=source,
-                          train_set_factory=crop_set_factory(), trainer_class=compare_runs.timed(PlainTrainer))
+    config = FKDConfig(
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        report_to="none",
+        num_crops=2,
+        input_size=24,
+        student="test_resnet",
+        dataloader_num_workers=0,
+        max_steps=2,
+    )
+    setup = build_trainer(
+        config,
+        labels=load_label_set(labels_dir),
+        images=source,
+        train_set_factory=crop_set_factory(),
+        trainer_class=compare_runs.timed(PlainTrainer),
+    )
     setup.trainer.train()
     assert setup.trainer.train_cpu[0] > 0 and setup.trainer.train_cpu[1] >= 0
     folder = compare_runs.save_final_student(setup, tmp_path / "student")
@@ -361,11 +459,47 @@ def test_compare_on_a_preset_generates_labels_counts_cpu_and_keeps_students(tiny
     results_md.write_text("# Results\n")
     monkeypatch.setattr(_report, "RESULTS_MD", results_md)
     out = tmp_path / "out"
-    argv = ["compare", "--preset", "imagewoof", "--dataset", str(images), "--teacher", str(teacher_dir),
-            "--student", "test_resnet", "--input-size", "24", "--epochs", "4", "--stored-crops", "4",
-            "--num-crops", "4", "--batch-crops", "4", "--eval-batch-size", "6", "--relabel-size", "64", "--k", "2",
-            "--workers", "1", "--threads", "1", "--prep-threads", "1", "--throughput-rounds", "2",
-            "--throughput-steps", "2", "--no-ablation", "--output-dir", str(out), "--publish"]  # fmt: skip
+    argv = [
+        "compare",
+        "--preset",
+        "imagewoof",
+        "--dataset",
+        str(images),
+        "--teacher",
+        str(teacher_dir),
+        "--student",
+        "test_resnet",
+        "--input-size",
+        "24",
+        "--epochs",
+        "4",
+        "--stored-crops",
+        "4",
+        "--num-crops",
+        "4",
+        "--batch-crops",
+        "4",
+        "--eval-batch-size",
+        "6",
+        "--relabel-size",
+        "64",
+        "--k",
+        "2",
+        "--workers",
+        "1",
+        "--threads",
+        "1",
+        "--prep-threads",
+        "1",
+        "--throughput-rounds",
+        "2",
+        "--throughput-steps",
+        "2",
+        "--no-ablation",
+        "--output-dir",
+        str(out),
+        "--publish",
+    ]
     assert bench_main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     runs, prep = results["runs"], results["label_prep"]
@@ -389,7 +523,8 @@ def test_compare_on_a_preset_generates_labels_counts_cpu_and_keeps_students(tiny
     targets = {target["target"]: target["met"] for target in summary["targets"]}
     top1 = {name: method["top1"] for name, method in methods.items()}
     assert targets["vanilla KD top-1 >= plain + 3 points (the regime check)"] == (
-        top1["vanilla_kd"] - top1["plain"] >= 0.03)  # fmt: skip
+        top1["vanilla_kd"] - top1["plain"] >= 0.03
+    )
     ratio = methods["fkd_default"]["cpu_seconds"] / methods["vanilla_kd"]["cpu_seconds"]
     assert targets["FKD as shipped whole-run CPU time <= 1/3 of vanilla KD's"] == (ratio <= 1 / 3)
     text = results_md.read_text()
@@ -411,8 +546,18 @@ def test_every_benchmark_module_imports(name):
 def test_the_entry_point_lists_every_benchmark(capsys):
     assert bench_main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in ("compare", "generate_throughput", "train_throughput", "demo_time", "cpu_memory",
-                                       "generate_soak", "startup"))
+    assert all(
+        name in out
+        for name in (
+            "compare",
+            "generate_throughput",
+            "train_throughput",
+            "demo_time",
+            "cpu_memory",
+            "generate_soak",
+            "startup",
+        )
+    )
     assert bench_main(["nope"]) == 2
 
 
@@ -421,8 +566,10 @@ def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(teacher_dir, tmp
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n<!-- demo_time:begin -->\nOLD TABLE\n<!-- demo_time:end -->\n\n## More\n")
     monkeypatch.setattr(demo_time, "RESULTS_MD", results_md)
-    tiny = (f"--teacher {teacher_dir} --student test_resnet --input_size 32 --stored_crops 4 --num_crops 2 "
-            "--fkd_epochs 2 --batch_size 6 --num_workers 0")  # fmt: skip
+    tiny = (
+        f"--teacher {teacher_dir} --student test_resnet --input_size 32 --stored_crops 4 --num_crops 2 "
+        "--fkd_epochs 2 --batch_size 6 --num_workers 0"
+    )
     argv = ["demo_time", "--cases", "imagenette", "--imagenette", str(splits), "--extra-args", tiny, "--publish"]
     assert bench_main(argv) == 0
     text = results_md.read_text()

@@ -50,8 +50,14 @@ from pathlib import Path
 from .. import _report
 from .plot import plot
 from .report import render_report, summary_json
-from .settings import (DATASET_PRESETS, MAIN_METHODS, SAME_CROP_METHODS, Settings, add_protocol_arguments,
-                       resolve_settings)  # fmt: skip
+from .settings import (
+    DATASET_PRESETS,
+    MAIN_METHODS,
+    SAME_CROP_METHODS,
+    Settings,
+    add_protocol_arguments,
+    resolve_settings,
+)
 
 __all__ = ["make_parser", "main", "render"]
 
@@ -62,8 +68,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     add("--quick", action="store_true", help="The small preset (a smoke test of the whole protocol).")
-    add("--preset", choices=list(DATASET_PRESETS), default="imagenette",
-        help="The data and what suits it: imagenette (imagenette-mini, 64 px) or imagewoof (imagewoof-mini, 96 px).")
+    add(
+        "--preset",
+        choices=list(DATASET_PRESETS),
+        default="imagenette",
+        help="The data and what suits it: imagenette (imagenette-mini, 64 px) or imagewoof (imagewoof-mini, 96 px).",
+    )
     add("--dataset", default=None, help="Folder with train/<class>/ and val/<class>/ (default: the preset's).")
     add("--labels", default=None, help="Reuse this FKD label set (any kind; matched by image_key).")
     add("--relabel-maps", default=None, help="Reuse ReLabel maps written by an earlier run.")
@@ -72,8 +82,13 @@ def make_parser() -> argparse.ArgumentParser:
     add("--publish", action="store_true", help="Also update benchmarks/RESULTS.md and the PNG there.")
     add("--methods", nargs="+", default=None, help=f"Subset of {MAIN_METHODS + SAME_CROP_METHODS}.")
     add("--no-ablation", action="store_true", help="Skip the FKD ablation runs.")
-    add("--render", default=None, metavar="RESULTS_JSON",
-        help="Only rewrite report.md and the plot (and with --publish, RESULTS.md) from a results.json, finished or not.")
+    add(
+        "--render",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="Only rewrite report.md and the plot (and with --publish, RESULTS.md) from a results.json, finished "
+        "or not.",
+    )
     add_protocol_arguments(parser)
     return parser
 
@@ -90,8 +105,13 @@ def finish(results: dict, output: Path, publish: bool) -> str:
         settings = Settings.from_results(results)
         name, block = settings.publish_name, f"compare:{settings.mode}"
         block += "" if settings.preset == "imagenette" else f":{settings.preset}"
-        _report.publish(block, report, png, f"{name}.png", f"accuracy against wall time, {settings.mode} run on "
-                        f"{Path(settings.dataset).name}")  # fmt: skip
+        _report.publish(
+            block,
+            report,
+            png,
+            f"{name}.png",
+            f"accuracy against wall time, {settings.mode} run on {Path(settings.dataset).name}",
+        )
         _report.write_json(_report.RESULTS_MD.parent / "results" / f"{name}.json", summary)  # beside RESULTS.md
     print(report)
     return report
@@ -110,8 +130,10 @@ def main(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     settings = resolve_settings(args)
     if not (Path(settings.dataset) / "train").is_dir():
-        raise SystemExit(f"python -m benchmarks compare: {settings.dataset} has no train/ folder: pass --dataset DIR, "
-                         "a folder with train/<class>/ and val/<class>/ (such as ../shared/data/imagewoof-mini).")
+        raise SystemExit(
+            f"python -m benchmarks compare: {settings.dataset} has no train/ folder: pass --dataset DIR, "
+            "a folder with train/<class>/ and val/<class>/ (such as ../shared/data/imagewoof-mini)."
+        )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
     import torch

@@ -25,12 +25,25 @@ from ..relabel import LabelMapsInfo, generate_label_maps, load_label_maps, relab
 from .cost import cpu_seconds
 from .settings import Settings
 
-__all__ = ["PreparedLabels", "prepare_data", "image_keys", "derive_label_set", "label_bytes_per_image",
-           "prepare_labels", "target_cost"]  # fmt: skip
+__all__ = [
+    "PreparedLabels",
+    "prepare_data",
+    "image_keys",
+    "derive_label_set",
+    "label_bytes_per_image",
+    "prepare_labels",
+    "target_cost",
+]
 
 # (kind, k) of the storage table; k is capped at the class count
-STORAGE_KINDS = [("hard", 1), ("smoothing", 1), ("marginal_smoothing", 2), ("marginal_smoothing", 5),
-                 ("marginal_renorm", 5), ("full", None)]  # fmt: skip
+STORAGE_KINDS = [
+    ("hard", 1),
+    ("smoothing", 1),
+    ("marginal_smoothing", 2),
+    ("marginal_smoothing", 5),
+    ("marginal_renorm", 5),
+    ("full", None),
+]
 
 
 def prepare_data(settings: Settings, work: Path) -> str:
@@ -59,8 +72,9 @@ def image_keys(images: ImageSource) -> list[str]:
     return [image_key(image_bytes(value)) for value in values]
 
 
-def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: list[str], kind: str, k: int | None,
-                     num_crops: int) -> Path:  # fmt: skip
+def derive_label_set(
+    source: Path, output_dir: Path, images: ImageSource, keys: list[str], kind: str, k: int | None, num_crops: int
+) -> Path:
     """A label set for ``images`` (rows matched by image_key) cut from ``source``: its first ``num_crops`` stored
     crops and first ``k`` classes, read as ``kind``; written with :func:`fkd_hf.labels.write_label_set`.
 
@@ -88,10 +102,18 @@ def derive_label_set(source: Path, output_dir: Path, images: ImageSource, keys: 
         "topk_values": fixed_size_to_numpy(table.column("topk_values"), (n, stored, meta.k))[:, :num_crops, :k],
     }
     derived = dataclasses.replace(
-        meta, kind=kind, k=k, stored_crops=num_crops, skipped_rows=[], dataset=images.spec,
-        dataset_config=images.config, dataset_split=images.split, dataset_revision=images.revision,
-        image_column=images.image_column, label_column=images.label_column,
-    )  # fmt: skip
+        meta,
+        kind=kind,
+        k=k,
+        stored_crops=num_crops,
+        skipped_rows=[],
+        dataset=images.spec,
+        dataset_config=images.config,
+        dataset_split=images.split,
+        dataset_revision=images.revision,
+        image_column=images.image_column,
+        label_column=images.label_column,
+    )
     if output_dir.exists():
         shutil.rmtree(output_dir)
     write_label_set(output_dir, derived, columns, card=write_label_set_card)
@@ -118,22 +140,32 @@ class PreparedLabels:
     vanilla: Path | None = None  # kind full, R = epochs: vanilla KD's targets (None: the source cannot give them)
 
 
-def _storage_rows(prepared: PreparedLabels, images: ImageSource, keys: list[str], settings: Settings,
-                  work: Path) -> list[dict]:  # fmt: skip
+def _storage_rows(
+    prepared: PreparedLabels, images: ImageSource, keys: list[str], settings: Settings, work: Path
+) -> list[dict]:
     meta, rows = prepared.source_meta, []
     for kind, k in STORAGE_KINDS:
         k = min(k or meta.num_classes, meta.num_classes)
         if k > meta.k or (kind == "full" and meta.k != meta.num_classes):
             continue  # the label set does not store enough classes for this kind
-        path = derive_label_set(prepared.source, work / "labels" / f"storage_{kind}_{k}", images, keys, kind, k,
-                                settings.stored_crops)  # fmt: skip
+        path = derive_label_set(
+            prepared.source, work / "labels" / f"storage_{kind}_{k}", images, keys, kind, k, settings.stored_crops
+        )
         rows.append({"kind": kind, "k": k, "R": settings.stored_crops, "bytes_per_image": label_bytes_per_image(path)})
         shutil.rmtree(path)
     return rows
 
 
-def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spec: str, images: ImageSource,
-                   keys: list[str], teacher: Teacher, class_indices: list[int]) -> PreparedLabels:  # fmt: skip
+def prepare_labels(
+    args: argparse.Namespace,
+    settings: Settings,
+    work: Path,
+    spec: str,
+    images: ImageSource,
+    keys: list[str],
+    teacher: Teacher,
+    class_indices: list[int],
+) -> PreparedLabels:
     """FKD labels (one ``--kind full`` generation, or ``--labels``) cut into the main run's and the storage table's,
     and ReLabel maps (made here, or ``--relabel-maps``)."""
     s, prep = settings, {}
@@ -141,9 +173,19 @@ def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spe
         source = Path(args.labels)
     else:
         source, cpu = work / "labels" / "generated", sum(cpu_seconds())
-        summary = generate(GenerateConfig(dataset=spec, output_dir=str(source), teacher=s.teacher, class_map="auto",
-                                          stored_crops=s.stored_crops, kind="full", seed=s.seed, batch_size=64,
-                                          replay=s.replay))
+        summary = generate(
+            GenerateConfig(
+                dataset=spec,
+                output_dir=str(source),
+                teacher=s.teacher,
+                class_map="auto",
+                stored_crops=s.stored_crops,
+                kind="full",
+                seed=s.seed,
+                batch_size=64,
+                replay=s.replay,
+            )
+        )
         if summary.seconds:  # 0: an earlier generation in the work dir was reused, its cost unknown
             prep["fkd_seconds"], prep["fkd_cpu_seconds"] = summary.seconds, sum(cpu_seconds()) - cpu
     main = derive_label_set(source, work / "labels" / "main", images, keys, s.kind, s.k, s.stored_crops)
@@ -158,10 +200,14 @@ def prepare_labels(args: argparse.Namespace, settings: Settings, work: Path, spe
     prepared.storage = _storage_rows(prepared, images, keys, s, work)
     meta = prepared.source_meta
     if meta.k == meta.num_classes and meta.stored_crops >= s.epochs:  # every class of E crops: vanilla KD's targets
-        prepared.vanilla = derive_label_set(source, work / "labels" / "vanilla_kd", images, keys, "full", None,
-                                            s.epochs)  # fmt: skip
-    print(f"[compare] labels ready: FKD {prep.get('fkd_seconds') or 'reused'} s, ReLabel "
-          f"{prep.get('relabel_seconds') or 'reused'} s", flush=True)  # fmt: skip
+        prepared.vanilla = derive_label_set(
+            source, work / "labels" / "vanilla_kd", images, keys, "full", None, s.epochs
+        )
+    print(
+        f"[compare] labels ready: FKD {prep.get('fkd_seconds') or 'reused'} s, ReLabel "
+        f"{prep.get('relabel_seconds') or 'reused'} s",
+        flush=True,
+    )
     return prepared
 
 
@@ -192,6 +238,8 @@ def target_cost(batch_crops: int, map_size: int, k: int, num_classes: int, reps:
     indices, values = topk(batch_crops)
     return {
         "num_classes": num_classes,
-        "relabel_ms": _median_ms(lambda: relabel_targets(map_indices, map_values, crop_image, boxes, num_classes), reps),
+        "relabel_ms": _median_ms(
+            lambda: relabel_targets(map_indices, map_values, crop_image, boxes, num_classes), reps
+        ),
         "fkd_ms": _median_ms(lambda: reconstruct(indices, values, "marginal_smoothing", num_classes), reps),
     }

@@ -30,8 +30,11 @@ def _panel(ax, results: dict, with_prep: bool) -> None:
         xs = [shift] + [shift + scale * p["train_seconds"] for p in run["curve"]]
         ys = [chance] + [100 * p["top1"] for p in runs[name]["curve"]]
         ax.plot(xs, ys, "--" if name in SAME_CROP_METHODS else "-", marker="o", markersize=3, label=METHOD_NAMES[name])
-    ax.set_xlabel("label preparation + training wall time (s, log scale)" if with_prep
-                  else "training wall time (s, log scale), evaluation excluded")  # fmt: skip
+    ax.set_xlabel(
+        "label preparation + training wall time (s, log scale)"
+        if with_prep
+        else "training wall time (s, log scale), evaluation excluded"
+    )
     ax.set_xscale("symlog", linthresh=10)  # seconds to tens of minutes on one axis
     ax.set_ylabel("val top-1 (%)")
     ax.grid(alpha=0.3)
@@ -56,9 +59,11 @@ def plot(results: dict, path: Path) -> Path | None:
     for col in range(panels):
         _panel(axes[0][col], results, with_prep=col == 1)
     s = results["settings"]
-    fig.suptitle(f"{s['student']} from scratch at {s['input_size']} px, {s['epochs']} epochs, teacher {s['teacher']} "
-                 f"({results['train_images']} train images of {Path(s['dataset']).name}, {s['mode']} mode)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"{s['student']} from scratch at {s['input_size']} px, {s['epochs']} epochs, teacher {s['teacher']} "
+        f"({results['train_images']} train images of {Path(s['dataset']).name}, {s['mode']} mode)",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

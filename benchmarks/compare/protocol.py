@@ -25,8 +25,15 @@ from fkd_hf.training.builder import eval_label_map
 
 from .._report import machine_info
 from ..relabel import load_label_maps
-from .labels import (PreparedLabels, derive_label_set, image_keys, label_bytes_per_image, prepare_data, prepare_labels,
-                     target_cost)  # fmt: skip
+from .labels import (
+    PreparedLabels,
+    derive_label_set,
+    image_keys,
+    label_bytes_per_image,
+    prepare_data,
+    prepare_labels,
+    target_cost,
+)
 from .runs import Context, measure_throughput, run_method, same_run_as, teacher_accuracy
 from .settings import MAIN_METHODS, SAME_CROP_METHODS, Settings, parse_ablation
 
@@ -36,8 +43,15 @@ __all__ = ["run_protocol"]
 def _eval_set(settings: Settings, validation, class_names: list[str]) -> EvalDataset:
     """The validation images at the student's eval transform, shared by every method."""
     data = student_data_config(create_student(settings.student, class_names), settings.input_size)
-    return EvalDataset(validation.dataset, data["input_size"], data["crop_pct"], data["interpolation"],
-                       validation.image_column, validation.label_column, eval_label_map(validation, class_names))
+    return EvalDataset(
+        validation.dataset,
+        data["input_size"],
+        data["crop_pct"],
+        data["interpolation"],
+        validation.image_column,
+        validation.label_column,
+        eval_label_map(validation, class_names),
+    )
 
 
 def make_context(args: argparse.Namespace, settings: Settings, work: Path) -> tuple[Context, PreparedLabels]:
@@ -52,10 +66,22 @@ def make_context(args: argparse.Namespace, settings: Settings, work: Path) -> tu
     prepared = prepare_labels(args, settings, work, spec, images, keys, teacher, class_indices)
     maps, _ = load_label_maps(prepared.maps_dir)
     generated = prepared.prep_seconds.get("fkd_seconds")  # the teacher's time for vanilla KD's share of the crops
-    ctx = Context(settings, work, images, keys, validation, class_names, teacher, class_indices,
-                  load_label_set(prepared.main), maps, prepared.maps_info.map_size,
-                  _eval_set(settings, validation, class_names), prepared.vanilla,
-                  generated and generated * settings.epochs / prepared.source_meta.stored_crops)  # fmt: skip
+    ctx = Context(
+        settings,
+        work,
+        images,
+        keys,
+        validation,
+        class_names,
+        teacher,
+        class_indices,
+        load_label_set(prepared.main),
+        maps,
+        prepared.maps_info.map_size,
+        _eval_set(settings, validation, class_names),
+        prepared.vanilla,
+        generated and generated * settings.epochs / prepared.source_meta.stored_crops,
+    )
     return ctx, prepared
 
 
@@ -68,17 +94,29 @@ def new_results(ctx: Context, prepared: PreparedLabels, teacher_top1: float) -> 
     """The results record before any run: protocol, machine, label preparation and storage."""
     s, info = ctx.settings, prepared.maps_info
     return {
-        "command": _command(), "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine_info(), "settings": dataclasses.asdict(s),
-        "train_images": len(ctx.images.dataset), "val_images": len(ctx.validation.dataset),
-        "class_names": ctx.class_names, "teacher_top1": teacher_top1, "label_prep": prepared.prep_seconds,
+        "command": _command(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "settings": dataclasses.asdict(s),
+        "train_images": len(ctx.images.dataset),
+        "val_images": len(ctx.validation.dataset),
+        "class_names": ctx.class_names,
+        "teacher_top1": teacher_top1,
+        "label_prep": prepared.prep_seconds,
         "relabel": {"input_size": info.input_size, "map_size": info.map_size, "k": info.k},
-        "storage": {"fkd_main": label_bytes_per_image(prepared.main), "fkd": prepared.storage,
-                    "relabel": info.bytes_per_image},
-        "throughput": {}, "runs": {}, "ablation": [], "finished": False,
-        "vanilla_kd": "stored" if ctx.vanilla_labels else "online", "replay": ctx.labels.metadata.replay,
+        "storage": {
+            "fkd_main": label_bytes_per_image(prepared.main),
+            "fkd": prepared.storage,
+            "relabel": info.bytes_per_image,
+        },
+        "throughput": {},
+        "runs": {},
+        "ablation": [],
+        "finished": False,
+        "vanilla_kd": "stored" if ctx.vanilla_labels else "online",
+        "replay": ctx.labels.metadata.replay,
         "target_cost": [target_cost(s.batch_crops, info.map_size, info.k, c) for c in (len(ctx.class_names), 1000)],
-    }  # fmt: skip
+    }
 
 
 def ablation_run(ctx: Context, prepared: PreparedLabels, spec: str) -> dict:
@@ -91,13 +129,15 @@ def ablation_run(ctx: Context, prepared: PreparedLabels, spec: str) -> dict:
     except ValueError as err:
         return {**choice, "skipped": str(err)}
     name = f"fkd_R{choice['R']}_m{choice['m']}_{choice['kind']}_k{k}"
-    path = derive_label_set(prepared.source, ctx.work / "labels" / name, ctx.images, ctx.keys, choice["kind"], k,
-                            choice["R"])  # fmt: skip
+    path = derive_label_set(
+        prepared.source, ctx.work / "labels" / name, ctx.images, ctx.keys, choice["kind"], k, choice["R"]
+    )
     spread = choice["layout"] == "spread"
     lanes = {"spread_lanes": choice["lanes"]} if choice["lanes"] else {}
     name += f"_spread{choice['lanes'] or ''}" if spread else ""
-    result = run_method(ctx, "fkd_spread" if spread else "fkd", labels_dir=path, num_crops=choice["m"], curve=False,
-                        fields=lanes)  # fmt: skip
+    result = run_method(
+        ctx, "fkd_spread" if spread else "fkd", labels_dir=path, num_crops=choice["m"], curve=False, fields=lanes
+    )
     return {**choice, "k": k, **result, "method": name}
 
 
@@ -112,8 +152,11 @@ def run_protocol(args: argparse.Namespace, settings: Settings, work: Path, outpu
     """Every step of the comparison; returns the finished results (also in ``output``/results.json)."""
     s, load_start = settings, os.getloadavg()[0]
     torch.set_num_threads(s.prep_threads)
-    print(f"[compare] {s.mode} mode; {s.prep_threads} torch thread(s) to make labels, then {s.threads} with "
-          f"{s.workers} loader worker(s) to train; work dir {work}", flush=True)  # fmt: skip
+    print(
+        f"[compare] {s.mode} mode; {s.prep_threads} torch thread(s) to make labels, then {s.threads} with "
+        f"{s.workers} loader worker(s) to train; work dir {work}",
+        flush=True,
+    )
     ctx, prepared = make_context(args, s, work)
     results = new_results(ctx, prepared, teacher_accuracy(ctx))
     torch.set_num_threads(s.threads)

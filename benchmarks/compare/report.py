@@ -58,10 +58,19 @@ def _speed_checks(results: dict) -> list[tuple[str, bool, str]]:
     steady, whole = _speeds(results)
     speed = steady if all(name in steady for name in ("fkd", "vanilla_kd", "relabel", "plain")) else whole
     checks = []
-    for other, label, factor in (("vanilla_kd", "vanilla KD", 3.0), ("relabel", "ReLabel", 1.2), ("plain", "plain", 1.0)):
+    for other, label, factor in (
+        ("vanilla_kd", "vanilla KD", 3.0),
+        ("relabel", "ReLabel", 1.2),
+        ("plain", "plain", 1.0),
+    ):
         ratio = speed["fkd"] / speed[other]
-        checks.append((f"FKD >= {factor:g}x the crops/s of {label}", ratio >= factor,
-                       f"{ratio:.2f}x (whole run {whole['fkd'] / whole[other]:.2f}x)"))  # fmt: skip
+        checks.append(
+            (
+                f"FKD >= {factor:g}x the crops/s of {label}",
+                ratio >= factor,
+                f"{ratio:.2f}x (whole run {whole['fkd'] / whole[other]:.2f}x)",
+            )
+        )
     return checks
 
 
@@ -77,27 +86,48 @@ def targets_check(results: dict) -> list[tuple[str, bool, str]]:
     margin = DATASET_PRESETS.get(results["settings"].get("preset") or "imagenette", {}).get("kd_margin")
     if margin is not None:
         lead = top1["vanilla_kd"] - top1["plain"]
-        checks.append((f"vanilla KD top-1 >= plain + {margin:g} points (the regime check)", lead >= margin / 100 - 1e-9,
-                       f"{_pct(lead)} points"))  # fmt: skip
+        checks.append(
+            (
+                f"vanilla KD top-1 >= plain + {margin:g} points (the regime check)",
+                lead >= margin / 100 - 1e-9,
+                f"{_pct(lead)} points",
+            )
+        )
     checks += [
-        (f"{label} top-1 >= FKD m = 1 minus 0.5 points", top1[ref] >= top1["fkd_m1"] - 0.005,
-         f"{_pct(top1[ref] - top1['fkd_m1'])} points"),
-        (f"{label} top-1 >= vanilla KD minus 1 point", top1[ref] >= top1["vanilla_kd"] - 0.01,
-         f"{_pct(top1[ref] - top1['vanilla_kd'])} points"),
-    ]  # fmt: skip
+        (
+            f"{label} top-1 >= FKD m = 1 minus 0.5 points",
+            top1[ref] >= top1["fkd_m1"] - 0.005,
+            f"{_pct(top1[ref] - top1['fkd_m1'])} points",
+        ),
+        (
+            f"{label} top-1 >= vanilla KD minus 1 point",
+            top1[ref] >= top1["vanilla_kd"] - 0.01,
+            f"{_pct(top1[ref] - top1['vanilla_kd'])} points",
+        ),
+    ]
     for other, name in (("plain", "plain"), ("relabel", "ReLabel")):
         difference = paired(results, other)
         if difference is not None:
             diff, se = difference
-            checks.append((f"{label} above {name} by > 2 paired standard errors", diff > 2 * se,
-                           f"{_pct(diff)} points, SE {_pct(se)}" + (f" ({diff / se:.1f} SE)" if se else "")))
+            checks.append(
+                (
+                    f"{label} above {name} by > 2 paired standard errors",
+                    diff > 2 * se,
+                    f"{_pct(diff)} points, SE {_pct(se)}" + (f" ({diff / se:.1f} SE)" if se else ""),
+                )
+            )
     m, decodes = runs[ref]["crops_per_image"], runs[ref]["decoded_images"] / runs[ref]["crops"]
     checks.append((f"{label} decodes <= 1/m = {1 / m:.2f} photos per crop", decodes <= 1 / m + 1e-9, f"{decodes:.3f}"))
     fkd_cpu, kd_cpu = whole_run_cpu(results, ref), whole_run_cpu(results, "vanilla_kd")
     if fkd_cpu is not None and kd_cpu is not None:
         ratio = fkd_cpu["total"] / kd_cpu["total"]
-        checks.append((f"{label} whole-run CPU time <= 1/3 of vanilla KD's", ratio <= 1 / 3,
-                       f"{ratio:.2f}x ({fkd_cpu['total']:.0f} s vs {kd_cpu['total']:.0f} s)"))  # fmt: skip
+        checks.append(
+            (
+                f"{label} whole-run CPU time <= 1/3 of vanilla KD's",
+                ratio <= 1 / 3,
+                f"{ratio:.2f}x ({fkd_cpu['total']:.0f} s vs {kd_cpu['total']:.0f} s)",
+            )
+        )
     return checks
 
 
@@ -110,23 +140,36 @@ def summary_json(results: dict) -> dict:
     for name, run in results["runs"].items():
         p, cpu = run["top1"], whole_run_cpu(results, name)
         methods[name] = {
-            "top1": p, "top1_se": _binomial_se(p, n_val), "top5": run["top5"],
-            "crops_per_s": run["crops_per_second"], "steady_crops_per_s": steady.get(name),
-            "decodes_per_crop": run["decoded_images"] / run["crops"], "train_seconds": run["train_seconds"],
-            "cpu_seconds": None if cpu is None else cpu["total"], "cpu_parts": cpu,
+            "top1": p,
+            "top1_se": _binomial_se(p, n_val),
+            "top5": run["top5"],
+            "crops_per_s": run["crops_per_second"],
+            "steady_crops_per_s": steady.get(name),
+            "decodes_per_crop": run["decoded_images"] / run["crops"],
+            "train_seconds": run["train_seconds"],
+            "cpu_seconds": None if cpu is None else cpu["total"],
+            "cpu_parts": cpu,
             **{key: run[key] for key in ("fkd_settings", "same_run_as", "student") if key in run},
-        }  # fmt: skip
+        }
         for against in ("fkd_spread", "fkd_default"):
             difference = paired(results, name, against)
-            methods[name][f"{against}_minus_this"] = None if difference is None else {
-                "points": 100 * difference[0], "paired_se": 100 * difference[1]}  # fmt: skip
+            methods[name][f"{against}_minus_this"] = (
+                None if difference is None else {"points": 100 * difference[0], "paired_se": 100 * difference[1]}
+            )
     return {
-        "methods": methods, "settings": results["settings"], "date": results["date"], "machine": results["machine"],
-        "teacher_top1": results["teacher_top1"], "val_images": n_val, "wall_seconds": results.get("wall_seconds"),
-        "finished": results.get("finished", True), "vanilla_kd": results.get("vanilla_kd", "online"),
-        "label_prep": results.get("label_prep", {}), "reference": reference(results),
+        "methods": methods,
+        "settings": results["settings"],
+        "date": results["date"],
+        "machine": results["machine"],
+        "teacher_top1": results["teacher_top1"],
+        "val_images": n_val,
+        "wall_seconds": results.get("wall_seconds"),
+        "finished": results.get("finished", True),
+        "vanilla_kd": results.get("vanilla_kd", "online"),
+        "label_prep": results.get("label_prep", {}),
+        "reference": reference(results),
         "targets": [{"target": t, "met": met, "measured": figure} for t, met, figure in targets_check(results)],
-    }  # fmt: skip
+    }
 
 
 def _header(results: dict, s: Settings) -> list[str]:
@@ -136,8 +179,11 @@ def _header(results: dict, s: Settings) -> list[str]:
     return [
         f"Command: `{results['command']}`",
         "",
-        *([] if results.get("finished", True) else
-          ["**Unfinished run**: the run stopped before its end; the tables hold what it had measured.", ""]),
+        *(
+            []
+            if results.get("finished", True)
+            else ["**Unfinished run**: the run stopped before its end; the tables hold what it had measured.", ""]
+        ),
         f"Machine: {info['cpu']}, {info['cores']} cores; {info['os']}; "
         f"Python {info['python']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
         f"Date: {results['date']}; wall time of the whole run {results['wall_seconds'] / 60:.1f} min; 1-minute load "
@@ -151,20 +197,22 @@ def _header(results: dict, s: Settings) -> list[str]:
         f"{s.epochs} epochs of {n} crops = {s.epochs * n // s.batch_crops} optimizer steps of {s.batch_crops} crops "
         f"for every method; {s.optim}, lr {s.learning_rate:g}, weight decay {s.weight_decay:g}, warmup "
         f"{s.warmup:g} of the steps, cosine; seed {s.seed}; {s.workers} loader worker(s) and {s.threads} torch "
-        f"thread(s) for every method, {s.prep_threads or s.threads} torch thread(s) to make the labels; initial weights "
-        f"{', '.join(sorted({r['initial_weights'] for r in runs.values()}))} (one digest = one init for all). FKD: "
+        f"thread(s) for every method, {s.prep_threads or s.threads} torch thread(s) to make the labels; initial "
+        f"weights {', '.join(sorted({r['initial_weights'] for r in runs.values()}))} "
+        "(one digest = one init for all). FKD: "
         f"R = {s.stored_crops} stored crops, m = {s.num_crops} per decoded image, {s.kind} k = {s.k}, so "
-        f"{s.epochs} epochs = {s.epochs / s.num_crops:g} passes; replay `{results.get('replay', 'pil')}` (every method decodes "
-        "and cuts with its ops). FKD rows: the paper's loader (a photo's m crops in one batch); spread (`--crop_layout "
-        "spread`: one decode per photo and pass, its m crops in different batches); m = 1 (a decode per crop); the "
-        "single-crop tail (`--single_crop_tail`: the last pass as m passes of one crop per photo)."
-        + _shipped_text(results) + f" ReLabel: map from the whole image at {relabel['input_size']} px = "
+        f"{s.epochs} epochs = {s.epochs / s.num_crops:g} passes; replay `{results.get('replay', 'pil')}` (every method "
+        "decodes and cuts with its ops). FKD rows: the paper's loader (a photo's m crops in one batch); spread "
+        "(`--crop_layout spread`: one decode per photo and pass, its m crops in different batches); m = 1 (a decode "
+        "per crop); the single-crop tail (`--single_crop_tail`: the last pass as m passes of one crop per photo)."
+        + _shipped_text(results)
+        + f" ReLabel: map from the whole image at {relabel['input_size']} px = "
         f"{relabel['map_size']}x{relabel['map_size']} positions, top-{relabel['k']} logits per position. "
         + _vanilla_text(results),
         "",
         f"Steady crops/s: best of {s.throughput_rounds} interleaved rounds of {s.throughput_steps} steps per method "
-        "(the ratios and speed targets use it; vanilla KD runs its teacher online there; the tail has none, its few steps "
-        "would all be single-crop); whole run: all the steps of the accuracy run, loader start-up included, "
+        "(the ratios and speed targets use it; vanilla KD runs its teacher online there; the tail has none, its few "
+        "steps would all be single-crop); whole run: all the steps of the accuracy run, loader start-up included, "
         "evaluation excluded. Whole-run CPU: process CPU seconds (user + system) of the training process and its "
         "loader workers over the accuracy run, evaluation excluded, plus what the method's targets cost: the `fkd-hf "
         "generate` run for FKD's rows, the label maps for ReLabel, the teacher on every training crop for vanilla KD. "
@@ -172,7 +220,7 @@ def _header(results: dict, s: Settings) -> list[str]:
         f"differences to {METHOD_NAMES[reference(results)]} are paired (the same images), with the paired standard "
         "error; one seed.",
         "",
-    ]  # fmt: skip
+    ]
 
 
 def _shipped_text(results: dict) -> str:
@@ -188,20 +236,24 @@ def _shipped_text(results: dict) -> str:
 def _vanilla_text(results: dict) -> str:
     if results.get("vanilla_kd") != "stored":
         return "Vanilla KD: the teacher runs on every training crop in the training step."
-    return ("Vanilla KD's accuracy run: FKD with kind full (every class), m = 1 and R = epochs stored crops, so each "
-            "crop is used once with the teacher's whole softmax: vanilla KD up to float16 storage "
-            "(`tests/test_benchmarks.py` checks that the online teacher reproduces those labels); its crops/s count the "
-            "generation time of those labels as its teacher time, its whole-run CPU the online teacher's CPU time per "
-            "crop (the median of the throughput rounds, the teacher's forward pass alone) times its training crops.")
+    return (
+        "Vanilla KD's accuracy run: FKD with kind full (every class), m = 1 and R = epochs stored crops, so each "
+        "crop is used once with the teacher's whole softmax: vanilla KD up to float16 storage "
+        "(`tests/test_benchmarks.py` checks that the online teacher reproduces those labels); its crops/s count the "
+        "generation time of those labels as its teacher time, its whole-run CPU the online teacher's CPU time per "
+        "crop (the median of the throughput rounds, the teacher's forward pass alone) times its training crops."
+    )
 
 
 def _methods_table(results: dict) -> list[str]:
     runs, prep, storage, n_val = results["runs"], results["label_prep"], results["storage"], results["val_images"]
     steady, whole = _speeds(results)
-    lines = ["| method | crops per decoded image | decoded photos per crop | steady crops/s | whole-run crops/s (train s) "
-             f"| whole-run CPU s (targets + training) | top-1 % (SE) | {METHOD_NAMES[reference(results)]} minus it, "
-             "points (paired SE) | top-5 % | label prep s | label bytes per image |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| method | crops per decoded image | decoded photos per crop | steady crops/s | whole-run crops/s (train s) "
+        f"| whole-run CPU s (targets + training) | top-1 % (SE) | {METHOD_NAMES[reference(results)]} minus it, "
+        "points (paired SE) | top-5 % | label prep s | label bytes per image |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in MAIN_METHODS + SAME_CROP_METHODS:
         if name not in runs:
             continue
@@ -212,11 +264,16 @@ def _methods_table(results: dict) -> list[str]:
         size_text = "-" if size is None else f"{size:,.0f}"
         note = ""
         if r.get("teacher_seconds") is not None:
-            note = f", teacher {r['teacher_seconds']:.0f} s" + (" in generation" if r.get("teacher") == "stored" else "")
+            note = f", teacher {r['teacher_seconds']:.0f} s" + (
+                " in generation" if r.get("teacher") == "stored" else ""
+            )
         difference, cpu = paired(results, name), whole_run_cpu(results, name)
         diff_text = "-" if difference is None else f"{100 * difference[0]:+.1f} ({100 * difference[1]:.1f})"
-        cpu_text = "-" if cpu is None else f"{cpu['total']:,.0f} ({cpu['labels'] + cpu['teacher']:,.0f} + " \
-            f"{cpu['training']:,.0f})"
+        cpu_text = (
+            "-"
+            if cpu is None
+            else f"{cpu['total']:,.0f} ({cpu['labels'] + cpu['teacher']:,.0f} + {cpu['training']:,.0f})"
+        )
         lines.append(
             f"| {METHOD_NAMES[name]} | {r['crops_per_image']} | {r['decoded_images'] / r['crops']:.3f} "
             f"| {'-' if speed is None else f'{speed:.1f}'} | {whole[name]:.1f} ({r['train_seconds']:.0f} s{note}) "
@@ -228,20 +285,35 @@ def _methods_table(results: dict) -> list[str]:
 
 def _storage_tables(results: dict, s: Settings) -> list[str]:
     storage, relabel = results["storage"], results["relabel"]
-    lines = ["", "Label storage on disk (zstd parquet, one file), per training image:", "",
-             "| labels | per image | bytes per image |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "Label storage on disk (zstd parquet, one file), per training image:",
+        "",
+        "| labels | per image | bytes per image |",
+        "|---|---|---|",
+    ]
     if storage.get("relabel") is not None:
-        lines.append(f"| ReLabel map | {relabel['map_size']}x{relabel['map_size']} positions x top-{relabel['k']} "
-                     f"| {storage['relabel']:,.0f} |")  # fmt: skip
+        lines.append(
+            f"| ReLabel map | {relabel['map_size']}x{relabel['map_size']} positions x top-{relabel['k']} "
+            f"| {storage['relabel']:,.0f} |"
+        )
     for row in storage.get("fkd", []):
         lines.append(f"| FKD {row['kind']} k={row['k']} | R = {row['R']} crops | {row['bytes_per_image']:,.0f} |")
     if results.get("target_cost"):
         side = f"{relabel['map_size']}x{relabel['map_size']}"
-        lines += ["", f"Building one batch's targets ({s.batch_crops} crops) from stored labels, ms (median): ReLabel "
-                      f"expands {s.batch_crops} {side} top-{relabel['k']} maps to dense C-channel maps, RoIAligns and "
-                      "softmaxes them; FKD expands top-k to C:", "", "| classes C | ReLabel | FKD |", "|---|---|---|"]
-        lines += [f"| {row['num_classes']} | {row['relabel_ms']:.2f} | {row['fkd_ms']:.2f} |"
-                  for row in results["target_cost"]]  # fmt: skip
+        lines += [
+            "",
+            f"Building one batch's targets ({s.batch_crops} crops) from stored labels, ms (median): ReLabel "
+            f"expands {s.batch_crops} {side} top-{relabel['k']} maps to dense C-channel maps, RoIAligns and "
+            "softmaxes them; FKD expands top-k to C:",
+            "",
+            "| classes C | ReLabel | FKD |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {row['num_classes']} | {row['relabel_ms']:.2f} | {row['fkd_ms']:.2f} |"
+            for row in results["target_cost"]
+        ]
     return lines
 
 
@@ -249,19 +321,27 @@ def _ablation_table(results: dict, s: Settings) -> list[str]:
     ablation, main = results.get("ablation", []), results["runs"].get("fkd")
     if not ablation:
         return []
-    lines = ["", f"FKD ablation (same protocol; labels cut from one generation; R stored crops, m replayed per decoded "
-                 f"image; {s.epochs} epochs = {s.epochs} x {results['train_images']} crops):", "",
-             "| R | m | kind | k | layout | crops/s | top-1 % | top-5 % |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        f"FKD ablation (same protocol; labels cut from one generation; R stored crops, m replayed per decoded "
+        f"image; {s.epochs} epochs = {s.epochs} x {results['train_images']} crops):",
+        "",
+        "| R | m | kind | k | layout | crops/s | top-1 % | top-5 % |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     rows = [dict(R=s.stored_crops, m=s.num_crops, kind=s.kind, k=s.k, **main, main=True)] if main else []
     for row in rows + ablation:
         layout = row.get("layout", "grouped") + (f", {row['lanes']} lanes" if row.get("lanes") else "")
         if "skipped" in row:
-            lines.append(f"| {row['R']} | {row['m']} | {row['kind']} | {row['k']} | {layout} | skipped: "
-                         f"{row['skipped']} | | |")  # fmt: skip
+            lines.append(
+                f"| {row['R']} | {row['m']} | {row['kind']} | {row['k']} | {layout} | skipped: {row['skipped']} | | |"
+            )
             continue
         mark = " (main run)" if row.get("main") else ""
-        lines.append(f"| {row['R']} | {row['m']} | {row['kind']}{mark} | {row['k']} | {layout} | "
-                     f"{row['crops_per_second']:.1f} | {_pct(row['top1'])} | {_pct(row['top5'])} |")  # fmt: skip
+        lines.append(
+            f"| {row['R']} | {row['m']} | {row['kind']}{mark} | {row['k']} | {layout} | "
+            f"{row['crops_per_second']:.1f} | {_pct(row['top1'])} | {_pct(row['top5'])} |"
+        )
     return lines
 
 
@@ -272,8 +352,11 @@ def _checks_and_curves(results: dict) -> list[str]:
         lines += ["", "Targets (this run):", "", "| target | measured | met |", "|---|---|---|"]
         lines += [f"| {target} | {figure} | {'yes' if met else 'no'} |" for target, met, figure in checks]
     every = results["settings"].get("eval_every") or 1
-    lines += ["", f"Top-1 % after every {'' if every == 1 else f'{every} '}epoch{'s' * (every > 1)} (training seconds "
-                  "so far):", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Top-1 % after every {'' if every == 1 else f'{every} '}epoch{'s' * (every > 1)} (training seconds so far):",
+        "",
+    ]
     for name in MAIN_METHODS + SAME_CROP_METHODS:
         if runs.get(name, {}).get("same_run_as"):
             lines.append(f"- {METHOD_NAMES[name]}: the run of {METHOD_NAMES[runs[name]['same_run_as']]}")

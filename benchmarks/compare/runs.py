@@ -29,21 +29,59 @@ from ..methods import PlainTrainer, ReLabelTrainer, VanillaKDTrainer, crop_set_f
 from .cost import cpu_seconds
 from .settings import Settings
 
-__all__ = ["Context", "FKD_VARIANTS", "timed", "weights_digest", "fkd_settings", "shipped_fkd", "row_fields",
-           "crops_per_image", "decodes_per_crop", "steps_per_epoch", "same_run_as", "save_final_student", "run_method",
-           "measure_throughput", "teacher_accuracy"]  # fmt: skip
+__all__ = [
+    "Context",
+    "FKD_VARIANTS",
+    "timed",
+    "weights_digest",
+    "fkd_settings",
+    "shipped_fkd",
+    "row_fields",
+    "crops_per_image",
+    "decodes_per_crop",
+    "steps_per_epoch",
+    "same_run_as",
+    "save_final_student",
+    "run_method",
+    "measure_throughput",
+    "teacher_accuracy",
+]
 
 # FKD's rows: method -> the FKDConfig fields it sets (every one on the main label set, through FKDTrainer).
 # fkd_default sets none: FKD as `fkd-hf train` ships it, whatever FKDConfig's defaults are when the run starts.
-FKD_VARIANTS = {"fkd": {"crop_layout": "grouped"}, "fkd_spread": {"crop_layout": "spread"},
-                "fkd_m1": {"crop_layout": "grouped", "num_crops": 1},
-                "fkd_tail": {"crop_layout": "grouped", "single_crop_tail": True}, "fkd_default": {}}  # fmt: skip
+FKD_VARIANTS = {
+    "fkd": {"crop_layout": "grouped"},
+    "fkd_spread": {"crop_layout": "spread"},
+    "fkd_m1": {"crop_layout": "grouped", "num_crops": 1},
+    "fkd_tail": {"crop_layout": "grouped", "single_crop_tail": True},
+    "fkd_default": {},
+}
 # FKDConfig fields that are not FKD settings: the data, the student and its preprocessing, the length (the
 # protocol gives max_steps) and the output folder
-_NOT_FKD = {"label_set", "label_set_revision", "dataset", "dataset_config", "dataset_revision", "train_split",
-            "eval_split", "image_column", "label_column", "max_train_samples", "max_eval_samples", "key_check_rows",
-            "student", "student_pretrained", "student_kwargs", "input_size", "mean", "std", "interpolation",
-            "crop_pct", "fkd_epochs", "overwrite_output_dir"}  # fmt: skip
+_NOT_FKD = {
+    "label_set",
+    "label_set_revision",
+    "dataset",
+    "dataset_config",
+    "dataset_revision",
+    "train_split",
+    "eval_split",
+    "image_column",
+    "label_column",
+    "max_train_samples",
+    "max_eval_samples",
+    "key_check_rows",
+    "student",
+    "student_pretrained",
+    "student_kwargs",
+    "input_size",
+    "mean",
+    "std",
+    "interpolation",
+    "crop_pct",
+    "fkd_epochs",
+    "overwrite_output_dir",
+}
 
 
 @dataclasses.dataclass
@@ -81,8 +119,10 @@ def fkd_settings(config: FKDConfig) -> dict:
 
 def shipped_fkd() -> dict:
     """FKD's settings as ``fkd-hf train`` ships them: FKDConfig's defaults, read now."""
-    return {field.name: field.default_factory() if field.default is dataclasses.MISSING else field.default
-            for field in _fkd_fields()}  # fmt: skip
+    return {
+        field.name: field.default_factory() if field.default is dataclasses.MISSING else field.default
+        for field in _fkd_fields()
+    }
 
 
 def row_fields(name: str) -> dict:
@@ -131,8 +171,9 @@ def timed(trainer_class: type) -> type:
             during = [evaluation for evaluation in self.evaluations if evaluation[0] < last]
             self.eval_seconds = sum(seconds for _, seconds, _ in during)
             self.train_seconds = last - self.clock.start - self.eval_seconds
-            self.train_cpu = tuple(cpu["last"][i] - cpu["start"][i] - sum(used[i] for *_, used in during)
-                                   for i in range(2))  # fmt: skip
+            self.train_cpu = tuple(
+                cpu["last"][i] - cpu["start"][i] - sum(used[i] for *_, used in during) for i in range(2)
+            )
             return result
 
         def evaluate(self, *args, **kwargs):
@@ -142,9 +183,13 @@ def timed(trainer_class: type) -> type:
             if getattr(self, "_in_train", False) and clock.start is not None:
                 spent_before = sum(seconds for _, seconds, _ in self.evaluations)
                 self.curve.append(
-                    {"step": self.state.global_step, "train_seconds": start - clock.start - spent_before,
-                     "top1": metrics["eval_top1"], "top5": metrics["eval_top5"]}
-                )  # fmt: skip
+                    {
+                        "step": self.state.global_step,
+                        "train_seconds": start - clock.start - spent_before,
+                        "top1": metrics["eval_top1"],
+                        "top5": metrics["eval_top5"],
+                    }
+                )
                 used = tuple(after - before for after, before in zip(cpu_seconds(), cpu))
                 self.evaluations.append((start, time.perf_counter() - start, used))
             return metrics
@@ -187,20 +232,39 @@ def steps_per_epoch(ctx: Context) -> int:
     return n // batch_crops
 
 
-def _method_config(ctx: Context, name: str, m: int, max_steps: int | None, curve: bool,
-                   fields: dict | None = None) -> FKDConfig:  # fmt: skip
+def _method_config(
+    ctx: Context, name: str, m: int, max_steps: int | None, curve: bool, fields: dict | None = None
+) -> FKDConfig:
     s, epoch = ctx.settings, steps_per_epoch(ctx)
-    fields = {key: value for key, value in {**FKD_VARIANTS.get(name, {}), **(fields or {})}.items()
-              if key != "num_crops"}  # fmt: skip
-    return FKDConfig(**fields,
-        output_dir=str(ctx.work / "runs" / name), student=s.student, input_size=s.input_size, seed=s.seed,
-        per_device_train_batch_size=s.batch_crops // m, per_device_eval_batch_size=s.eval_batch_size, num_crops=m,
-        max_steps=max_steps or s.epochs * epoch, optim=s.optim, learning_rate=s.learning_rate,
-        weight_decay=s.weight_decay, warmup_steps=s.warmup, lr_scheduler_type="cosine", use_cpu=True,
-        dataloader_num_workers=s.workers, dataloader_persistent_workers=s.workers > 0,
-        eval_strategy="steps" if curve else "no", eval_steps=epoch * (s.eval_every or 1), logging_steps=epoch,
-        save_strategy="no", report_to="none", disable_tqdm=True, log_level="warning",
-    )  # fmt: skip
+    fields = {
+        key: value for key, value in {**FKD_VARIANTS.get(name, {}), **(fields or {})}.items() if key != "num_crops"
+    }
+    return FKDConfig(
+        **fields,
+        output_dir=str(ctx.work / "runs" / name),
+        student=s.student,
+        input_size=s.input_size,
+        seed=s.seed,
+        per_device_train_batch_size=s.batch_crops // m,
+        per_device_eval_batch_size=s.eval_batch_size,
+        num_crops=m,
+        max_steps=max_steps or s.epochs * epoch,
+        optim=s.optim,
+        learning_rate=s.learning_rate,
+        weight_decay=s.weight_decay,
+        warmup_steps=s.warmup,
+        lr_scheduler_type="cosine",
+        use_cpu=True,
+        dataloader_num_workers=s.workers,
+        dataloader_persistent_workers=s.workers > 0,
+        eval_strategy="steps" if curve else "no",
+        eval_steps=epoch * (s.eval_every or 1),
+        logging_steps=epoch,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        log_level="warning",
+    )
 
 
 def _online_kd(ctx: Context, name: str, timing: bool) -> bool:
@@ -220,10 +284,16 @@ def _method_parts(ctx: Context, name: str, timing: bool) -> tuple[type, object, 
         return ReLabelTrainer, crop_set_factory(replay=replay, maps=ctx.maps, map_size=ctx.map_size), {}
     if name == "vanilla_kd":
         meta = ctx.labels.metadata
-        return VanillaKDTrainer, crop_set_factory(teacher=ctx.teacher), dict(
-            teacher=ctx.teacher, class_indices=ctx.class_indices, label_temperature=meta.temperature,
-            precision=meta.precision,
-        )  # fmt: skip
+        return (
+            VanillaKDTrainer,
+            crop_set_factory(teacher=ctx.teacher),
+            dict(
+                teacher=ctx.teacher,
+                class_indices=ctx.class_indices,
+                label_temperature=meta.temperature,
+                precision=meta.precision,
+            ),
+        )
     raise ValueError(f"Unknown method {name!r}.")
 
 
@@ -253,8 +323,9 @@ def _train(ctx: Context, name: str, config: FKDConfig, labels: LabelSet, timing:
     trainer_class, factory, extra = _method_parts(ctx, name, timing)
     if factory is not None:
         extra["train_set_factory"] = factory
-    setup = build_trainer(config, labels=labels, images=ctx.images, eval_dataset=ctx.eval_set,
-                          trainer_class=timed(trainer_class), **extra)  # fmt: skip
+    setup = build_trainer(
+        config, labels=labels, images=ctx.images, eval_dataset=ctx.eval_set, trainer_class=timed(trainer_class), **extra
+    )
     trainer = setup.trainer
     digest = weights_digest(trainer.model)
     trainer.remove_callback(PrinterCallback)  # one line per run is printed instead
@@ -269,8 +340,11 @@ def _final_scores(trainer, eval_set: EvalDataset) -> dict:
     """Top-1, top-5 and the per-image top-1 hits (a '0'/'1' string, for paired differences) on ``eval_set``."""
     output = trainer.predict(eval_set, metric_key_prefix="eval")
     hits = np.asarray(output.predictions)[:, 0] == np.asarray(output.label_ids)
-    return {"top1": output.metrics["eval_top1"], "top5": output.metrics["eval_top5"],
-            "correct": "".join("1" if hit else "0" for hit in hits)}  # fmt: skip
+    return {
+        "top1": output.metrics["eval_top1"],
+        "top5": output.metrics["eval_top5"],
+        "correct": "".join("1" if hit else "0" for hit in hits),
+    }
 
 
 def _timing_result(name: str, trainer, batch_crops: int) -> dict:
@@ -279,18 +353,29 @@ def _timing_result(name: str, trainer, batch_crops: int) -> dict:
     steps, cpu = trainer.clock.steps, trainer.clock.cpu
     seconds, crops = steps[-1] - steps[0], (len(steps) - 1) * batch_crops
     main, children = (cpu["last"][i] - cpu["first"][i] for i in range(2))
-    result = {"method": name, "steps": len(steps) - 1, "seconds": seconds,
-              "crops_per_second": crops / seconds if seconds > 0 else float("nan"),
-              "cpu_ms_per_crop": 1000 * (main + children) / crops if crops else float("nan"),
-              "main_cpu_ms_per_crop": 1000 * main / crops if crops else float("nan")}  # fmt: skip
+    result = {
+        "method": name,
+        "steps": len(steps) - 1,
+        "seconds": seconds,
+        "crops_per_second": crops / seconds if seconds > 0 else float("nan"),
+        "cpu_ms_per_crop": 1000 * (main + children) / crops if crops else float("nan"),
+        "main_cpu_ms_per_crop": 1000 * main / crops if crops else float("nan"),
+    }
     if getattr(trainer, "teacher_crops", 0):
         result["teacher_cpu_per_crop"] = trainer.teacher_cpu_seconds / trainer.teacher_crops
     return result
 
 
-def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crops: int | None = None,
-               curve: bool = True, max_steps: int | None = None, fields: dict | None = None,
-               save_to: Path | None = None) -> dict:  # fmt: skip
+def run_method(
+    ctx: Context,
+    name: str,
+    labels_dir: Path | None = None,
+    num_crops: int | None = None,
+    curve: bool = True,
+    max_steps: int | None = None,
+    fields: dict | None = None,
+    save_to: Path | None = None,
+) -> dict:
     """Trains one method from the shared initial weights (``fields``: more FKDConfig values; ``save_to``: where
     its final student goes); returns its timing, CPU time and accuracy.
 
@@ -303,8 +388,10 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
     m = num_crops or crops_per_image(s, name)
     labels = ctx.labels if labels_dir is None and not stored_kd else load_label_set(labels_dir or ctx.vanilla_labels)
     if s.batch_crops % m or m > labels.metadata.stored_crops:
-        raise ValueError(f"{name} replays m = {m} crops per photo: batch_crops ({s.batch_crops}) must be a multiple "
-                         f"of it, and the label set's stored crops ({labels.metadata.stored_crops}) at least m.")
+        raise ValueError(
+            f"{name} replays m = {m} crops per photo: batch_crops ({s.batch_crops}) must be a multiple "
+            f"of it, and the label set's stored crops ({labels.metadata.stored_crops}) at least m."
+        )
     config = _method_config(ctx, name, m, max_steps, curve, fields)
     load_before = os.getloadavg()[0]
     trainer, digest = _train(ctx, name, config, labels, timing, save_to)
@@ -315,14 +402,21 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
     if stored_kd and ctx.vanilla_teacher_seconds is not None:
         seconds += ctx.vanilla_teacher_seconds
     result = {
-        "method": name, "crops_per_image": m, "steps": config.max_steps, "crops": crops,
+        "method": name,
+        "crops_per_image": m,
+        "steps": config.max_steps,
+        "crops": crops,
         "decoded_images": round(crops * (decodes_per_crop(s, name) if num_crops is None else 1 / m)),
-        "train_seconds": seconds, "crops_per_second": crops / seconds, "eval_seconds": trainer.eval_seconds,
-        **_final_scores(trainer, ctx.eval_set), "initial_weights": digest,
+        "train_seconds": seconds,
+        "crops_per_second": crops / seconds,
+        "eval_seconds": trainer.eval_seconds,
+        **_final_scores(trainer, ctx.eval_set),
+        "initial_weights": digest,
         "curve": [dict(point, epoch=point["step"] / epoch) for point in trainer.curve],
         "load_1min": [load_before, os.getloadavg()[0]],
-        "cpu_seconds": sum(trainer.train_cpu), "main_cpu_seconds": trainer.train_cpu[0],
-    }  # fmt: skip
+        "cpu_seconds": sum(trainer.train_cpu),
+        "main_cpu_seconds": trainer.train_cpu[0],
+    }
     if name in FKD_VARIANTS or stored_kd:
         result["fkd_settings"] = fkd_settings(trainer.args)
     if save_to is not None:  # relative to the run's output folder, where it is saved
@@ -331,8 +425,11 @@ def run_method(ctx: Context, name: str, labels_dir: Path | None = None, num_crop
         result["teacher"] = "stored" if stored_kd else "online"
         result["teacher_seconds"] = ctx.vanilla_teacher_seconds if stored_kd else trainer.teacher_seconds
         result["student_seconds"] = trainer.train_seconds
-    print(f"[compare] {name}: {result['crops_per_second']:.1f} crops/s over {seconds:.1f} s, "
-          f"top-1 {100 * result['top1']:.1f}%", flush=True)  # fmt: skip
+    print(
+        f"[compare] {name}: {result['crops_per_second']:.1f} crops/s over {seconds:.1f} s, "
+        f"top-1 {100 * result['top1']:.1f}%",
+        flush=True,
+    )
     return result
 
 
@@ -353,13 +450,17 @@ def measure_throughput(ctx: Context, methods: list[str]) -> dict:
     rounds.update({name: rounds[twin] for name, twin in twins.items() if twin is not None})
     fastest = {name: max(values, key=lambda r: r["crops_per_second"]) for name, values in rounds.items() if values}
     best = {name: result["crops_per_second"] for name, result in fastest.items()}
-    print("[compare] steady crops/s (best of rounds): " + ", ".join(f"{n} {v:.1f}" for n, v in best.items()),
-          flush=True)  # fmt: skip
-    return {"best": best, "rounds": {name: [r["crops_per_second"] for r in values] for name, values in rounds.items()},
-            "cpu_ms_per_crop": {name: result["cpu_ms_per_crop"] for name, result in fastest.items()},
-            "main_cpu_ms_per_crop": {name: result["main_cpu_ms_per_crop"] for name, result in fastest.items()},
-            "teacher_cpu_per_crop": [r["teacher_cpu_per_crop"] for r in rounds.get("vanilla_kd", [])],
-            "same_run_as": {name: twin for name, twin in twins.items() if twin is not None}}  # fmt: skip
+    print(
+        "[compare] steady crops/s (best of rounds): " + ", ".join(f"{n} {v:.1f}" for n, v in best.items()), flush=True
+    )
+    return {
+        "best": best,
+        "rounds": {name: [r["crops_per_second"] for r in values] for name, values in rounds.items()},
+        "cpu_ms_per_crop": {name: result["cpu_ms_per_crop"] for name, result in fastest.items()},
+        "main_cpu_ms_per_crop": {name: result["main_cpu_ms_per_crop"] for name, result in fastest.items()},
+        "teacher_cpu_per_crop": [r["teacher_cpu_per_crop"] for r in rounds.get("vanilla_kd", [])],
+        "same_run_as": {name: twin for name, twin in twins.items() if twin is not None},
+    }
 
 
 def teacher_accuracy(ctx: Context, batch_size: int = 50) -> float:
@@ -369,11 +470,18 @@ def teacher_accuracy(ctx: Context, batch_size: int = 50) -> float:
 
     teacher, validation = ctx.teacher, ctx.validation
     crop_pct = timm.data.resolve_data_config({}, model=teacher.model)["crop_pct"]
-    eval_set = EvalDataset(validation.dataset, teacher.input_size, crop_pct, teacher.interpolation,
-                           validation.image_column, validation.label_column,
-                           eval_label_map(validation, ctx.class_names))  # fmt: skip
-    loader = torch.utils.data.DataLoader(eval_set, batch_size=batch_size, collate_fn=collate_crops,
-                                         num_workers=ctx.settings.workers)  # fmt: skip
+    eval_set = EvalDataset(
+        validation.dataset,
+        teacher.input_size,
+        crop_pct,
+        teacher.interpolation,
+        validation.image_column,
+        validation.label_column,
+        eval_label_map(validation, ctx.class_names),
+    )
+    loader = torch.utils.data.DataLoader(
+        eval_set, batch_size=batch_size, collate_fn=collate_crops, num_workers=ctx.settings.workers
+    )
     runner = TeacherRunner(teacher, ctx.labels.metadata.precision, "cpu", ctx.class_indices)
     labels = []
 

@@ -10,8 +10,19 @@ from pathlib import Path
 
 from fkd_hf.labels.kinds import DEFAULT_K
 
-__all__ = ["DATA_ROOT", "MAIN_METHODS", "SAME_CROP_METHODS", "METHOD_NAMES", "PRESETS", "DATASET_PRESETS", "COMMON",
-           "Settings", "add_protocol_arguments", "resolve_settings", "parse_ablation"]  # fmt: skip
+__all__ = [
+    "DATA_ROOT",
+    "MAIN_METHODS",
+    "SAME_CROP_METHODS",
+    "METHOD_NAMES",
+    "PRESETS",
+    "DATASET_PRESETS",
+    "COMMON",
+    "Settings",
+    "add_protocol_arguments",
+    "resolve_settings",
+    "parse_ablation",
+]
 
 DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
 MAIN_METHODS = ("plain", "vanilla_kd", "relabel", "fkd", "fkd_spread", "fkd_m1", "fkd_tail", "fkd_default")
@@ -33,29 +44,62 @@ METHOD_NAMES = {  # how the report names each method
 # once (FKD's own schedule), and vanilla KD is FKD kind=full at m = 1 on those crops (see the module doc).
 PRESETS = {
     "quick": dict(
-        train_per_class=20, val_per_class=20, epochs=8, stored_crops=8, num_crops=4, batch_crops=20,
-        eval_batch_size=100, eval_every=1, throughput_rounds=2, throughput_steps=5, controls=True,
+        train_per_class=20,
+        val_per_class=20,
+        epochs=8,
+        stored_crops=8,
+        num_crops=4,
+        batch_crops=20,
+        eval_batch_size=100,
+        eval_every=1,
+        throughput_rounds=2,
+        throughput_steps=5,
+        controls=True,
         ablation=["kind=hard", "R=4"],
     ),
     "full": dict(
-        train_per_class=None, val_per_class=None, epochs=16, stored_crops=16, num_crops=4, batch_crops=120,
-        eval_batch_size=200, eval_every=2, throughput_rounds=3, throughput_steps=8, controls=False, ablation=[],
+        train_per_class=None,
+        val_per_class=None,
+        epochs=16,
+        stored_crops=16,
+        num_crops=4,
+        batch_crops=120,
+        eval_batch_size=200,
+        eval_every=2,
+        throughput_rounds=3,
+        throughput_steps=8,
+        controls=False,
+        ablation=[],
     ),
-}  # fmt: skip
+}
 # The data and what suits it; a preset's values apply to both modes, its "quick" and "full" dicts to one. kd_margin:
 # the points by which vanilla KD must beat plain training for the data to rank what a teacher adds (the regime check
 # of the report). imagewoof (ten dog breeds, 320-px photos): 96 px so that a breed's marks survive the crop, and 8
 # epochs so that the eight runs fit about 100 minutes on 2 cores.
 DATASET_PRESETS = {
     "imagenette": dict(dataset=DATA_ROOT / "imagenette-mini"),
-    "imagewoof": dict(dataset=DATA_ROOT / "imagewoof-mini", input_size=96, kd_margin=3.0,
-                      full=dict(epochs=8, stored_crops=8)),
-}  # fmt: skip
+    "imagewoof": dict(
+        dataset=DATA_ROOT / "imagewoof-mini", input_size=96, kd_margin=3.0, full=dict(epochs=8, stored_crops=8)
+    ),
+}
 COMMON = dict(
-    student="resnet10t", input_size=64, teacher="efficientnet-lite0", relabel_size=None, relabel_k=5,
-    kind="marginal_smoothing", k=5, replay="tensor", optim="adamw_torch", learning_rate=0.006, weight_decay=0.05, warmup=0.05,
-    workers=1, threads=None, prep_threads=None, seed=0,
-)  # fmt: skip
+    student="resnet10t",
+    input_size=64,
+    teacher="efficientnet-lite0",
+    relabel_size=None,
+    relabel_k=5,
+    kind="marginal_smoothing",
+    k=5,
+    replay="tensor",
+    optim="adamw_torch",
+    learning_rate=0.006,
+    weight_decay=0.05,
+    warmup=0.05,
+    workers=1,
+    threads=None,
+    prep_threads=None,
+    seed=0,
+)
 
 
 @dataclasses.dataclass
@@ -120,8 +164,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     add("--eval-every", type=int, help="Epochs between the evaluations of the accuracy curves (quick 1, full 2).")
     add("--throughput-rounds", type=int, help="Interleaved timing rounds per method (quick 2, full 3).")
     add("--throughput-steps", type=int, help="Timed steps per round (quick 5, full 8).")
-    add("--controls", action=argparse.BooleanOptionalAction, default=None,
-        help="Also train plain and ReLabel on exactly FKD's batches (quick: yes, full: no).")
+    add(
+        "--controls",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Also train plain and ReLabel on exactly FKD's batches (quick: yes, full: no).",
+    )
     add("--ablation", nargs="*", help="FKD ablation runs: 'R=4', 'kind=hard', 'k=2', 'kind=full,R=4'.")
     add("--student", help="timm student, trained from scratch (resnet10t).")
     add("--input-size", type=int, help="Student input size (64).")
@@ -136,10 +184,18 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     add("--weight-decay", type=float, help="Weight decay (0.05).")
     add("--warmup", type=float, help="Warmup, a fraction of the steps (0.05).")
     add("--workers", type=int, help="DataLoader workers, every method (1).")
-    add("--threads", type=int, help="torch threads of the main process during training, for the student and "
-        "vanilla KD's teacher alike (default: the cores less the loader workers, >= 1).")
-    add("--prep-threads", type=int, help="torch threads while FKD labels and ReLabel maps are made (no loader "
-        "workers run then; default: every core).")
+    add(
+        "--threads",
+        type=int,
+        help="torch threads of the main process during training, for the student and "
+        "vanilla KD's teacher alike (default: the cores less the loader workers, >= 1).",
+    )
+    add(
+        "--prep-threads",
+        type=int,
+        help="torch threads while FKD labels and ReLabel maps are made (no loader "
+        "workers run then; default: every core).",
+    )
     add("--seed", type=int, help="Seed of the student init, data order and crops (0).")
 
 
@@ -163,9 +219,13 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
     if settings.prep_threads is None:
         settings.prep_threads = os.cpu_count() or 1
     if settings.batch_crops % settings.num_crops:
-        raise ValueError(f"batch_crops ({settings.batch_crops}) must be a multiple of num_crops ({settings.num_crops}).")
+        raise ValueError(
+            f"batch_crops ({settings.batch_crops}) must be a multiple of num_crops ({settings.num_crops})."
+        )
     if settings.num_crops > settings.stored_crops:
-        raise ValueError(f"num_crops ({settings.num_crops}) cannot exceed the stored crops R ({settings.stored_crops}).")
+        raise ValueError(
+            f"num_crops ({settings.num_crops}) cannot exceed the stored crops R ({settings.stored_crops})."
+        )
     return settings
 
 
@@ -185,5 +245,11 @@ def parse_ablation(spec: str, settings: Settings) -> dict:
     k = given.get("k", settings.k if kind == settings.kind else DEFAULT_K.get(kind))
     stored = given.get("R", settings.stored_crops)
     layout = given.get("layout", "spread" if "lanes" in given else "grouped")
-    return {"R": stored, "m": given.get("m", min(settings.num_crops, stored)), "kind": kind, "k": k, "layout": layout,
-            "lanes": given.get("lanes")}  # fmt: skip
+    return {
+        "R": stored,
+        "m": given.get("m", min(settings.num_crops, stored)),
+        "kind": kind,
+        "k": k,
+        "layout": layout,
+        "lanes": given.get("lanes"),
+    }

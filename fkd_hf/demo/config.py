@@ -32,9 +32,11 @@ class DemoConfig:
 
     dataset: str | None = _field(
         default=None,
-        metadata={"help": "Images: a Hub id, imagefolder:PATH or a folder (class subfolders, or train/ and val/). "
-                          "Default: the 20 ImageNet sample photos of the PyPI package foolbox (offline)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Images: a Hub id, imagefolder:PATH or a folder (class subfolders, or train/ and val/). "
+            "Default: the 20 ImageNet sample photos of the PyPI package foolbox (offline)."
+        },
+    )
     teacher: str = _field(
         default="efficientnet-lite0",
         metadata={"help": "Any teacher `fkd-hf generate` accepts (default: ImageNet-1k efficientnet-lite0, offline)."},
@@ -45,17 +47,21 @@ class DemoConfig:
     )
     class_map: str | None = _field(
         default=None,
-        metadata={"help": "Restrict the teacher to the data's classes: 'auto' (by class name or WordNet id), a comma "
-                          "list or JSON file of teacher classes, or 'none' to keep all teacher classes. Default: "
-                          "'auto' with --dataset, 'none' (all 1000 ImageNet classes) for the sample photos."},
-    )  # fmt: skip
+        metadata={
+            "help": "Restrict the teacher to the data's classes: 'auto' (by class name or WordNet id), a comma "
+            "list or JSON file of teacher classes, or 'none' to keep all teacher classes. Default: "
+            "'auto' with --dataset, 'none' (all 1000 ImageNet classes) for the sample photos."
+        },
+    )
     dataset_config: str | None = _field(default=None, metadata={"help": "Hub dataset config name."})
     train_split: str = _field(default="train", metadata={"help": "Split the teacher labels and the students learn."})
     eval_split: str | None = _field(
         default=None,
-        metadata={"help": "Labelled split to evaluate on (default: validation/val, else test, else every 10th train "
-                          "image held out)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Labelled split to evaluate on (default: validation/val, else test, else every 10th train "
+            "image held out)."
+        },
+    )
     max_eval_images: int | None = _field(
         default=None, metadata={"help": "Evaluate on this many evenly spaced eval images (default: all)."}
     )
@@ -68,14 +74,16 @@ class DemoConfig:
         default=None, metadata={"help": "m: stored crops replayed per image and pass (default: 8 photos / 4 dataset)."}
     )
     fkd_epochs: float | None = _field(
-        default=None, metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 16 dataset)."}
+        default=None,
+        metadata={"help": "Training length in FKD epochs = passes x m (default: 400 photos / 16 dataset)."},
     )
     batch_size: int | None = _field(
         default=None, metadata={"help": "Images per step; each gives m crops (default: 20 photos / 64 dataset)."}
     )
     learning_rate: float | None = _field(
-        default=None, metadata={"help": "AdamW peak learning rate, cosine schedule (default: 0.01 photos / 0.008 dataset)."}
-    )  # fmt: skip
+        default=None,
+        metadata={"help": "AdamW peak learning rate, cosine schedule (default: 0.01 photos / 0.008 dataset)."},
+    )
     weight_decay: float = _field(default=0.05, metadata={"help": "AdamW weight decay."})
     temperature: float | None = _field(
         default=None, metadata={"help": "Teacher softmax temperature of the stored soft labels (default: 1)."}
@@ -86,17 +94,26 @@ class DemoConfig:
     teacher_batch_size: int = _field(default=64, metadata={"help": "Crops per teacher forward pass."})
     precision: str = _field(
         default="auto",
-        metadata={"help": "Teacher and student arithmetic: fp32, bf16, or auto (bf16 on GPUs and CPUs with bf16 "
-                          "units (AMX, AVX512-BF16): about 2x faster there; else fp32)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Teacher and student arithmetic: fp32, bf16, or auto (bf16 on GPUs and CPUs with bf16 "
+            "units (AMX, AVX512-BF16): about 2x faster there; else fp32)."
+        },
+    )
     num_workers: int = _field(default=2, metadata={"help": "Image decoding threads."})
     seed: int = _field(default=0, metadata={"help": "Seed of crops, initialisation and data order."})
 
     def __post_init__(self):
         if isinstance(self.class_map, str) and self.class_map.lower() in ("none", "null", "all"):
             self.class_map = "none"
-        for name in ("input_size", "stored_crops", "num_crops", "batch_size", "heldout_crops", "teacher_batch_size",
-                     "max_eval_images"):  # fmt: skip
+        for name in (
+            "input_size",
+            "stored_crops",
+            "num_crops",
+            "batch_size",
+            "heldout_crops",
+            "teacher_batch_size",
+            "max_eval_images",
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}.")
@@ -113,7 +130,9 @@ class DemoConfig:
         """A copy with the data-dependent defaults filled in; checks that m <= R."""
         defaults = PHOTO_DEFAULTS if self.dataset is None else DATASET_DEFAULTS
         defaults = {**defaults, "class_map": "none" if self.dataset is None else "auto"}
-        values = {name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()}
+        values = {
+            name: value if getattr(self, name) is None else getattr(self, name) for name, value in defaults.items()
+        }
         values["precision"] = resolve_precision(self.precision, device_type())
         config = dataclasses.replace(self, **values)
         if config.num_crops > config.stored_crops:
