@@ -2,7 +2,7 @@
 
     fkd-hf demo                       # offline, CPU: 20 ImageNet sample photos (PyPI package foolbox), < 5 min
     fkd-hf demo --compare             # also a plain student on hard labels with the same budget
-    fkd-hf demo --dataset imagefolder:../shared/data/imagenette-mini --teacher efficientnet-lite0 --compare
+    fkd-hf demo --dataset imagefolder:$IMAGENETTE --teacher efficientnet-lite0 --compare
 
 Results go to --output-dir (default outputs/demo): labels/ and student/ (push-ready, with their cards), summary.md,
 training_curves.png, demo_config.yaml and demo_result.json. A failed run leaves no result there.

@@ -1,6 +1,6 @@
 """``fkd-hf generate``: store FKD soft labels for an image dataset.
 
-    fkd-hf generate --dataset imagefolder:../shared/data/imagenette-mini/train --output_dir outputs/labels \\
+    fkd-hf generate --dataset imagefolder:$IMAGENETTE --output_dir outputs/labels \\
         --teacher efficientnet-lite0 --class_map auto --stored_crops 8
     accelerate launch -m fkd_hf generate --config recipes/generate_imagenet1k.yaml
 """
