@@ -141,7 +141,7 @@ def test_no_public_name_is_shadowed_by_a_submodule_of_the_same_name():
 # Each top-level module or subpackage of fkd_hf by layer, lowest first. A module may import its own subpackage and any
 # lower layer; two subpackages of one layer (generation and training) import neither each other nor anything above.
 LAYERS = (
-    ("_lazy", "version", "errors", "config_io", "repo_ids", "cpu_memory"),  # used by every layer
+    ("_lazy", "version", "errors", "config_io", "repo_ids", "cpu_memory", "progress"),  # used by every layer
     ("labels",),
     ("hub",),
     ("models",),

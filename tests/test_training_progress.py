@@ -1,5 +1,6 @@
-"""Training's progress bars are labelled `train` and `eval`; in a log file (stderr not a terminal) they are plain
-lines, with no carriage return or cursor-up escape from the evaluation bar nested under the training bar."""
+"""Progress bars are labelled (`train`, `eval`, `generate [rank/processes]`); in a log file (stderr not a terminal)
+they are plain lines, with no carriage return or cursor-up escape (from the evaluation bar nested under the training
+bar, or from the libraries' own bars)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from _fkd_data import make_label_set, make_splits
 
 from fkd_hf.cli import main as cli_main
+from fkd_hf.progress import LogLines
 from fkd_hf.training import FKDConfig, build_trainer
-from fkd_hf.training.progress import LogLines
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_a_terminal_gets_labelled_bars(labels, tmp_path, monkeypatch):
 
 def test_log_lines_come_at_the_first_update_every_interval_and_at_the_end(monkeypatch, capsys):
     now = [0.0]
-    monkeypatch.setattr("fkd_hf.training.progress.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("fkd_hf.progress.time.monotonic", lambda: now[0])
     bar = LogLines("train", 100, "step", interval=30)
     for _ in range(100):
         now[0] += 1
@@ -85,3 +86,33 @@ def test_log_lines_come_at_the_first_update_every_interval_and_at_the_end(monkey
         "train:  91% 91/100",
         "train: 100% 100/100",
     ]
+
+
+def test_log_lines_without_a_total_show_their_postfix_and_end_at_close(monkeypatch, capsys):
+    now = [0.0]
+    monkeypatch.setattr("fkd_hf.progress.time.monotonic", lambda: now[0])
+    with LogLines("generate [0/1]", None, "img", interval=30) as bar:
+        for _ in range(40):
+            now[0] += 1
+            bar.update()
+            bar.set_postfix(crops_per_s=180, refresh=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" [00")[0] for line in lines] == [
+        "generate [0/1]: 1img",
+        "generate [0/1]: 31img",
+        "generate [0/1]: 40img",
+    ]
+    assert all(line.endswith("crops_per_s=180]") for line in lines[1:]) and not any("\r" in line for line in lines)
+
+
+def test_generate_writes_labelled_lines_to_a_log_file(image_folder, teacher_dir, tmp_path, capsys):
+    from datasets.utils.logging import is_progress_bar_enabled
+
+    enabled = is_progress_bar_enabled()
+    argv = ["generate", "--dataset", f"imagefolder:{image_folder}", "--teacher", str(teacher_dir)]
+    assert cli_main([*argv, "--output_dir", str(tmp_path / "labels"), "--stored_crops", "2", "--k", "2"]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("generate [0/1]:")]
+    assert lines and lines[-1].startswith("generate [0/1]: 100% 18/18 [") and "crops_per_s=" in lines[-1]
+    assert "\r" not in err and "\x1b[" not in err  # datasets' own bars too, only while the command runs
+    assert is_progress_bar_enabled() == enabled

@@ -99,14 +99,16 @@ def error_message(err: BaseException) -> str:
 
 def run_command(module: ModuleType, argv: list[str], debug: bool = False) -> int:
     """``module.main(argv)``, with every error reported as :func:`error_message` (and the traceback if ``debug``)
-    and SIGTERM handled as Ctrl-C (:func:`terminate_as_interrupt`)."""
+    and SIGTERM handled as Ctrl-C (:func:`terminate_as_interrupt`); off a terminal, the libraries' own progress bars
+    are off (:func:`~fkd_hf.progress.library_bars_off_terminal`)."""
     from ..errors import USAGE_ERRORS
     from ..hub.tokens import redact_logs, remember_tokens_in_argv
+    from ..progress import library_bars_off_terminal
 
     prog = getattr(module, "PROG", "fkd-hf")
     remember_tokens_in_argv(argv)  # a --hub_token is redacted like HF_TOKEN, in errors and in every log record
     redact_logs()
-    with terminate_as_interrupt() as received:
+    with terminate_as_interrupt() as received, library_bars_off_terminal():
         try:
             status = module.main(argv) or 0
         except KeyboardInterrupt:

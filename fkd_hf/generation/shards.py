@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..hub.label_card import write_label_set_card
 from ..labels.format import METADATA_FILE, LabelSetMetadata, read_metadata, shard_path
 from ..labels.images import ImageSource
 from ..labels.writer import LabelSetWriter
+from ..progress import progress_bar
 from .output import prepare_output
 from .prefetch import prefetch_map
 from .verify import verify_output
@@ -232,12 +232,11 @@ def _write_shards(run: ShardedRun, plan: ShardPlan, state) -> int:
     rank, world = state.process_index, state.num_processes
     rows, total = plan.rows(run.source, rank, world)
     shards = ShardWriter(LabelSetWriter(run.output_dir, run.metadata), plan)
-    progress = tqdm(
-        total=total if total is not None else run.metadata.max_rows,
-        unit="img",
-        desc=f"{run.name} [{rank}/{world}]",
+    progress = progress_bar(
+        f"{run.name} [{rank}/{world}]",
+        total if total is not None else run.metadata.max_rows,
+        "img",
         disable=not state.is_local_main_process,
-        dynamic_ncols=True,
     )
     crops, start = 0, time.perf_counter()
     with progress:  # closed (its line ended) also when a bad row or Ctrl-C stops the run
