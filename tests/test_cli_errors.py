@@ -458,3 +458,14 @@ def test_the_positional_argument_comes_from_the_command_line_a_flag_or_the_confi
     assert label_dir("--dataset", "d2", "files") == "files"  # after an option too
     with pytest.raises(UsageError, match=r"the following arguments are required: LABEL_DIR \(run `fkd-hf import-fkd"):
         label_dir()
+
+
+def test_more_crops_per_image_than_the_label_set_stores_exits_with_two(image_folder, teacher_dir, tmp_path, capsys):
+    from _fkd_data import make_label_set
+
+    labels = make_label_set(image_folder, teacher_dir, tmp_path / "labels", num_crops=2)
+    capsys.readouterr()
+    argv = ["train", "--label_set", str(labels), "--student", "test_resnet", "--num_crops", "3", "--use_cpu", "true"]
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+    lines = _error_lines(capsys)
+    assert "num_crops must be between 1 and the 2 crops" in lines[-1] and "--stored_crops 3" in lines[-1]

@@ -32,6 +32,7 @@ import xxhash
 from PIL import Image
 from torch.utils.data import default_collate
 
+from ..errors import UsageError
 from ..labels.attach import LabelMismatchError
 from ..labels.crops import check_replay_interpolation, crops_to_pixels, replay_crops, resample_filter
 from ..labels.decode import decode_for_replay, decoded_size
@@ -116,7 +117,7 @@ class FKDCropDataset(PassDataset):
         layout: CropLayout | None = None,
     ):
         if not 1 <= num_crops <= metadata.stored_crops:
-            raise ValueError(
+            raise UsageError(
                 f"num_crops must be between 1 and the {metadata.stored_crops} crops the label set stores per "
                 f"image, got {num_crops}: lower num_crops, or generate labels with "
                 f"`fkd-hf generate --stored_crops {num_crops}`."
