@@ -18,6 +18,7 @@ from ..labels.format import load_label_set
 from ..models.students import save_student
 from ..training.builder import build_trainer
 from ..training.config import FKDConfig
+from ..training.progress import TrainingProgress
 from .config import DemoConfig, device_type
 from .data import DemoData
 from .eval_set import CachedEval
@@ -44,8 +45,8 @@ class StudentRun:
     final_metrics: dict = dataclasses.field(default_factory=dict, repr=False)  # of the final evaluation
 
 
-class QuietProgress(ProgressCallback):
-    """The Trainer's progress bars without a printed dict per log line."""
+class QuietProgress(TrainingProgress):
+    """Training's labelled progress bars (plain lines off a terminal) without a printed dict per log line."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         pass
