@@ -91,6 +91,7 @@ def test_console_names_the_final_outputs_only_and_the_card_carries_the_scores(sp
     )
     out, err = capfd.readouterr()
     assert ".partial-" not in out + err  # the hidden folder the result is built in is never named
+    assert "\x1b[A" not in err and any(line.startswith("train: 100% ") for line in err.splitlines())  # a log file
     expected = {name for name in OUTPUTS if name != CURVES_FILE or importlib.util.find_spec("matplotlib")}
     assert {path.name for path in output.iterdir()} == expected
     for name in OUTPUTS:  # the printed summary lists every output at its final path
