@@ -469,3 +469,11 @@ def test_more_crops_per_image_than_the_label_set_stores_exits_with_two(image_fol
     assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
     lines = _error_lines(capsys)
     assert "num_crops must be between 1 and the 2 crops" in lines[-1] and "--stored_crops 3" in lines[-1]
+
+
+def test_an_image_column_the_dataset_lacks_exits_with_two(image_folder, tmp_path, capsys):
+    argv = ["generate", "--dataset", f"imagefolder:{image_folder}", "--image_column", "img"]
+    assert main([*argv, "--output_dir", str(tmp_path / "out")]) == 2
+    lines = _error_lines(capsys)
+    assert "has no image column 'img'" in lines[-1] and "--image-column" in lines[-1]
+    assert not (tmp_path / "out").exists()

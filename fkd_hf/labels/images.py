@@ -13,7 +13,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ..errors import InputNotFoundError
+from ..errors import InputNotFoundError, UsageError
 
 __all__ = [
     "ImageSource",
@@ -153,12 +153,15 @@ def load_images(
     dataset = _load(spec, config, split, revision, streaming)
     features = dataset.features or {}
     if image_column not in features:
-        raise KeyError(
+        raise UsageError(
             f"Dataset {spec!r} has no image column {image_column!r}; its columns are {list(features)}. "
             "Pass the right name with --image-column."
         )
     if not isinstance(features[image_column], datasets.Image):
-        raise TypeError(f"Column {image_column!r} of {spec!r} is {features[image_column]}, not a datasets.Image.")
+        raise UsageError(
+            f"Column {image_column!r} of {spec!r} is {features[image_column]}, not a datasets.Image: pass the image "
+            "column with --image-column."
+        )
     dataset = dataset.cast_column(image_column, datasets.Image(decode=False))
     if label_column is not None and label_column not in features:
         label_column = None
