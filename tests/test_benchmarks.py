@@ -24,6 +24,7 @@ from benchmarks.__main__ import BENCHMARKS  # noqa: E402
 from benchmarks.__main__ import main as bench_main
 from benchmarks.compare import labels as compare_labels  # noqa: E402
 from benchmarks.compare import make_parser as compare_parser  # noqa: E402
+from benchmarks.compare import rows as compare_rows  # noqa: E402
 from benchmarks.compare import runs as compare_runs  # noqa: E402
 from benchmarks.compare import settings as compare_settings  # noqa: E402
 from benchmarks.compare.settings import MAIN_METHODS, SAME_CROP_METHODS  # noqa: E402
@@ -371,19 +372,19 @@ def test_fkd_default_is_fkd_hf_train_as_shipped(monkeypatch, tmp_path):
     from fkd_hf.cli.arguments import parse_config
 
     (parsed,) = parse_config([FKDConfig], ["--output_dir", str(tmp_path)], prog="fkd-hf train", description="")
-    shipped = compare_runs.shipped_fkd()
-    assert shipped == compare_runs.fkd_settings(parsed) == compare_runs.row_fields("fkd_default")
+    shipped = compare_rows.shipped_fkd()
+    assert shipped == compare_rows.fkd_settings(parsed) == compare_rows.row_fields("fkd_default")
     assert {"crop_layout", "num_crops", "single_crop_tail", "temperature"} <= set(shipped)
     assert not {"student", "dataset", "output_dir", "learning_rate"} & set(shipped)  # the protocol's, for all
     settings = compare_settings.resolve_settings(compare_parser().parse_args(["--num-crops", "2"]))
-    assert compare_runs.crops_per_image(settings, "fkd_default") == parsed.num_crops  # not the protocol's m
-    assert compare_runs.crops_per_image(settings, "fkd") == 2
+    assert compare_rows.crops_per_image(settings, "fkd_default") == parsed.num_crops  # not the protocol's m
+    assert compare_rows.crops_per_image(settings, "fkd") == 2
     fields = FKDConfig.__dataclass_fields__
     monkeypatch.setattr(fields["crop_layout"], "default", "grouped")  # a new release ships another layout ...
     monkeypatch.setattr(fields["single_crop_tail"], "default", True)
     # ... and the row follows it
-    assert compare_runs.row_fields("fkd_default")["crop_layout"] == "grouped"
-    assert compare_runs.decodes_per_crop(settings, "fkd_default") > 1 / parsed.num_crops  # the tail decodes more
+    assert compare_rows.row_fields("fkd_default")["crop_layout"] == "grouped"
+    assert compare_rows.decodes_per_crop(settings, "fkd_default") > 1 / parsed.num_crops  # the tail decodes more
 
 
 def test_cpu_seconds_count_child_processes_running_and_finished():
