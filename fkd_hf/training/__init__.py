@@ -1,5 +1,6 @@
 """FKD training: ``FKDConfig``, ``FKDTrainer``, the loss (and the loss of each target type), the multi-crop datasets
-and their crop layouts, ``build_trainer`` (and the values it resolves) and ``train``."""
+and their crop layouts, ``build_trainer`` (and the values it resolves), ``train``, and the k-NN and linear-probe top-1
+of a backbone's features."""
 
 from .._lazy import lazy_namespace
 
@@ -19,5 +20,6 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "runner": ["train"],
         "card_callback": ["StudentCardCallback"],
         "timm_adapter": ["SoftTargetLoader"],
+        "embedding_metrics": ["knn_top1", "linear_probe_top1"],
     },
 )
