@@ -51,10 +51,10 @@ def bare_forward_crops_per_s(teacher_name: str, batch_size: int, precision: str,
     teacher = load_teacher(teacher_name)
     runner = TeacherRunner(teacher, precision)
     pixels = torch.randint(0, 256, (batch_size, 3, *teacher.input_size), dtype=torch.uint8)
-    runner.logits(pixels)  # warm-up
+    runner.outputs(pixels)  # warm-up
     start = time.perf_counter()
     for _ in range(batches):
-        runner.logits(pixels)
+        runner.outputs(pixels)
     return batches * batch_size / (time.perf_counter() - start)
 
 

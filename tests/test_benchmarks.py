@@ -81,7 +81,7 @@ def test_relabel_target_of_the_whole_image_is_the_teachers_own_softmax(teacher_d
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         logit_map = dense_logit_map(teacher.model, pixels)  # [2, C, 2, 2]: the mean is the pooled logits
-        expected = teacher.logits(pixels).softmax(-1)
+        expected = teacher.outputs(pixels).softmax(-1)
     num_classes, side = logit_map.shape[1], logit_map.shape[-1]
     values, indices = logit_map.permute(0, 2, 3, 1).topk(num_classes, dim=-1)
     whole = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2)
@@ -150,7 +150,7 @@ def test_vanilla_kd_targets_reproduce_fkds_stored_labels_on_its_crops(tiny, teac
     assert torch.allclose(targets, stored, atol=2e-3)
     pixels = normalize(batch["teacher_pixels"], teacher.mean, teacher.std)
     with torch.no_grad():
-        assert torch.allclose(targets, teacher.logits(pixels).softmax(-1), atol=1e-6)  # all 3 classes, in order
+        assert torch.allclose(targets, teacher.outputs(pixels).softmax(-1), atol=1e-6)  # all 3 classes, in order
     assert setup.trainer.teacher_seconds > 0
     assert batch["labels"].tolist() == [rows[0]["label"]] * R + [rows[5]["label"]] * R
 

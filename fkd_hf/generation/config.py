@@ -9,6 +9,7 @@ import math
 
 from ..labels.crops import DEFAULT_RATIO, DEFAULT_SCALE, check_crop_ranges, check_replay
 from ..labels.kinds import KINDS
+from ..labels.targets import DEFAULT_TARGET_TYPE, TARGET_TYPES, target_type
 from ..models.precision import AUTO, PRECISIONS, resolve_precision
 
 __all__ = ["GenerateConfig", "ResolvedGenerate"]
@@ -48,6 +49,19 @@ class GenerateConfig:
             "e.g. a second teacher for `fkd-hf merge-labels`; its R, seed, crop ranges and replay are "
             "used, and its class map and row count unless given."
         },
+    )
+    target_type: str = dataclasses.field(
+        default=DEFAULT_TARGET_TYPE,
+        metadata={
+            "help": "What each crop stores: class_probabilities (a classifier's soft labels), or, for "
+            "self-supervised distillation from an encoder teacher (its classifier, if any, is dropped): "
+            "distribution (the softmax of its embedding over the D dimensions at --temperature, stored as "
+            "top-k per --kind) or embedding (the vector itself, float16).",
+            "choices": tuple(TARGET_TYPES),
+        },
+    )
+    normalize_embeddings: bool = dataclasses.field(
+        default=False, metadata={"help": "embedding targets: store them L2-normalised (kind 'normalized')."}
     )
     kind: str = dataclasses.field(default="marginal_smoothing", metadata={"help": f"One of {', '.join(KINDS)}."})
     k: int | None = dataclasses.field(default=None, metadata={"help": "Classes stored per crop (default per kind)."})
@@ -102,6 +116,14 @@ class GenerateConfig:
             raise ValueError(f"stored_crops (R) must be at least 1, got {self.stored_crops}.")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}.")
+        label_free = target_type(self.target_type).label_free
+        if label_free and self.class_map:
+            raise ValueError(
+                f"--class_map restricts a classifier's classes; a {self.target_type} label set stores an encoder's "
+                "embedding, which has none: drop --class_map."
+            )
+        if self.normalize_embeddings and self.target_type != "embedding":
+            raise ValueError("--normalize_embeddings applies to --target_type embedding only.")
         if self.kind not in KINDS:
             raise ValueError(f"Unknown soft-label kind {self.kind!r}; choose one of {', '.join(KINDS)}.")
         if self.precision != AUTO and self.precision not in PRECISIONS:

@@ -30,6 +30,7 @@ from ..labels.format import LabelSetMetadata
 from ..labels.images import BadImageError, ImageSource, image_bytes, image_key, load_images
 from ..labels.kinds import resolve_k
 from ..labels.merge import SharedCrops
+from ..labels.targets import target_type
 from ..models.teacher_runner import TeacherRunner
 from ..models.teachers import Teacher, load_teacher, resolve_class_map
 from .config import GenerateConfig, ResolvedGenerate
@@ -69,7 +70,13 @@ def generate(config: GenerateConfig) -> GenerateSummary:
     if shared:
         shared.check_rows(source.num_rows, config.dataset)
     teacher = load_teacher(
-        config.teacher, config.teacher_revision, config.input_size, config.mean, config.std, config.interpolation
+        config.teacher,
+        config.teacher_revision,
+        config.input_size,
+        config.mean,
+        config.std,
+        config.interpolation,
+        encoder=target_type(config.target_type).label_free,
     )
     replay = (None if config.overwrite else recorded_replay(config.output_dir)) or _default_replay(teacher)
     run = ResolvedGenerate.resolve(config, fixed, replay, accelerator.device)
@@ -119,28 +126,47 @@ def _class_names(teacher: Teacher, class_indices, label_names) -> tuple[list[str
     return names, (list(label_names) if any(known) else None)
 
 
-def _metadata(run: ResolvedGenerate, source: ImageSource, teacher: Teacher) -> LabelSetMetadata:
+def _targets(run: ResolvedGenerate, source: ImageSource, teacher: Teacher) -> dict:
+    """The metadata fields of what each crop stores: the classes and kind of class probabilities; of a label-free
+    type, the embedding width D (as ``num_classes``) and no class names."""
     config = run.config
+    if target_type(config.target_type).label_free:
+        width = teacher.output_width()
+        if config.target_type == "embedding":
+            kind, k = ("normalized" if config.normalize_embeddings else "raw"), width
+        else:
+            kind, k = config.kind, resolve_k(config.kind, config.k, width)
+        return dict(
+            kind=kind, k=k, num_classes=width, class_names=[], dataset_class_names=None, teacher_class_indices=None
+        )
     class_indices = resolve_class_map(teacher, run.class_map, source.label_names) if run.class_map else None
     class_names, dataset_class_names = _class_names(teacher, class_indices, source.label_names)
-    return build_metadata(
-        source,
-        teacher,
-        plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
-        run.max_rows,
+    return dict(
         kind=config.kind,
         k=resolve_k(config.kind, config.k, len(class_names)),
         num_classes=len(class_names),
         class_names=class_names,
         dataset_class_names=dataset_class_names,
+        teacher_class_indices=class_indices,
+    )
+
+
+def _metadata(run: ResolvedGenerate, source: ImageSource, teacher: Teacher) -> LabelSetMetadata:
+    config = run.config
+    return build_metadata(
+        source,
+        teacher,
+        plan_rows_per_shard(source.num_rows, config.rows_per_shard, config.num_shards),
+        run.max_rows,
+        **_targets(run, source, teacher),
         temperature=float(config.temperature),
         stored_crops=run.stored_crops,
         seed=run.seed,
         crop_scale=list(run.crop_scale),
         crop_ratio=list(run.crop_ratio),
-        teacher_class_indices=class_indices,
         precision=run.precision,
         replay=run.replay,
+        target_type=config.target_type,
     )
 
 
@@ -222,7 +248,7 @@ class _TeacherLabels:
     def _label(self, runner: TeacherRunner, batch: list[dict]) -> list[dict]:
         good = [row for row in batch if row["error"] is None]
         if good:
-            outputs = runner.restrict(runner.logits(np.concatenate([row.pop("pixels") for row in good])))
+            outputs = runner.restrict(runner.outputs(np.concatenate([row.pop("pixels") for row in good])))
             stored = {name: v.cpu().numpy() for name, v in self.metadata.target.encode(outputs, self.metadata).items()}
             r = self.run.stored_crops
             for i, row in enumerate(good):

@@ -91,6 +91,12 @@ class SharedCrops:
 def _check_compatible(sources: Sequence[str], sets: Sequence[LabelSet]) -> None:
     first = sets[0].metadata
     for source, labels in zip(sources[1:], sets[1:]):
+        if first.target.label_free and labels.metadata.teacher != first.teacher:
+            raise ValueError(
+                f"{source} and {sources[0]} hold {first.target_type} targets of different encoders "
+                f"({labels.metadata.teacher} vs {first.teacher}), whose embedding dimensions do not correspond: "
+                "averaging them means nothing. Train on one set, or merge class-probability sets."
+            )
         for name in ("target_type", "num_rows", "stored_crops", "num_classes", "class_names", "temperature", "replay"):
             if getattr(labels.metadata, name) != getattr(first, name):
                 raise ValueError(

@@ -40,7 +40,7 @@ from ..repo_ids import is_repo_id
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 from .teachers import config_library
 
-__all__ = ["create_student", "student_data_config", "save_student"]
+__all__ = ["create_student", "student_data_config", "save_student", "save_timm_model", "weights_saved_as_files"]
 
 
 def _student_library(spec: str) -> str:
@@ -185,13 +185,21 @@ def _umask_file_mode(paths) -> None:
         os.chmod(path, 0o666 & ~umask)
 
 
+@contextlib.contextmanager
+def weights_saved_as_files(model: torch.nn.Module, directory: Path):
+    """Around saving ``model`` into ``directory``: contiguous weights while saving, and then the folder's
+    safetensors files get the mode its other files have."""
+    with _contiguous_weights(model):
+        yield
+    _umask_file_mode(directory.glob("*.safetensors"))
+
+
 def save_student(model: PreTrainedModel, directory: str | Path, data_config: dict | None = None) -> Path:
     """Saves ``model`` as a safetensors folder in the format described in the module docstring; the weights get
     the same file mode as the folder's other files."""
-    with _contiguous_weights(model):
-        directory = _save_student(model, Path(directory), data_config)
-    _umask_file_mode(directory.glob("*.safetensors"))
-    return directory
+    directory = Path(directory)
+    with weights_saved_as_files(model, directory):
+        return _save_student(model, directory, data_config)
 
 
 def _save_student(model: PreTrainedModel, directory: Path, data_config: dict | None) -> Path:
@@ -201,15 +209,22 @@ def _save_student(model: PreTrainedModel, directory: Path, data_config: dict | N
         if processor is not None:
             processor.save_pretrained(directory)
         return directory
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return save_timm_model(model.timm_model, directory, data_config, names)
+
+
+def save_timm_model(
+    model: nn.Module, directory: Path, data_config: dict | None, label_names: Sequence[str] | None = None
+) -> Path:
+    """Saves a timm model with timm's ``save_for_hf`` in the format described in the module docstring (with its
+    ``label_names`` when it has classes)."""
     import timm.models
 
     timm_data = None
     if data_config is not None:
         timm_data = dict(data_config, input_size=(3, *data_config["input_size"]))
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    timm.models.save_for_hf(
-        model.timm_model, directory, model_config={"label_names": names}, safe_serialization=True, data_config=timm_data
-    )
+    model_config = {"label_names": list(label_names)} if label_names else None
+    timm.models.save_for_hf(model, directory, model_config=model_config, safe_serialization=True, data_config=timm_data)
     config_path = directory / "config.json"
     config = json.loads(config_path.read_text())
     config.get("model_args", {}).pop("num_classes", None)

@@ -49,11 +49,12 @@ class TeacherRunner:
         return x.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def logits(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """float32 logits ``[N, C]`` over every teacher class, on the runner's device."""
+    def outputs(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """float32 logits ``[N, C]`` over every teacher class (an encoder's embeddings ``[N, D]``), on the runner's
+        device."""
         x = self._pixels(pixels)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            return self.teacher.logits(x).float()
+            return self.teacher.outputs(x).float()
 
     def restrict(self, logits: torch.Tensor) -> torch.Tensor:
         """The columns of ``logits`` of the runner's classes (all when it has no ``class_indices``)."""
@@ -61,13 +62,13 @@ class TeacherRunner:
 
     def probs(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """The teacher's softmax ``[N, classes]`` over the runner's classes, after the temperature."""
-        return torch.softmax(self.restrict(self.logits(pixels)) / self.temperature, dim=-1)
+        return torch.softmax(self.restrict(self.outputs(pixels)) / self.temperature, dim=-1)
 
     def predict(self, batches: Iterator[np.ndarray | torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 classes of every image in ``batches``: ``(over the runner's classes, over all teacher classes)``."""
         restricted, full = [], []
         for pixels in batches:
-            logits = self.logits(pixels)
+            logits = self.outputs(pixels)
             full.append(logits.argmax(-1).cpu())
             restricted.append(self.restrict(logits).argmax(-1).cpu())
         return torch.cat(restricted).numpy(), torch.cat(full).numpy()

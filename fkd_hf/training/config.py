@@ -10,11 +10,13 @@ import os
 from transformers import TrainingArguments
 
 from ..labels.crops import resample_filter
+from ..models.projection import PROJECTION_HEADS
 from .layouts import LAYOUTS, layout_class
 
 __all__ = ["FKDConfig", "default_loader_workers"]
 
 _field = dataclasses.field
+EMBEDDING_LOSSES = ("cosine", "smooth_l1")
 NO_EVAL = ("none", "no", "")  # --eval_split values that turn evaluation off (stored as "")
 
 
@@ -142,6 +144,23 @@ class FKDConfig(TrainingArguments):
             "epoch, same crops per step (FKD's train_FKD.py)."
         },
     )
+    # Self-supervised distillation (label sets of an encoder's targets: distribution, embedding).
+    projection_head: str = _field(
+        default="linear",
+        metadata={
+            "help": "Head from the student's pooled features to the teacher's D dimensions, trained with them and "
+            "saved beside the backbone: linear or mlp (Linear-GELU-Linear).",
+            "choices": PROJECTION_HEADS,
+        },
+    )
+    projection_hidden_dim: int = _field(default=2048, metadata={"help": "Hidden width of the mlp projection head."})
+    embedding_loss: str = _field(
+        default="cosine",
+        metadata={
+            "help": "Loss on embedding targets: cosine (1 - cosine similarity) or smooth_l1.",
+            "choices": EMBEDDING_LOSSES,
+        },
+    )
     # Trainer defaults FKD needs.
     remove_unused_columns: bool = _field(
         default=False, metadata={"help": "Keep the label columns: the FKD collator needs them."}
@@ -173,6 +192,13 @@ class FKDConfig(TrainingArguments):
             raise ValueError(f"num_crops must be at least 1, got {self.num_crops}.")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}.")
+        if self.projection_head not in PROJECTION_HEADS or self.embedding_loss not in EMBEDDING_LOSSES:
+            raise ValueError(
+                f"projection_head must be one of {', '.join(PROJECTION_HEADS)} and embedding_loss one of "
+                f"{', '.join(EMBEDDING_LOSSES)}; got {self.projection_head!r} and {self.embedding_loss!r}."
+            )
+        if self.projection_hidden_dim < 1:
+            raise ValueError(f"projection_hidden_dim must be at least 1, got {self.projection_hidden_dim}.")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0 or not 0 <= self.mix_prob <= 1:
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0, and mix_prob between 0 and 1.")
         for name in ("train_interpolation", "interpolation"):

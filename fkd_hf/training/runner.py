@@ -17,6 +17,7 @@ import datasets
 
 from ..config_io import save_config
 from ..hub.push import push_student
+from ..models.projection import save_backbone_and_head
 from ..models.students import save_student
 from .builder import FKDSetup, build_trainer, load_labels
 from .card_callback import StudentCardCallback
@@ -155,7 +156,11 @@ def train(config: FKDConfig) -> dict[str, float]:
     metrics = _fit(setup, config, resume)
     if trainer.is_world_process_zero():
         trainer.save_metrics("all", metrics)
-        save_student(trainer.accelerator.unwrap_model(trainer.model), config.output_dir, setup.data_config)
+        student = trainer.accelerator.unwrap_model(trainer.model)
+        if setup.labels.metadata.target.label_free:  # the backbone as an ordinary model, its projection head beside
+            save_backbone_and_head(student, config.output_dir, setup.data_config)
+        else:
+            save_student(student, config.output_dir, setup.data_config)
         card.write(config.output_dir)
         if config.push_to_hub:
             repo_id = config.hub_model_id or Path(config.output_dir).name

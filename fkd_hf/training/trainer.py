@@ -12,11 +12,13 @@ from transformers import EvalPrediction, Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..models.embeddings import pooled_embedding
 from ..models.pixels import normalize
 from ..models.students import student_data_config
 from .checkpoints import STAGING_DIR, STATE_FILE, last_complete_checkpoint, publish
 from .config import FKDConfig
-from .data import FKDCropDataset, collate_crops
+from .data import EvalDataset, FKDCropDataset, collate_crops
+from .embedding_metrics import knn_top1, linear_probe_top1
 from .loss import mix_crops, sample_mix
 from .progress import TrainingProgress, no_library_bars_off_terminal
 from .targets import target_loss
@@ -69,7 +71,14 @@ class FKDTrainer(Trainer):
     plain lines off a terminal (:class:`~fkd_hf.training.progress.TrainingProgress`).
     """
 
-    def __init__(self, model, args: FKDConfig, train_dataset: FKDCropDataset | None = None, **kwargs):
+    def __init__(
+        self,
+        model,
+        args: FKDConfig,
+        train_dataset: FKDCropDataset | None = None,
+        reference_dataset: EvalDataset | None = None,
+        **kwargs,
+    ):
         if not isinstance(args, FKDConfig):
             raise TypeError(f"FKDTrainer needs an FKDConfig, got {type(args).__name__}.")
         kwargs.setdefault("data_collator", collate_crops)
@@ -78,6 +87,12 @@ class FKDTrainer(Trainer):
         if train_dataset is not None:
             metadata = train_dataset.metadata
             num_labels = model.config.num_labels
+            if num_labels != metadata.num_classes and metadata.target.label_free:
+                raise ValueError(
+                    f"The student's projection head has {num_labels} outputs but the label set's targets have "
+                    f"{metadata.num_classes} dimensions: create the student with one output per dimension "
+                    "(fkd_hf.training.build_trainer does)."
+                )
             if num_labels != metadata.num_classes:
                 raise ValueError(
                     f"The student's head has {num_labels} classes but the label set has {metadata.num_classes} "
@@ -86,6 +101,7 @@ class FKDTrainer(Trainer):
                     "labels.metadata.class_names)), or use a label set generated for this head."
                 )
             self.label_metadata, self.target_loss = metadata, target_loss(metadata.target_type)
+        self.reference_dataset = reference_dataset
         model.to(memory_format=torch.channels_last)  # in place: faster convolutions on GPUs and CPUs (oneDNN)
         self._staging = False  # while a checkpoint is written: see _save_checkpoint
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
@@ -162,23 +178,72 @@ class FKDTrainer(Trainer):
         return loss
 
     def _non_finite_message(self, inputs: dict, loss: torch.Tensor) -> str:
-        args, values = self.args, inputs["topk_values"]
-        if not torch.isfinite(values).all():
-            bad = int((~torch.isfinite(values)).any(-1).sum())
+        args = self.args
+        bad_targets = torch.stack(
+            [~torch.isfinite(inputs[name].float()).all(-1) for name in self.label_metadata.target.columns]
+        ).any(0)
+        if bad_targets.any():
+            bad = int(bad_targets.sum())
             cause = (
-                f"{bad} of the batch's {len(values)} crops have non-finite soft labels in the label set "
+                f"{bad} of the batch's {len(bad_targets)} crops have non-finite targets in the label set "
                 f"{args.label_set}: regenerate it (fkd-hf generate refuses such values)"
             )
         elif not torch.isfinite(self._pixel_stats).all() or not self._pixel_stats[1].all():
             cause = f"--mean/--std ({self._pixel_stats.tolist()}) hold a non-finite value or a std of 0"
         else:
             cause = (
-                f"the batch's soft labels are finite, so the student diverged: lower --learning_rate "
+                f"the batch's targets are finite, so the student diverged: lower --learning_rate "
                 f"({args.learning_rate:g})" + (" or train in bf16 or fp32 rather than fp16" if args.fp16 else "")
             )
         last = last_complete_checkpoint(args.output_dir)
         kept = f"{last} is kept (the last complete checkpoint)." if last else "No checkpoint was saved."
         return f"training stopped at step {self.state.global_step + 1}: the loss is {loss.item()}; {cause}. {kept}"
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The Trainer's evaluation (loss, top-1, top-5); for a student of a label-free set, the k-NN and linear-probe
+        top-1 of its frozen backbone (fitted on the labelled training split, ``reference_dataset``)."""
+        metadata = getattr(self, "label_metadata", None)
+        if metadata is None or not metadata.target.label_free:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in self.embedding_metrics(dataset).items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def embedding_metrics(self, dataset: EvalDataset) -> dict[str, float]:
+        """``knn_top1`` (cosine, k = 20, DINO's weighting) and ``probe_top1`` of the backbone's pooled features on
+        ``dataset``, fitted on :attr:`reference_dataset`'s; empty without one."""
+        if self.reference_dataset is None:
+            return {}
+        reference, reference_labels = self.backbone_features(self.reference_dataset)
+        features, labels = self.backbone_features(dataset)
+        return {
+            "knn_top1": knn_top1(reference, reference_labels, features, labels),
+            "probe_top1": linear_probe_top1(reference, reference_labels, features, labels),
+        }
+
+    @torch.no_grad()  # not inference mode: the linear probe fits on these features with autograd
+    def backbone_features(self, dataset: EvalDataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student backbone's pooled features ``[N, F]`` (float32, on the CPU) and labels of a labelled split."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=collate_crops,
+            num_workers=self.args.dataloader_num_workers,
+        )
+        features, labels = [], []
+        device = next(model.parameters()).device
+        with self.autocast_smart_context_manager():
+            for batch in loader:
+                pixels = self.normalize_pixels(batch["pixel_values"].to(device))
+                features.append(pooled_embedding(model, pixels).float().cpu())
+                labels.append(batch["labels"])
+        model.train(was_training)
+        return torch.cat(features), torch.cat(labels)
 
     def _get_output_dir(self, trial):
         """The run's folder; its staging folder while a checkpoint is written (see :meth:`_save_checkpoint`)."""

@@ -25,9 +25,13 @@ class TargetType:
     Each method takes the set's metadata (a :class:`~fkd_hf.labels.format.LabelSetMetadata`: R is its
     ``stored_crops``; the type reads the other fields it needs, such as ``k``, ``num_classes`` or ``temperature``).
     A column of a shard is ``[N, R, size]``, ``size`` being the metadata field :attr:`sizes` names.
+
+    A :attr:`label_free` type stores targets of a teacher without classes (an encoder's embeddings): its set has no
+    ``class_names``, ``num_classes`` is the embedding width D, and a student learns it through a projection head.
     """
 
     name: ClassVar[str]
+    label_free: ClassVar[bool] = False
     columns: ClassVar[dict[str, str]]  # stored column -> what it holds, as the dataset card lists it
     sizes: ClassVar[dict[str, str]]  # stored column -> the metadata field that gives its length per crop
 

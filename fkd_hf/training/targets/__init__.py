@@ -16,7 +16,11 @@ from collections.abc import Callable
 __all__ = ["TARGET_LOSSES", "target_loss"]
 
 # target_type name -> module of this package (its LOSS), or a loss function registered from elsewhere
-TARGET_LOSSES: dict[str, str | Callable] = {"class_probabilities": "class_probabilities"}
+TARGET_LOSSES: dict[str, str | Callable] = {
+    "class_probabilities": "class_probabilities",
+    "distribution": "class_probabilities",  # the same soft cross-entropy, over the embedding's D dimensions
+    "embedding": "embedding",
+}
 
 
 def target_loss(name: str) -> Callable:
