@@ -256,9 +256,10 @@ def _fields(**values) -> dict:
 
 
 def test_the_registries_refuse_unknown_types_naming_the_known_ones():
-    with pytest.raises(ValueError, match=r"Unknown target type 'embeddings': this fkd_hf knows class_probabilities, distribution, embedding\."):
+    known = r"class_probabilities, distribution, embedding\."
+    with pytest.raises(ValueError, match=r"Unknown target type 'embeddings': this fkd_hf knows " + known):
         target_type("embeddings")
-    with pytest.raises(ValueError, match=r"No training loss for target type 'embeddings': .* class_probabilities, distribution, embedding\."):
+    with pytest.raises(ValueError, match=r"No training loss for target type 'embeddings': .* " + known):
         target_loss("embeddings")
     fields = _fields()
     with pytest.raises(ValueError, match=r"Unknown target type 'embeddings'.*upgrade fkd_hf"):
