@@ -348,3 +348,46 @@ def _push_and_load_back(folders: list[str]) -> None:
 
 if __name__ == "__main__":
     _push_and_load_back(sys.argv[1:])
+
+
+@pytest.mark.distributed
+def test_two_process_embedding_run_equals_one_process_run_and_a_rerun_verifies_it(image_folder, encoder_dir, tmp_path):
+    from conftest import REPO_ROOT
+    from test_generate import _generate_command
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    outputs = {}
+    for name, launcher in (("single", [sys.executable]), ("double", torchrun), ("single", [sys.executable])):
+        command = [
+            *launcher,
+            *_generate_command(image_folder, encoder_dir, tmp_path / name),
+            "--target-type",
+            "embedding",
+        ]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.setdefault(name, []).append(result.stdout + result.stderr)
+    assert "already holds this label set (5 shards and 18 image keys verified); nothing to do" in outputs["single"][1]
+    single, double = load_label_set(tmp_path / "single"), load_label_set(tmp_path / "double")
+    assert single.metadata.num_shards == double.metadata.num_shards == 5
+    assert single.dataset.to_list() == double.dataset.to_list()
+
+
+def test_embeddings_float16_cannot_hold_are_refused_not_stored(label_free_sets):
+    from fkd_hf.labels.targets.embedding import TARGET_TYPE
+
+    meta = load_label_set(label_free_sets["embedding"]).metadata
+    refused = []
+
+    def refuse(column, values, bad, allowed):
+        if bad.any():
+            refused.append((column, allowed))
+            raise ValueError(column)
+
+    values = np.ones((1, meta.stored_crops, WIDTH), np.float32)
+    assert TARGET_TYPE.store({"embedding": values}, meta, refuse)["embedding"].dtype == np.float16
+    values[0, 1, 3] = 1e6  # inf once stored as float16
+    with pytest.raises(ValueError):
+        TARGET_TYPE.store({"embedding": values}, meta, refuse)
+    assert refused == [("embedding", "finite numbers within float16's range (|x| < 65504)")]
