@@ -25,7 +25,8 @@ from fkd_hf.labels.format import load_label_set
 from fkd_hf.labels.images import decode_image, image_bytes, load_images
 from fkd_hf.training.builder import build_trainer
 from fkd_hf.training.data import FKDCropDataset, collate_crops, select_crops
-from fkd_hf.training.layouts.spread import SpreadCropDataset, SpreadLayout, SpreadSteps
+from fkd_hf.training.layouts import plan_layout
+from fkd_hf.training.layouts.spread import SpreadCropDataset, SpreadLayout, SpreadSteps, lanes_for_memory
 
 STORED = 4  # crops per image in the label set
 PHOTOS = 12
@@ -315,3 +316,37 @@ def _record_two_process_training(labels: str, output_dir: str) -> None:
 
 if __name__ == "__main__":
     _record_two_process_training(*sys.argv[1:])
+
+
+@pytest.mark.parametrize(
+    "memory, batch, crops, size, workers, lanes",
+    [
+        (2.0, 32, 4, 224, 4, 36),  # FKD's -b 1024 on 8 GPUs: 55 MiB a lane, 37 fit, a multiple of 4 workers
+        (2.0, 64, 4, 224, 4, 16),  # 110 MiB a lane: 18 fit, 16 with 4 workers
+        (2.0, 64, 4, 224, 1, 18),
+        (2.0, 16, 4, 96, 4, 64),  # small crops: the cap
+        (0.01, 32, 4, 224, 4, 1),  # less than one lane fits: one lane
+        (2.0, 32, 1, 224, 4, 64),  # one crop per photo waits for nothing
+    ],
+)
+def test_spread_lanes_are_sized_from_the_memory_budget(memory, batch, crops, size, workers, lanes):
+    config = FKDConfig(
+        output_dir="out",
+        spread_memory=memory,
+        per_device_train_batch_size=batch,
+        num_crops=crops,
+        dataloader_num_workers=workers,
+    )
+    assert lanes_for_memory(memory, batch, crops, (size, size), workers) == lanes
+    plan = plan_layout(config, (size, size))
+    assert plan.options == {"spread_lanes": lanes, "spread_memory": memory}
+    waiting = lanes * batch * crops * (crops - 1) * 3 * size * size  # bytes of crops waiting at the peak
+    assert lanes == 1 or waiting <= memory * 2**30
+    explicit = FKDConfig(output_dir="out", spread_lanes=5, spread_memory=memory)
+    assert plan_layout(explicit, (size, size)).options == {"spread_lanes": 5}
+
+
+def test_spread_memory_must_be_a_positive_budget(tmp_path):
+    for memory in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="spread_memory must be a positive number of GiB"):
+            FKDConfig(output_dir=str(tmp_path), spread_memory=memory)

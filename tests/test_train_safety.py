@@ -15,6 +15,7 @@ import fkd_hf.training.runner as runner
 from fkd_hf.cli import main as cli_main
 from fkd_hf.training import FKDConfig, build_trainer, train
 from fkd_hf.training.config import default_loader_workers
+from fkd_hf.training.layouts import plan_layout
 from fkd_hf.training.runner import CONFIG_FILE, check_output_dir, resolve_eval_split
 
 
@@ -177,7 +178,8 @@ def test_default_loader_workers_fit_the_machine(cores, processes, workers, monke
     monkeypatch.setenv("LOCAL_WORLD_SIZE", str(processes))
     assert default_loader_workers() == workers
     config = FKDConfig(output_dir="out")
-    assert config.dataloader_num_workers == workers and config.spread_lanes % max(workers, 1) == 0  # one decode each
+    lanes = plan_layout(config, (224, 224)).options["spread_lanes"]
+    assert config.dataloader_num_workers == workers and lanes % max(workers, 1) == 0  # one decode each
 
 
 def _worker_warnings(config: FKDConfig) -> list[str]:

@@ -209,7 +209,7 @@ def build_trainer(
         metadata = dataclasses.replace(metadata, skipped_rows=[])
     model, student = _student(config, metadata)
     seed = config.data_seed if config.data_seed is not None else config.seed
-    run = ResolvedRun.of(data, student, plan_layout(config), seed)
+    run = ResolvedRun.of(data, student, plan_layout(config, student["input_size"]), seed)
     train_set = train_set_factory(rows, metadata, run, config)
     if evaluation is not None:
         label_free = metadata.target.label_free  # judged by k-NN and a linear probe, in the dataset's own classes

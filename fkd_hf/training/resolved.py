@@ -103,7 +103,7 @@ class ResolvedRun:
         }
         if self.input_size[0] == self.input_size[1]:
             values["input_size"] = self.input_size[0]
-        return values
+        return values | dict(self.layout.options)  # e.g. the spread lanes that spread_memory sized
 
 
 def config_with(config, **values):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import types
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class LayoutPlan:
         return layout_class(self.name).create(self.options, batch_size, rank, world_size)
 
 
-def plan_layout(config) -> LayoutPlan:
-    """The layout plan of ``config`` (an ``FKDConfig``)."""
-    options = layout_class(config.crop_layout).options(config)
+def plan_layout(config, input_size: Sequence[int] | None = None) -> LayoutPlan:
+    """The layout plan of ``config`` (an ``FKDConfig``) for a student of ``input_size``."""
+    options = layout_class(config.crop_layout).options(config, input_size)
     return LayoutPlan(config.crop_layout, types.MappingProxyType(dict(options)), bool(config.single_crop_tail))

@@ -61,8 +61,9 @@ class CropLayout:
         """Raises on ``config`` values this layout cannot train with (warns on wasteful ones)."""
 
     @classmethod
-    def options(cls, config) -> dict[str, Any]:
-        """This layout's settings in ``config``, by their ``FKDConfig`` names."""
+    def options(cls, config, input_size: Sequence[int] | None = None) -> dict[str, Any]:
+        """This layout's settings in ``config``, by their ``FKDConfig`` names (some sized for the student's
+        ``input_size``)."""
         return {}
 
     @classmethod

@@ -26,16 +26,22 @@ Layout of one pass on one process (a pure function of ``(seed, pass, rank, world
   so a step's crops are of different photos there too.
 
 Memory: the crops waiting in a process's workers peak at ``lanes x B x (m - 1)`` crops, after the first round of a
-superblock. At ImageNet size (224 px, 147 KiB a crop) with the default 8 lanes and m = 4: 441 MiB per process at
-B = 128 (FKD's ``-b 1024`` on 8 GPUs: 32 photos x 4 per device), 882 MiB at B = 256; half that with 4 lanes. Each
-worker also holds the pass's photo order of its rank (8 bytes a photo: 10 MiB for ImageNet on one process), and
-in a single-crop tail pass its m single-crop orders (4 bytes a photo each) instead of waiting crops.
+superblock: 55 MiB per lane at ImageNet size (224 px, 147 KiB a crop) with m = 4 and B = 128 (FKD's ``-b 1024``
+on 8 GPUs: 32 photos x 4 per device), 110 MiB at B = 256. Spacing a photo's crops further moves the layout's accuracy
+toward that of one crop per decoded photo (benchmarks/RESULTS.md), so by default the lanes are sized from a memory budget
+(``spread_memory``, GiB per process; :func:`lanes_for_memory`): the most that fit it, at most
+:data:`MAX_SPREAD_LANES`, a multiple of the loader workers (one decode per photo). At 224 px with 4 workers the
+default 2 GiB gives 36 lanes at B = 128 (1.94 GiB) and 16 at B = 256 (1.72 GiB); small inputs reach the cap (64
+lanes at 96 px, B = 64: 0.32 GiB). ``spread_lanes`` sets the lanes instead. Each worker also holds the pass's
+photo order of its rank (8 bytes a photo: 10 MiB for ImageNet on one process), and in a single-crop tail pass its m
+single-crop orders (4 bytes a photo each) instead of waiting crops.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,11 +51,32 @@ import torch
 from ..data import Crop, FKDCropDataset
 from .base import CropLayout, CropSource
 
-__all__ = ["SPREAD_STREAM", "rank_photos", "SpreadSteps", "SpreadLayout", "SpreadCropDataset"]
+__all__ = [
+    "MAX_SPREAD_LANES",
+    "SPREAD_STREAM",
+    "lanes_for_memory",
+    "rank_photos",
+    "SpreadSteps",
+    "SpreadLayout",
+    "SpreadCropDataset",
+]
 
 logger = logging.getLogger(__name__)
 
 SPREAD_STREAM = 0x5B2EAD  # keeps the layout's random streams apart from select_crops' and the tail's
+MAX_SPREAD_LANES = 64  # lanes sized from memory stop here: a photo's crops are then a quarter of a pass apart or more
+
+
+def lanes_for_memory(
+    memory_gib: float, batch_size: int, num_crops: int, input_size: Sequence[int], workers: int = 0
+) -> int:
+    """The lanes whose waiting crops (``lanes x B x (m - 1)`` uint8 crops of ``input_size``, B = ``batch_size`` x
+    m) fit ``memory_gib`` GiB: at least 1, at most :data:`MAX_SPREAD_LANES`, rounded down to a multiple of
+    ``workers`` where one fits (each photo is then decoded once per pass)."""
+    per_lane = batch_size * num_crops * (num_crops - 1) * 3 * int(input_size[0]) * int(input_size[1])
+    lanes = MAX_SPREAD_LANES if per_lane == 0 else int(memory_gib * 2**30 // per_lane)
+    lanes = max(1, min(MAX_SPREAD_LANES, lanes))
+    return lanes - lanes % workers if workers > 1 and lanes >= workers else lanes
 
 
 def rank_photos(seed: int, pass_index: int, num_photos: int, batch_size: int, rank: int, world_size: int) -> np.ndarray:
@@ -142,15 +169,17 @@ class SpreadLayout(CropLayout):
 
     @classmethod
     def check(cls, config) -> None:
-        if config.spread_lanes < 1:
+        if config.spread_lanes is not None and config.spread_lanes < 1:
             raise ValueError(f"spread_lanes must be at least 1, got {config.spread_lanes}.")
+        if not 0 < config.spread_memory < math.inf:
+            raise ValueError(f"spread_memory must be a positive number of GiB, got {config.spread_memory}.")
         if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
             raise ValueError(
                 "crop_layout 'spread' gives each process its own photos: turn off the accelerator_config "
                 "options split_batches and dispatch_batches."
             )
         workers = config.dataloader_num_workers
-        if workers > 1 and config.spread_lanes % workers:
+        if workers > 1 and config.spread_lanes is not None and config.spread_lanes % workers:
             logger.warning(
                 f"spread_lanes={config.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
                 "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
@@ -158,8 +187,20 @@ class SpreadLayout(CropLayout):
             )
 
     @classmethod
-    def options(cls, config) -> dict[str, Any]:
-        return {"spread_lanes": config.spread_lanes}
+    def options(cls, config, input_size: Sequence[int] | None = None) -> dict[str, Any]:
+        """``spread_lanes`` as set, or sized from ``spread_memory`` at ``input_size`` (default: the config's, else
+        224 px) and recorded with it."""
+        if config.spread_lanes is not None:
+            return {"spread_lanes": config.spread_lanes}
+        size = input_size or (config.input_size or 224,) * 2
+        lanes = lanes_for_memory(
+            config.spread_memory,
+            config.per_device_train_batch_size,
+            config.num_crops,
+            size,
+            config.dataloader_num_workers,
+        )
+        return {"spread_lanes": lanes, "spread_memory": config.spread_memory}
 
     @classmethod
     def create(cls, options: Mapping[str, Any], batch_size: int, rank: int = 0, world_size: int = 1) -> SpreadLayout:
