@@ -30,7 +30,7 @@ from .templates import (
     templates_dir,
 )
 
-__all__ = ["label_set_card", "write_label_set_card"]
+__all__ = ["label_set_card", "label_set_subject", "write_label_set_card"]
 
 _SIZE_CATEGORIES = [
     (1_000, "n<1K"),
@@ -48,19 +48,29 @@ def _size_category(rows: int) -> str:
     return next((name for bound, name in _SIZE_CATEGORIES if rows < bound), "n>1T")
 
 
+def label_set_subject(metadata: LabelSetMetadata) -> str:
+    """What a set holds, as its licence paragraph names it: "These targets" (of an encoder teacher, for a label-free
+    set) or "These soft labels"."""
+    return "These targets" if metadata.target.label_free else "These soft labels"
+
+
+def _title(metadata: LabelSetMetadata) -> str:
+    held = "targets" if metadata.target.label_free else "soft labels"
+    dataset, teacher = portable_spec(metadata.dataset), portable_spec(metadata.teacher)
+    return f"FKD {held}: {dataset} ({metadata.dataset_split}) from {teacher}"
+
+
 def _card_data(metadata: LabelSetMetadata, license: str, shards: Sequence[Path] | None) -> DatasetCardData:
     source = hub_repo_id(metadata.dataset)
+    label_free = metadata.target.label_free
     card_data = DatasetCardData(
         license=license,
         **license_fields(license),
-        task_categories=["image-classification"],
-        tags=["fkd", "knowledge-distillation", "soft-labels"],
+        task_categories=["image-feature-extraction" if label_free else "image-classification"],
+        tags=["fkd", "knowledge-distillation", *(["self-supervised", "embeddings"] if label_free else ["soft-labels"])],
         size_categories=[_size_category(metadata.num_rows)],
         source_datasets=[source] if source else None,
-        pretty_name=(
-            f"FKD soft labels: {portable_spec(metadata.dataset)} ({metadata.dataset_split}) from "
-            f"{portable_spec(metadata.teacher)}"
-        ),
+        pretty_name=_title(metadata),
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": f"{DATA_DIR}/*.parquet"}]}],
     )
     num_bytes, download_size = _sizes(shards) if shards else (None, None)
@@ -97,13 +107,17 @@ def label_set_card(
     columns (as the set's target type describes them), kind, k, temperature, crop ranges, class names, bytes per
     crop, a usage snippet that loads ``repo_id`` (at ``revision``, when it is pushed to a branch) and joins it with
     the images, the licence and the FKD citation. ``shards`` (the parquet files) give the
-    YAML's sizes; without them the sizes are left out.
+    YAML's sizes; without them the sizes are left out. A label-free set (an encoder teacher's targets, for
+    self-supervised distillation) is an ``image-feature-extraction`` dataset whose card gives the embedding width D
+    and the target type instead of classes.
     """
     dataset_repo = hub_repo_id(metadata.dataset)
     dataset, teacher = portable_spec(metadata.dataset), portable_spec(metadata.teacher)
     values = metadata.to_dict()
     target = metadata.target
     values.update(
+        title=_title(metadata),
+        label_free=target.label_free,
         target_description=target.describe(metadata),
         target_columns="; ".join(f"`{column}`: {text}" for column, text in target.columns.items()),
         dataset=dataset,
@@ -111,7 +125,9 @@ def label_set_card(
         dataset_absolute=None,
         provenance=_portable_provenance(metadata.provenance),
         license=license,
-        license_text=derived_license_text("These soft labels", teacher, dataset) if license == "other" else None,
+        license_text=derived_license_text(label_set_subject(metadata), teacher, dataset)
+        if license == "other"
+        else None,
         skipped_count=len(metadata.skipped_rows),
         bytes_per_crop=f"{metadata.bytes_per_crop:.1f}" if metadata.bytes_per_crop is not None else "n/a",
         repo_id=repo_id or "<user>/<label-set>",

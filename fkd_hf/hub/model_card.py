@@ -2,8 +2,10 @@
 ``hub_cards/student_card.md`` with one ``ModelCard.from_template`` call.
 
 The YAML names the library, licence, tags, the label set and datasets (Hub ids only), the initial weights and the
-evaluation results as a model-index, so the Hub shows them. The card never holds a token (it is built from the info's
-fields only) nor a local absolute path (see :func:`portable_info`).
+evaluation results as a model-index, so the Hub shows them: top-1/top-5 of an image classifier, or the k-NN and
+linear-probe top-1 of a label-free student (self-supervised distillation: an ``image-feature-extraction`` backbone,
+loaded without a classifier, its projection head beside the weights). The card never holds a token (it is built
+from the info's fields only) nor a local absolute path (see :func:`portable_info`).
 
     >>> write_student_card("outputs/student")  # from its fkd_student.json and config.json  # doctest: +SKIP
 """
@@ -29,9 +31,10 @@ from .templates import (
     templates_dir,
 )
 
-__all__ = ["CARD_TAGS", "portable_info", "student_card", "write_student_card"]
+__all__ = ["CARD_TAGS", "SELF_SUPERVISED_TAGS", "portable_info", "student_card", "write_student_card"]
 
 CARD_TAGS = ["fkd", "knowledge-distillation", "image-classification"]
+SELF_SUPERVISED_TAGS = ["fkd", "knowledge-distillation", "self-supervised", "feature-extraction"]
 
 # Fields that may hold a local path (a label-set folder, a teacher folder, imagefolder:PATH).
 _PATH_FIELDS = ("label_set", "teacher", "dataset", "eval_dataset", "base_model")
@@ -57,6 +60,25 @@ _HYPERPARAMETERS = {
     "precision": "precision",
     "seed": "seed",
 }
+# Fields of a label-free student, at the head of its table.
+_LABEL_FREE_HYPERPARAMETERS = {
+    "target_type": "target type",
+    "projection_head": "projection head",
+    "projection_hidden_dim": "projection hidden width",
+    "embedding_loss": "embedding loss",
+}
+# The task (pipeline tag and name), tags and model-index metrics ((StudentInfo field, metric type, metric name)) of
+# an image classifier, and of a label-free student, judged by the features of its backbone.
+_CLASSIFIER = dict(
+    task=("image-classification", "Image Classification"),
+    tags=CARD_TAGS,
+    metrics=[("top1", "accuracy", "top-1 accuracy"), ("top5", "top_5_accuracy", "top-5 accuracy")],
+)
+_LABEL_FREE = dict(
+    task=("image-feature-extraction", "Image Feature Extraction"),
+    tags=SELF_SUPERVISED_TAGS,
+    metrics=[("knn_top1", "knn_top1", "k-NN top-1 (k=20)"), ("probe_top1", "probe_top1", "linear-probe top-1")],
+)
 
 
 def _title(info: StudentInfo) -> str:
@@ -69,7 +91,8 @@ def _title(info: StudentInfo) -> str:
 
 def _hyperparameters(info: StudentInfo) -> dict[str, Any]:
     """The FKD hyperparameters that are set, as display name -> value, in a fixed order."""
-    table = {name: getattr(info, key) for key, name in _HYPERPARAMETERS.items() if getattr(info, key) is not None}
+    fields = {**_LABEL_FREE_HYPERPARAMETERS, **_HYPERPARAMETERS} if info.label_free else _HYPERPARAMETERS
+    table = {name: getattr(info, key) for key, name in fields.items() if getattr(info, key) is not None}
     table.update(info.crop_layout_options)
     table.update(info.extra_hyperparameters)
     return table
@@ -110,17 +133,13 @@ def _eval_dataset(info: StudentInfo) -> dict[str, Any]:
 def _eval_results(info: StudentInfo) -> list[EvalResult]:
     if (info.eval_dataset or info.dataset) is None:
         return []
-    common = dict(
-        task_type="image-classification",
-        task_name="Image Classification",
-        dataset_split=info.eval_split,
-        **_eval_dataset(info),
-    )
-    metrics = [("accuracy", "top-1 accuracy", info.top1), ("top_5_accuracy", "top-5 accuracy", info.top5)]
+    kind = _LABEL_FREE if info.label_free else _CLASSIFIER
+    task_type, task_name = kind["task"]
+    common = dict(task_type=task_type, task_name=task_name, dataset_split=info.eval_split, **_eval_dataset(info))
     return [
-        EvalResult(**common, metric_type=kind, metric_name=name, metric_value=round(float(value), 6))
-        for kind, name, value in metrics
-        if value is not None
+        EvalResult(**common, metric_type=metric, metric_name=name, metric_value=round(float(getattr(info, field)), 6))
+        for field, metric, name in kind["metrics"]
+        if getattr(info, field) is not None
     ]
 
 
@@ -130,12 +149,13 @@ def _card_data(info: StudentInfo) -> ModelCardData:
     datasets = list(dict.fromkeys(repo for repo in linked if repo))
     results = _eval_results(info)
     license = info.license or "other"
+    kind = _LABEL_FREE if info.label_free else _CLASSIFIER
     return ModelCardData(
         license=license,
         **license_fields(license),
         library_name=info.library_name,
-        pipeline_tag="image-classification",
-        tags=list(dict.fromkeys([*CARD_TAGS, info.library_name, *info.tags])),
+        pipeline_tag=kind["task"][0],
+        tags=list(dict.fromkeys([*kind["tags"], info.library_name, *info.tags])),
         datasets=datasets or None,
         base_model=hub_repo_id(info.base_model),
         metrics=["accuracy"] if results else None,
@@ -165,6 +185,9 @@ def _template_values(info: StudentInfo) -> dict[str, Any]:
         "eval_config": _eval_config(info),
         "top1_percent": f"{100 * info.top1:.2f}" if info.top1 is not None else None,
         "top5_percent": f"{100 * info.top5:.2f}" if info.top5 is not None else None,
+        "label_free": info.label_free,
+        "knn_percent": f"{100 * info.knn_top1:.2f}" if info.knn_top1 is not None else None,
+        "probe_percent": f"{100 * info.probe_top1:.2f}" if info.probe_top1 is not None else None,
         "citation": FKD_CITATION,
         "paper_url": FKD_PAPER_URL,
     }

@@ -10,7 +10,8 @@ dataset card rendered for the repo, in one commit; shards of an earlier push tha
 deleted in the same commit, so a re-push updates the repo in place. ``load_label_set(repo_id)`` and
 ``datasets.load_dataset(repo_id)`` read it back (the card's YAML points ``load_dataset`` at ``data/*.parquet``).
 
-A student folder (weights + ``config.json``, optionally ``fkd_student.json``) is pushed with a model card rendered
+A student folder (weights + ``config.json``, optionally ``fkd_student.json``; a label-free student's projection head,
+``projection_head.safetensors`` and ``projection_head.json``, beside them) is pushed with a model card rendered
 from ``fkd_student.json``; training state (checkpoints, optimizer, ``training_args.bin``) stays local. Its safetensors
 weights are opened (header, and tensor sizes against the file size) before anything is created on the Hub.
 
@@ -36,7 +37,7 @@ from huggingface_hub.hf_api import RepoUrl
 
 from ..labels.format import DATA_DIR, METADATA_FILE, LabelSetMetadata, read_metadata
 from ..repo_ids import portable_spec
-from .label_card import label_set_card
+from .label_card import label_set_card, label_set_subject
 from .model_card import portable_info, student_card
 from .student_info import STUDENT_FILE, StudentInfo
 from .templates import LICENSE_FILE, derived_license_text, license_fields
@@ -55,7 +56,16 @@ __all__ = [
 
 # Remote files a push owns: ones the folder no longer has are deleted, so a re-push leaves no stale copy behind.
 LABEL_SET_OWNED = (f"{DATA_DIR}/*",)
-STUDENT_OWNED = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pth", "*.pt")
+# A student's weights, and the shape of a label-free student's projection head (fkd_hf.models.projection.HEAD_CONFIG).
+STUDENT_OWNED = (
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "*.bin",
+    "*.bin.index.json",
+    "*.pth",
+    "*.pt",
+    "projection_head.json",
+)
 # Local files of a student folder that never leave it: training state and anything hidden or temporary.
 STUDENT_IGNORED = (
     "checkpoint-*",
@@ -171,7 +181,7 @@ def push_label_set(
         files[METADATA_FILE] = Path(directory) / METADATA_FILE
         files["README.md"] = card(repo_id)
         if license_fields(license):
-            files[LICENSE_FILE] = _license_file("These soft labels", metadata.teacher, metadata.dataset)
+            files[LICENSE_FILE] = _license_file(label_set_subject(metadata), metadata.teacher, metadata.dataset)
         refuse_tokens_in_files(files, token)  # before anything is created on the Hub
         api = HfApi(token=token)
         url = _create_repo(api, repo_id, "dataset", private, revision)

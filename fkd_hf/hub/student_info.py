@@ -2,7 +2,9 @@
 
 :class:`StudentInfo` is a plain dataclass, filled from a label set's metadata, a student's ``config.json``, a
 Trainer config (``TrainingArguments`` or ``FKDConfig``) and evaluation metrics, or by hand; the file is its fields as
-JSON (schema version 1). :mod:`fkd_hf.hub.model_card` renders the card from it.
+JSON (schema version 1; fields added since are optional, so older files still load). :mod:`fkd_hf.hub.model_card`
+renders the card from it. A student of a label-free set (an encoder teacher's targets, ``target_type``
+``distribution`` or ``embedding``) is a backbone with a projection head, judged by k-NN and linear-probe top-1.
 
     >>> info = StudentInfo.from_folder("outputs/student")  # doctest: +SKIP
     >>> info.license = "apache-2.0"; info.save("outputs/student")  # doctest: +SKIP
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..labels.format import LabelSetMetadata
+from ..labels.targets import target_type as registered_target_type
+from ..labels.targets.embedding import Embedding
 from ..repo_ids import hub_repo_id
 from ..version import __version__
 
@@ -28,6 +32,8 @@ STUDENT_SCHEMA_VERSION = 1
 
 _TOP1_KEYS = ("top1", "top_1", "acc1", "top1_accuracy", "accuracy")
 _TOP5_KEYS = ("top5", "top_5", "acc5", "top5_accuracy")
+_KNN_KEYS = ("knn_top1",)
+_PROBE_KEYS = ("probe_top1", "linear_probe_top1")
 
 
 def _metric(metrics: Mapping[str, float], names: tuple[str, ...], prefix: str = "eval_") -> float | None:
@@ -55,7 +61,8 @@ def timm_architecture(pretrained_cfg: Mapping[str, Any], architecture: str | Non
 @dataclasses.dataclass
 class StudentInfo:
     """A student's card information (``fkd_student.json``). Accuracies are fractions in [0, 1]; local paths (label
-    set, dataset) are kept as given, only Hub ids become ``datasets:`` links in the card."""
+    set, dataset) are kept as given, only Hub ids become ``datasets:`` links in the card. A student of a label-free set
+    (:attr:`label_free`) has no classes: ``num_classes`` and ``class_names`` stay empty, ``embedding_dim`` is D."""
 
     # User fields.
     model_id: str | None = None  # Hub repo id, e.g. "user/resnet18-fkd" (set by push_student)
@@ -81,6 +88,9 @@ class StudentInfo:
     label_k: int | None = None  # classes stored per crop
     label_temperature: float | None = None  # teacher softmax temperature
     stored_crops: int | None = None  # R: crops stored per image
+    target_type: str | None = None  # the label set's (fkd_hf.labels.targets); None: not recorded (older files)
+    target_description: str | None = None  # what each stored crop holds, as the label set's target type says
+    embedding_dim: int | None = None  # D: the teacher embedding width a label-free student's projection head outputs
     # FKD training hyperparameters.
     num_crops: int | None = None  # m: crops replayed per image and pass
     passes: float | None = None  # Trainer epochs (passes over the data)
@@ -97,6 +107,9 @@ class StudentInfo:
     crop_layout_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {"spread_lanes": 8}
     single_crop_tail: bool | None = None  # the last pass replayed as num_crops passes of one crop per photo
     temperature: float | None = None  # loss temperature
+    projection_head: str | None = None  # label-free sets: linear or mlp
+    projection_hidden_dim: int | None = None  # the mlp head's hidden width
+    embedding_loss: str | None = None  # embedding targets: cosine or smooth_l1
     mixup_alpha: float | None = None
     cutmix_alpha: float | None = None
     input_size: list[int] | None = None
@@ -109,11 +122,18 @@ class StudentInfo:
     eval_split: str | None = None
     top1: float | None = None
     top5: float | None = None
+    knn_top1: float | None = None  # label-free students: DINO's weighted k-NN (cosine, k = 20) on backbone features
+    probe_top1: float | None = None  # label-free students: a linear probe on the frozen backbone's features
     eval_loss: float | None = None
     evaluation_notes: str | None = None  # what else was measured, in words (e.g. agreement with the teacher)
     # Provenance.
     fkd_hf_version: str = __version__
     schema_version: int = STUDENT_SCHEMA_VERSION
+
+    @property
+    def label_free(self) -> bool:
+        """Whether the student learned a label-free set's targets (an encoder teacher's; no class labels used)."""
+        return self.target_type is not None and registered_target_type(self.target_type).label_free
 
     # -- fkd_student.json --
 
@@ -174,26 +194,44 @@ class StudentInfo:
         self.dataset_split, self.dataset_revision = metadata.dataset_split, metadata.dataset_revision
         self.label_kind, self.label_k, self.label_temperature = metadata.kind, metadata.k, metadata.temperature
         self.stored_crops = metadata.stored_crops
-        self.num_classes = self.num_classes or metadata.num_classes
-        self.class_names = self.class_names or list(metadata.class_names)
+        self.target_type, self.target_description = metadata.target_type, metadata.target.describe(metadata)
+        if metadata.target.label_free:  # num_classes is the teacher's embedding width; the student has no classes
+            self.embedding_dim, self.num_classes, self.class_names = metadata.num_classes, None, []
+        else:
+            self.num_classes = self.num_classes or metadata.num_classes
+            self.class_names = self.class_names or list(metadata.class_names)
+        self._drop_settings_that_do_not_apply()
         return self
 
+    def _drop_settings_that_do_not_apply(self) -> None:
+        """Once the label set is known: the projection head's settings apply to a label-free student only, the
+        embedding loss to embedding targets only (whichever of the label set and the arguments came first)."""
+        if self.target_type is None:
+            return
+        if not self.label_free:
+            self.projection_head = self.projection_hidden_dim = None
+        if self.target_type != Embedding.name:
+            self.embedding_loss = None
+
     def update_from_config(self, config: Mapping[str, Any]) -> StudentInfo:
-        """Fills the fields still unset from a student's ``config.json`` (timm ``save_for_hf`` or transformers)."""
+        """Fills the fields still unset from a student's ``config.json`` (timm ``save_for_hf`` or transformers); a
+        label-free student's backbone has no classes to take from it."""
         if "architecture" in config:  # timm
             architecture = timm_architecture(config.get("pretrained_cfg") or {}, config["architecture"])
             self.architecture = self.architecture or architecture
             self.library_name = "timm"
             names = config.get("label_names") or []
-            self.num_classes = self.num_classes or config.get("num_classes") or len(names) or None
+            num_classes = config.get("num_classes") or len(names) or None
         else:
             architectures = config.get("architectures") or [None]
             self.architecture = self.architecture or config.get("model_type") or architectures[0]
             self.library_name = "transformers"
             id2label = config.get("id2label") or {}
             names = [id2label[key] for key in sorted(id2label, key=int)]
-            self.num_classes = self.num_classes or len(names) or None
-        self.class_names = self.class_names or list(names)
+            num_classes = len(names) or None
+        if not self.label_free:
+            self.num_classes = self.num_classes or num_classes
+            self.class_names = self.class_names or list(names)
         return self
 
     def update_from_args(self, args) -> StudentInfo:
@@ -222,6 +260,9 @@ class StudentInfo:
             total_batch_size=images_per_step,
             crops_per_step=images_per_step * num_crops if num_crops else None,
             temperature=get("temperature"),
+            projection_head=get("projection_head"),
+            projection_hidden_dim=get("projection_hidden_dim") if get("projection_head") == "mlp" else None,
+            embedding_loss=get("embedding_loss"),
             mixup_alpha=get("mixup_alpha"),
             cutmix_alpha=get("cutmix_alpha"),
             input_size=[input_size, input_size] if isinstance(input_size, int) else input_size,
@@ -238,15 +279,17 @@ class StudentInfo:
         for key, value in values.items():
             if value is not None:
                 setattr(self, key, value)
+        self._drop_settings_that_do_not_apply()
         return self
 
     def update_from_metrics(self, metrics: Mapping[str, float]) -> StudentInfo:
-        """Top-1/top-5 (``eval_top1``/``eval_top5``, ``eval_accuracy``, or percentages) and the eval loss."""
-        top1, top5 = _metric(metrics, _TOP1_KEYS), _metric(metrics, _TOP5_KEYS)
-        if top1 is not None:
-            self.top1 = top1
-        if top5 is not None:
-            self.top5 = top5
+        """Top-1/top-5 (``eval_top1``/``eval_top5``, ``eval_accuracy``, or percentages), a label-free student's
+        ``eval_knn_top1``/``eval_probe_top1``, and the eval loss."""
+        keys = {"top1": _TOP1_KEYS, "top5": _TOP5_KEYS, "knn_top1": _KNN_KEYS, "probe_top1": _PROBE_KEYS}
+        for field, names in keys.items():
+            value = _metric(metrics, names)
+            if value is not None:
+                setattr(self, field, value)
         if metrics.get("eval_loss") is not None:
             self.eval_loss = float(metrics["eval_loss"])
         return self

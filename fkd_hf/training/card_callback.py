@@ -52,7 +52,8 @@ class StudentCardCallback(TrainerCallback):
     - ``on_train_begin``: hyperparameters from the Trainer's arguments (``FKDConfig`` fields when present: label
       set, ``num_crops``, ``temperature``, Mixup/CutMix, ...), the student from the model, and the label set's
       metadata (the training dataset's ``metadata``, else the ``label_set`` given here, else ``args.label_set``).
-    - ``on_evaluate``: top-1/top-5 (``eval_top1``/``eval_top5``, or ``eval_accuracy``) and the eval loss.
+    - ``on_evaluate``: top-1/top-5 (``eval_top1``/``eval_top5``, or ``eval_accuracy``), or a label-free student's
+      k-NN and linear-probe top-1 (``eval_knn_top1``/``eval_probe_top1``), and the eval loss.
     - ``on_save`` and ``on_train_end``: ``fkd_student.json`` + ``README.md`` in ``args.output_dir`` (and in the new
       checkpoint folder on save); after training ends, each evaluation rewrites them.
 
@@ -97,10 +98,13 @@ class StudentCardCallback(TrainerCallback):
             return None
 
     def fill_from_model(self, model) -> None:
-        """The architecture and library of ``model`` always; its classes where the card has none yet."""
+        """The architecture and library of ``model`` always; its classes where the card has none yet (a label-free
+        student's outputs are its projection head's, not classes)."""
+        info = self.card_data
         for key, value in _model_info(model).items():
-            if value is not None and (key in ("architecture", "library_name") or not getattr(self.card_data, key)):
-                setattr(self.card_data, key, value)
+            classes = key not in ("architecture", "library_name")
+            if value is not None and not (classes and (getattr(info, key) or info.label_free)):
+                setattr(info, key, value)
 
     def fill_from_run(self, args) -> None:
         """The crop layout (the run's, else the one ``args`` sets) and the images, evaluation split and input size the
