@@ -3,7 +3,8 @@
 The package is laid out by concern:
 
 - :mod:`fkd_hf.labels`: the label-set format, soft-label kinds, crops, image sources, the label-set writer;
-- :mod:`fkd_hf.models`: teachers, students, precision, the teacher runner;
+- :mod:`fkd_hf.models`: teachers (classifiers and encoders), students and their projection heads, precision, the
+  teacher runner;
 - :mod:`fkd_hf.generation`: ``fkd-hf generate``;
 - :mod:`fkd_hf.training`: ``FKDConfig``, ``FKDTrainer``, the loss, the multi-crop datasets, ``build_trainer``,
   ``train``;
@@ -24,7 +25,7 @@ _names, __getattr__, __dir__ = lazy_namespace(
     {
         "generation": ["GenerateConfig", "generate"],
         "labels": ["LabelSet", "LabelSetMetadata", "load_label_set", "reconstruct"],
-        "models": ["load_teacher", "create_student"],
+        "models": ["load_teacher", "create_student", "load_projection_head"],
         "training": ["FKDConfig", "FKDTrainer", "build_trainer", "train", "soft_cross_entropy"],
         "hub": ["push_label_set", "push_student"],
         "cpu_memory": ["keep_freed_memory"],
@@ -37,5 +38,5 @@ if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time __getattr
     from .generation import GenerateConfig, generate  # noqa: F401
     from .hub import push_label_set, push_student  # noqa: F401
     from .labels import LabelSet, LabelSetMetadata, load_label_set, reconstruct  # noqa: F401
-    from .models import create_student, load_teacher  # noqa: F401
+    from .models import create_student, load_projection_head, load_teacher  # noqa: F401
     from .training import FKDConfig, FKDTrainer, build_trainer, soft_cross_entropy, train  # noqa: F401

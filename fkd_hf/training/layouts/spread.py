@@ -27,9 +27,9 @@ Layout of one pass on one process (a pure function of ``(seed, pass, rank, world
 
 Memory: the crops waiting in a process's workers peak at ``lanes x B x (m - 1)`` crops, after the first round of a
 superblock: 55 MiB per lane at ImageNet size (224 px, 147 KiB a crop) with m = 4 and B = 128 (FKD's ``-b 1024``
-on 8 GPUs: 32 photos x 4 per device), 110 MiB at B = 256. Spacing a photo's crops further moves the layout's accuracy
-toward that of one crop per decoded photo (benchmarks/RESULTS.md), so by default the lanes are sized from a memory budget
-(``spread_memory``, GiB per process; :func:`lanes_for_memory`): the most that fit it, at most
+on 8 GPUs: 32 photos x 4 per device), 110 MiB at B = 256. Spacing a photo's crops further moves the layout's
+accuracy toward that of one crop per decoded photo (benchmarks/RESULTS.md), so by default the lanes are sized from
+a memory budget (``spread_memory``, GiB per process; :func:`lanes_for_memory`): the most that fit it, at most
 :data:`MAX_SPREAD_LANES`, a multiple of the loader workers (one decode per photo). At 224 px with 4 workers the
 default 2 GiB gives 36 lanes at B = 128 (1.94 GiB) and 16 at B = 256 (1.72 GiB); small inputs reach the cap (64
 lanes at 96 px, B = 64: 0.32 GiB). ``spread_lanes`` sets the lanes instead. Each worker also holds the pass's
