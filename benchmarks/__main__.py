@@ -8,6 +8,7 @@ python -m benchmarks demo_time --cases default
 python -m benchmarks cpu_memory
 python -m benchmarks generate_soak --kills 5
 python -m benchmarks startup
+python -m benchmarks ssl --quick
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ BENCHMARKS = {
         "generation survives SIGKILL: killed at random moments, resumed, compared with an uninterrupted run",
     ),
     "pipeline": ("benchmarks.pipeline", "input-pipeline CPU-seconds per crop: plain, ReLabel, FKD; cores per A100"),
+    "ssl": (
+        "benchmarks.ssl",
+        "self-supervised FKD: stored distribution/embedding targets vs the teacher online, k-NN and linear probe "
+        "(imagewoof-mini, imagenette-mini)",
+    ),
     "startup": (
         "benchmarks.startup",
         "start-up time of `import fkd_hf` and `fkd-hf ... --help`, and their heavy imports",

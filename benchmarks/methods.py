@@ -289,9 +289,13 @@ class VanillaKDTrainer(BaselineTrainer):
         self.teacher_seconds = self.teacher_cpu_seconds = 0.0
         self.teacher_crops = 0
 
+    def teacher_targets(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The targets of the teacher's input crops ``pixels``: its softmax over the runner's classes."""
+        return self.runner.probs(pixels)
+
     def targets(self, inputs: dict) -> torch.Tensor:
         start, cpu = time.perf_counter(), time.process_time()
-        targets = self.runner.probs(inputs["teacher_pixels"])
+        targets = self.teacher_targets(inputs["teacher_pixels"])
         self.teacher_seconds += time.perf_counter() - start
         self.teacher_cpu_seconds += time.process_time() - cpu
         self.teacher_crops += len(targets)

@@ -557,6 +557,7 @@ def test_the_entry_point_lists_every_benchmark(capsys):
             "cpu_memory",
             "generate_soak",
             "startup",
+            "ssl",
         )
     )
     assert bench_main(["nope"]) == 2
