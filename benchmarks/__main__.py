@@ -35,7 +35,7 @@ BENCHMARKS = {
     ),
     "pipeline": ("benchmarks.pipeline", "input-pipeline CPU-seconds per crop: plain, ReLabel, FKD; cores per A100"),
     "ssl": (
-        "benchmarks.ssl",
+        "benchmarks.self_supervised",
         "self-supervised FKD: stored distribution/embedding targets vs the teacher online, k-NN and linear probe "
         "(imagewoof-mini, imagenette-mini)",
     ),

@@ -1,5 +1,5 @@
-"""The self-supervised benchmark (benchmarks/ssl/): the whole protocol on tiny photos with a tiny timm encoder as the
-teacher, the teacher's forward passes counted per row, and the goals' verdicts."""
+"""The self-supervised benchmark (benchmarks/self_supervised/): the whole protocol on tiny photos with a tiny timm
+encoder as the teacher, the teacher's forward passes counted per row, and the goals' verdicts."""
 
 import json
 import sys
@@ -14,10 +14,10 @@ if str(REPO_ROOT) not in sys.path:  # benchmarks/ is not an installed package: i
 
 from benchmarks import _report  # noqa: E402
 from benchmarks.__main__ import main as bench_main  # noqa: E402
-from benchmarks.ssl import make_parser  # noqa: E402
-from benchmarks.ssl import protocol as ssl_protocol  # noqa: E402
-from benchmarks.ssl.report import goals  # noqa: E402
-from benchmarks.ssl.settings import DATASETS, ROWS, resolve_settings  # noqa: E402
+from benchmarks.self_supervised import make_parser  # noqa: E402
+from benchmarks.self_supervised import protocol as ssl_protocol  # noqa: E402
+from benchmarks.self_supervised.report import goals  # noqa: E402
+from benchmarks.self_supervised.settings import DATASETS, ROWS, resolve_settings  # noqa: E402
 from fkd_hf.models.projection import HEAD_CONFIG  # noqa: E402
 from fkd_hf.models.teachers import Teacher  # noqa: E402
 
