@@ -563,7 +563,8 @@ def test_the_entry_point_lists_every_benchmark(capsys):
     assert bench_main(["nope"]) == 2
 
 
-def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(teacher_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("case", ["imagenette", "imagewoof"])
+def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(case, teacher_dir, tmp_path, monkeypatch):
     splits = make_splits(tmp_path / "images", train_per_class=4, val_per_class=2)
     results_md = tmp_path / "RESULTS.md"
     results_md.write_text("# Results\n\n<!-- demo_time:begin -->\nOLD TABLE\n<!-- demo_time:end -->\n\n## More\n")
@@ -572,11 +573,12 @@ def test_demo_time_runs_the_demo_from_cold_caches_and_publishes(teacher_dir, tmp
         f"--teacher {teacher_dir} --student test_resnet --input_size 32 --stored_crops 4 --num_crops 2 "
         "--fkd_epochs 2 --batch_size 6 --num_workers 0"
     )
-    argv = ["demo_time", "--cases", "imagenette", "--imagenette", str(splits), "--extra-args", tiny, "--publish"]
+    argv = ["demo_time", "--cases", case, f"--{case}", str(splits), "--extra-args", tiny, "--publish"]
     assert bench_main(argv) == 0
     text = results_md.read_text()
     assert "OLD TABLE" not in text and "## More" in text
     row = next(line for line in text.splitlines() if line.startswith("| `fkd-hf demo --dataset"))
+    assert f"--dataset imagefolder:{splits} " in row and f"--cases {case}`" in text
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[1].endswith(" min") and float(cells[1].split()[0]) > 0 and cells[2] == "< 20 min"
     assert cells[3].endswith("% top-1") and cells[4].endswith("%")  # FKD and plain students were both scored
