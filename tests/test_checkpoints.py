@@ -189,7 +189,7 @@ def test_non_finite_soft_labels_stop_training_before_their_step(labels, tmp_path
     message = str(caught.value)
     assert message.startswith(
         "training stopped at step 3: the loss is nan; 1 of the batch's 8 crops have non-finite "
-        f"soft labels in the label set {labels}"
+        f"targets in the label set {labels}"
     )
     assert message.endswith(f"{tmp_path / 'checkpoint-2'} is kept (the last complete checkpoint).")
     assert _checkpoints(tmp_path) == ["checkpoint-1", "checkpoint-2"] and trainer.state.global_step == 2
@@ -204,7 +204,7 @@ def test_a_diverging_run_stops_in_one_line_that_names_the_step_and_the_cause(lab
     assert cli_main(["train", *_argv(options)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fkd-hf train")]
     assert len(errors) == 1 and re.fullmatch(
-        r"fkd-hf train: error: training stopped at step 2: the loss is (nan|inf); the batch's soft labels are finite, "
+        r"fkd-hf train: error: training stopped at step 2: the loss is (nan|inf); the batch's targets are finite, "
         rf"so the student diverged: lower --learning_rate \(1e\+30\)\. {re.escape(str(tmp_path / 'out'))}/checkpoint-1 "
         r"is kept \(the last complete checkpoint\)\.",
         errors[0],

@@ -127,8 +127,8 @@ def test_replay_methods_refuse_what_they_cannot_do():
 def test_a_generated_set_replays_the_pixels_its_teacher_saw(replay, generate_config, image_folder, monkeypatch):
     """End to end: the teacher's input during ``generate`` equals FKDCropDataset's crops at the teacher's size; a
     set made without --replay records and replays ``tensor``."""
-    seen, run = [], TeacherRunner.logits  # the teacher's forward pass; the target type encodes its outputs
-    monkeypatch.setattr(TeacherRunner, "logits", lambda self, x: seen.append(np.array(x)) or run(self, x))
+    seen, run = [], TeacherRunner.outputs  # the teacher's forward pass; the target type encodes its outputs
+    monkeypatch.setattr(TeacherRunner, "outputs", lambda self, x: seen.append(np.array(x)) or run(self, x))
     config = generate_config(stored_crops=4, num_workers=0, replay=replay)
     generate(config)
     taught, labels = np.concatenate(seen), load_label_set(config.output_dir)
