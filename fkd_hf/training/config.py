@@ -22,7 +22,7 @@ NO_EVAL = ("none", "no", "")  # --eval_split values that turn evaluation off (st
 
 def default_loader_workers() -> int:
     """Loader workers that fit the machine: the cores of each training process on it less one, at most 4, rounded
-    down to 1, 2 or 4 (the spread layout's lanes sized from memory are a multiple of it: one decode per photo)."""
+    down to 1, 2 or 4 (a divisor of the default ``spread_lanes``, so the spread layout decodes each photo once)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # set by torchrun and accelerate launch
     spare = min(4, cores // processes - 1)
@@ -129,19 +129,20 @@ class FKDConfig(TrainingArguments):
             "choices": tuple(LAYOUTS),
         },
     )
-    spread_lanes: int | None = _field(
-        default=None,
+    spread_lanes: int = _field(
+        default=8,
         metadata={
             "help": "spread: interleaved batch streams; a photo's crops are spread_lanes steps "
             "apart. One decode per photo when dataloader_num_workers divides it; memory "
-            "spread_lanes x batch crops x (num_crops - 1) crops per process. Default: sized from spread_memory."
+            "spread_lanes x batch crops x (num_crops - 1) crops per process."
         },
     )
-    spread_memory: float = _field(
-        default=2.0,
+    spread_memory: float | None = _field(
+        default=None,
         metadata={
-            "help": "spread: GiB per process for the crops waiting in the loader workers; the lanes are the most "
-            "that fit (at most 64, a multiple of dataloader_num_workers) unless spread_lanes is set."
+            "help": "spread: size the lanes from this budget instead of spread_lanes: GiB per process for the crops "
+            "waiting in the loader workers; the most lanes that fit (at most 64, a multiple of "
+            "dataloader_num_workers)."
         },
     )
     single_crop_tail: bool = _field(

@@ -27,14 +27,14 @@ Layout of one pass on one process (a pure function of ``(seed, pass, rank, world
 
 Memory: the crops waiting in a process's workers peak at ``lanes x B x (m - 1)`` crops, after the first round of a
 superblock: 55 MiB per lane at ImageNet size (224 px, 147 KiB a crop) with m = 4 and B = 128 (FKD's ``-b 1024``
-on 8 GPUs: 32 photos x 4 per device), 110 MiB at B = 256. Spacing a photo's crops further moves the layout's
-accuracy toward that of one crop per decoded photo (benchmarks/RESULTS.md), so by default the lanes are sized from
-a memory budget (``spread_memory``, GiB per process; :func:`lanes_for_memory`): the most that fit it, at most
-:data:`MAX_SPREAD_LANES`, a multiple of the loader workers (one decode per photo). At 224 px with 4 workers the
-default 2 GiB gives 36 lanes at B = 128 (1.94 GiB) and 16 at B = 256 (1.72 GiB); small inputs reach the cap (64
-lanes at 96 px, B = 64: 0.32 GiB). ``spread_lanes`` sets the lanes instead. Each worker also holds the pass's
-photo order of its rank (8 bytes a photo: 10 MiB for ImageNet on one process), and in a single-crop tail pass its m
-single-crop orders (4 bytes a photo each) instead of waiting crops.
+on 8 GPUs: 32 photos x 4 per device), 110 MiB at B = 256; 441 MiB and 882 MiB with the default 8 lanes.
+``spread_memory`` (GiB per process) sizes the lanes from a memory budget instead (:func:`lanes_for_memory`): the
+most that fit, at most :data:`MAX_SPREAD_LANES`, a multiple of the loader workers (one decode per photo); at
+224 px with 4 workers, 2 GiB gives 36 lanes at B = 128 (1.94 GiB) and 16 at B = 256 (1.72 GiB). It is not the
+default: more lanes space a photo's crops further, but every round of a superblock repeats its lanes' batches (the
+same photos together), and on imagewoof-mini 25 lanes scored 2.9 points below 8 (benchmarks/RESULTS.md).
+Each worker also holds the pass's photo order of its rank (8 bytes a photo: 10 MiB for ImageNet on one process), and
+in a single-crop tail pass its m single-crop orders (4 bytes a photo each) instead of waiting crops.
 """
 
 from __future__ import annotations
@@ -169,9 +169,9 @@ class SpreadLayout(CropLayout):
 
     @classmethod
     def check(cls, config) -> None:
-        if config.spread_lanes is not None and config.spread_lanes < 1:
+        if config.spread_lanes < 1:
             raise ValueError(f"spread_lanes must be at least 1, got {config.spread_lanes}.")
-        if not 0 < config.spread_memory < math.inf:
+        if config.spread_memory is not None and not 0 < config.spread_memory < math.inf:
             raise ValueError(f"spread_memory must be a positive number of GiB, got {config.spread_memory}.")
         if config.accelerator_config.split_batches or config.accelerator_config.dispatch_batches:
             raise ValueError(
@@ -179,7 +179,7 @@ class SpreadLayout(CropLayout):
                 "options split_batches and dispatch_batches."
             )
         workers = config.dataloader_num_workers
-        if workers > 1 and config.spread_lanes is not None and config.spread_lanes % workers:
+        if workers > 1 and config.spread_memory is None and config.spread_lanes % workers:
             logger.warning(
                 f"spread_lanes={config.spread_lanes} is not a multiple of dataloader_num_workers={workers}: "
                 "photos are decoded more than once per pass; set dataloader_num_workers to a divisor of "
@@ -188,9 +188,9 @@ class SpreadLayout(CropLayout):
 
     @classmethod
     def options(cls, config, input_size: Sequence[int] | None = None) -> dict[str, Any]:
-        """``spread_lanes`` as set, or sized from ``spread_memory`` at ``input_size`` (default: the config's, else
-        224 px) and recorded with it."""
-        if config.spread_lanes is not None:
+        """``spread_lanes``, or the lanes sized from ``spread_memory`` at ``input_size`` (default: the config's, else
+        224 px), recorded with it."""
+        if config.spread_memory is None:
             return {"spread_lanes": config.spread_lanes}
         size = input_size or (config.input_size or 224,) * 2
         lanes = lanes_for_memory(
