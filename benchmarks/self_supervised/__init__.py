@@ -2,7 +2,7 @@
 and imagenette-mini (labels read only to score the backbones).
 
     python -m benchmarks ssl --quick                 # smoke test of the whole protocol (E < R): ~1 minute, 2 cores
-    python -m benchmarks ssl --publish               # full: both datasets, about 15 minutes on 2 cores
+    python -m benchmarks ssl --publish               # full: both datasets, about 30 minutes on 2 cores
     python -m benchmarks ssl --dataset ../shared/data/imagewoof-mini   # one dataset only
 
 The teacher is an encoder: ``efficientnet-lite0``'s pooled 1280-d embedding (its classifier unused). Every row
@@ -23,17 +23,13 @@ labelled training split and scored on the validation split; beside them its whol
 loader workers, plus the generation for FKD rows; the teacher inside online's steps; the feature extraction for the
 teacher), decoded photos per training crop, bytes per stored crop (label set on disk / crops) and wall time.
 
-Sizing (full mode), so that a dataset takes about 10 minutes on 2 cores: the student at 64 px and the teacher at
-160 px (half its cost at 224); R = 4 (fkd-hf train's m = 4 needs R >= 4) and 8 epochs, so each stored crop is
-replayed E / R = 2 times and the online teacher runs on twice the crops generation labels; 120 training photos per
-class (each trained row costs E x N crops: all 3,000 photos would take about 17 minutes per dataset) and every
-validation photo (1,000: a top-1 standard error of about 1.5 points); 60 crops per step (160 optimizer steps).
-Estimate, from a run of these settings on 240 training and 200 validation photos of imagewoof-mini on a 2-core AMD
-EPYC (another benchmark running beside it; CPU time per crop): about 9 ms per stored crop to generate, 6 ms per
-training crop for FKD and 15 ms online (8 ms of it the teacher's), 5 ms per photo to score a student and 14 ms for
-the teacher's features: 7 to 8 minutes per dataset, 15 for the whole command; about 1.4x that on the slower Xeon of
-the published comparison runs. At these costs FKD's whole run cannot reach 1/3 of online's: generation alone is R/E
-= 1/2 of online's teacher passes, and the student's steps are the same in both.
+Sizing (full mode), so that both datasets take about half an hour on 2 cores: the student at 64 px and the teacher
+at 160 px (half its cost at 224); R = 4 (fkd-hf train's m = 4 needs R >= 4) and 8 epochs, so each stored crop is
+replayed E / R = 2 times and the online teacher runs on twice the crops generation labels; every training photo
+(3,000) and every validation photo (1,000: a top-1 standard error of about 1.5 points); 60 crops per step (400
+optimizer steps). Measured: 27.8 minutes for both datasets on a quiet 2-core AMD EPYC (benchmarks/RESULTS.md). At
+these costs FKD's whole run cannot reach 1/3 of online's: generation alone is R/E = 1/2 of online's teacher passes,
+and the student's steps are the same in both.
 
 Outputs go to ``--output-dir``: ssl.json (rewritten after every row, so an interrupted run keeps what it measured),
 report.md, and each trained student as ``fkd-hf train`` saves it (backbone + projection head,

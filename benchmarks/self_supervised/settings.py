@@ -37,7 +37,7 @@ PRESETS = {
         teacher_size=96,
     ),
     "full": dict(
-        train_per_class=120,
+        train_per_class=None,  # every training photo
         val_per_class=None,
         epochs=8,
         batch_crops=60,
@@ -99,7 +99,7 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags that override the mode's values."""
     group = parser.add_argument_group("protocol (defaults from the mode; see the docstring)")
     add = group.add_argument
-    add("--train-per-class", type=int, help="Training photos per class (quick 20, full 120).")
+    add("--train-per-class", type=int, help="Training photos per class (quick 20, full: all).")
     add("--val-per-class", type=int, help="Validation photos per class (quick 10, full all).")
     add("--epochs", type=int, help="Epochs of N crops each, every row (quick 2, full 8).")
     add("--batch-crops", type=int, help="Crops per optimizer step, every row (quick 40, full 60).")
