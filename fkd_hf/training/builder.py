@@ -81,17 +81,22 @@ def eval_label_map(
     )
 
 
-def _load_eval_images(config: FKDConfig, data: DataPlan) -> ImageSource | None:
-    if not data.eval_split:
-        return None
-    evaluation = load_images(
+def _labelled_split(data: DataPlan, split: str) -> ImageSource:
+    """The images of ``split`` with their label column (the one the plan names, if the split has it)."""
+    return load_images(
         data.dataset,
         data.dataset_config,
-        data.eval_split,
+        split,
         data.dataset_revision,
         image_column=data.image_column,
         label_column=data.label_column,
     )
+
+
+def _load_eval_images(config: FKDConfig, data: DataPlan) -> ImageSource | None:
+    if not data.eval_split:
+        return None
+    evaluation = _labelled_split(data, data.eval_split)
     if evaluation.label_column is None:
         raise ValueError(f"The eval split {data.eval_split!r} has no {data.label_column!r} column.")
     if config.max_eval_samples is not None:  # a random subset: splits are often sorted by class
@@ -130,14 +135,7 @@ def _reference_set(config: FKDConfig, data: DataPlan, run: ResolvedRun) -> EvalD
     """The labelled training split whose features the k-NN and the linear probe fit (None when it has no labels:
     then neither runs). Labels are read here only, to judge the backbone, never to train it."""
     with PartialState().main_process_first():
-        source = load_images(
-            data.dataset,
-            data.dataset_config,
-            data.train_split,
-            data.dataset_revision,
-            image_column=data.image_column,
-            label_column=data.label_column,
-        )
+        source = _labelled_split(data, data.train_split)
     if source.label_column is None:
         logger.warning("The training split has no label column: no k-NN or linear-probe evaluation.")
         return None
