@@ -29,12 +29,12 @@ from ..methods import PlainTrainer, ReLabelTrainer, VanillaKDTrainer, crop_set_f
 from .cost import cpu_seconds
 from .rows import FKD_VARIANTS, crops_per_image, decodes_per_crop, fkd_settings
 from .settings import Settings
+from .trainer_config import protocol_config, steps_per_epoch
 
 __all__ = [
     "Context",
     "timed",
     "weights_digest",
-    "steps_per_epoch",
     "same_run_as",
     "save_final_student",
     "run_method",
@@ -141,47 +141,13 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
-def steps_per_epoch(ctx: Context) -> int:
-    """Optimizer steps of one epoch (N crops, N = training images) for every method."""
-    n, batch_crops = len(ctx.images.dataset), ctx.settings.batch_crops
-    if n % batch_crops:
-        raise ValueError(f"The {n} training images must be a multiple of batch_crops ({batch_crops}).")
-    return n // batch_crops
-
-
 def _method_config(
     ctx: Context, name: str, m: int, max_steps: int | None, curve: bool, fields: dict | None = None
 ) -> FKDConfig:
-    s, epoch = ctx.settings, steps_per_epoch(ctx)
     fields = {
         key: value for key, value in {**FKD_VARIANTS.get(name, {}), **(fields or {})}.items() if key != "num_crops"
     }
-    return FKDConfig(
-        **fields,
-        output_dir=str(ctx.work / "runs" / name),
-        student=s.student,
-        input_size=s.input_size,
-        seed=s.seed,
-        per_device_train_batch_size=s.batch_crops // m,
-        per_device_eval_batch_size=s.eval_batch_size,
-        num_crops=m,
-        max_steps=max_steps or s.epochs * epoch,
-        optim=s.optim,
-        learning_rate=s.learning_rate,
-        weight_decay=s.weight_decay,
-        warmup_steps=s.warmup,
-        lr_scheduler_type="cosine",
-        use_cpu=True,
-        dataloader_num_workers=s.workers,
-        dataloader_persistent_workers=s.workers > 0,
-        eval_strategy="steps" if curve else "no",
-        eval_steps=epoch * (s.eval_every or 1),
-        logging_steps=epoch,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        log_level="warning",
-    )
+    return protocol_config(ctx, name, m, max_steps, curve, **fields)
 
 
 def _online_kd(ctx: Context, name: str, timing: bool) -> bool:

@@ -21,13 +21,14 @@ from fkd_hf.labels.images import ImageSource, load_images
 from fkd_hf.models import create_student, load_teacher, student_data_config
 from fkd_hf.models.projection import save_backbone_and_head
 from fkd_hf.models.teacher_runner import TeacherRunner
-from fkd_hf.training import EvalDataset, FKDConfig, FKDTrainer, build_trainer
+from fkd_hf.training import EvalDataset, FKDTrainer, build_trainer
 from fkd_hf.training.data import collate_crops
-from fkd_hf.training.embedding_metrics import knn_top1, linear_probe_top1
+from fkd_hf.training.embedding_metrics import embedding_scores
 
 from ..compare.cost import cpu_seconds
 from ..compare.labels import prepare_data
-from ..compare.runs import steps_per_epoch, timed, weights_digest
+from ..compare.runs import timed, weights_digest
+from ..compare.trainer_config import protocol_config
 from ..methods import crop_set_factory
 from .online import OnlineTargetsTrainer
 from .settings import FKD_ROWS, Settings
@@ -127,35 +128,6 @@ def generate_targets(ctx: Context, row: str) -> Labels:
     return labels
 
 
-def _config(ctx: Context, row: str, m: int) -> FKDConfig:
-    s, epoch = ctx.settings, steps_per_epoch(ctx)
-    return FKDConfig(
-        output_dir=str(ctx.work / "runs" / row),
-        student=s.student,
-        input_size=s.input_size,
-        seed=s.seed,
-        per_device_train_batch_size=s.batch_crops // m,
-        per_device_eval_batch_size=s.eval_batch_size,
-        num_crops=m,
-        max_steps=s.epochs * epoch,
-        optim=s.optim,
-        learning_rate=s.learning_rate,
-        weight_decay=s.weight_decay,
-        warmup_steps=s.warmup,
-        lr_scheduler_type="cosine",
-        embedding_loss=s.embedding_loss,
-        use_cpu=True,
-        dataloader_num_workers=s.workers,
-        dataloader_persistent_workers=s.workers > 0,
-        eval_strategy="no",
-        logging_steps=epoch,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,
-        log_level="warning",
-    )
-
-
 def _scores(trainer: FKDTrainer, ctx: Context) -> dict:
     start = time.perf_counter()
     metrics = trainer.embedding_metrics(ctx.eval_set)
@@ -171,7 +143,7 @@ def train_row(ctx: Context, row: str, labels: Labels) -> dict:
     runs inside its training steps. ``teacher_crops`` counts the teacher's forward passes of the whole run."""
     s, online = ctx.settings, row == "online"
     m = 1 if online else s.num_crops
-    config = _config(ctx, row, m)
+    config = protocol_config(ctx, row, m, embedding_loss=s.embedding_loss)
     label_set = load_label_set(labels.path)
     options: dict = {}
     if online:
@@ -259,8 +231,7 @@ def teacher_row(ctx: Context, precision: str) -> dict:
     (reference, reference_labels), (features, labels) = (_features(runner, split, ctx) for split in splits)
     seconds, used = time.perf_counter() - start, sum(cpu_seconds()) - cpu
     result = {
-        "knn_top1": knn_top1(reference, reference_labels, features, labels),
-        "probe_top1": linear_probe_top1(reference, reference_labels, features, labels),
+        **embedding_scores(reference, reference_labels, features, labels),
         "cpu_s": used,
         "wall_s": seconds,
         "decodes_per_crop": 1.0,

@@ -20,6 +20,6 @@ __all__, __getattr__, __dir__ = lazy_namespace(
         "runner": ["train"],
         "card_callback": ["StudentCardCallback"],
         "timm_adapter": ["SoftTargetLoader"],
-        "embedding_metrics": ["knn_top1", "linear_probe_top1"],
+        "embedding_metrics": ["embedding_scores", "knn_top1", "linear_probe_top1"],
     },
 )

@@ -10,7 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["knn_top1", "linear_probe_top1"]
+__all__ = ["embedding_scores", "knn_top1", "linear_probe_top1"]
+
+
+def embedding_scores(
+    train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor, test_labels: torch.Tensor
+) -> dict[str, float]:
+    """``knn_top1`` and ``probe_top1`` of the test split, both fitted on the train split (their defaults)."""
+    splits = (train_features, train_labels, test_features, test_labels)
+    return {"knn_top1": knn_top1(*splits), "probe_top1": linear_probe_top1(*splits)}
 
 
 def knn_top1(

@@ -18,7 +18,7 @@ from ..models.students import student_data_config
 from .checkpoints import STAGING_DIR, STATE_FILE, last_complete_checkpoint, publish
 from .config import FKDConfig
 from .data import EvalDataset, FKDCropDataset, collate_crops
-from .embedding_metrics import knn_top1, linear_probe_top1
+from .embedding_metrics import embedding_scores
 from .loss import mix_crops, sample_mix
 from .progress import TrainingProgress, no_library_bars_off_terminal
 from .targets import target_loss
@@ -216,12 +216,7 @@ class FKDTrainer(Trainer):
         ``dataset``, fitted on :attr:`reference_dataset`'s; empty without one."""
         if self.reference_dataset is None:
             return {}
-        reference, reference_labels = self.backbone_features(self.reference_dataset)
-        features, labels = self.backbone_features(dataset)
-        return {
-            "knn_top1": knn_top1(reference, reference_labels, features, labels),
-            "probe_top1": linear_probe_top1(reference, reference_labels, features, labels),
-        }
+        return embedding_scores(*self.backbone_features(self.reference_dataset), *self.backbone_features(dataset))
 
     @torch.no_grad()  # not inference mode: the linear probe fits on these features with autograd
     def backbone_features(self, dataset: EvalDataset) -> tuple[torch.Tensor, torch.Tensor]:
